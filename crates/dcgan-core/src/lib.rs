@@ -1,1 +1,61 @@
-//! placeholder
+//! # dcgan-core
+//!
+//! The cat DCGAN of the article "How AI can learn to generate pictures of cats", as a
+//! library on [burn](https://burn.dev): the [`Generator`] and [`Discriminator`] (the seed's
+//! 128 px model layer for layer, plus relatives at other sizes via [`ModelPreset`]),
+//! label-smoothed [losses](loss), a [`Trainer`] with two Adam optimizers, exact-resume
+//! [checkpoints](checkpoint), [sampling helpers](sample) and Keras-style
+//! [summaries](summary). Everything is generic over the burn backend.
+//!
+//! ```
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::tensor::Tensor;
+//! use dcgan_core::{ModelPreset, Trainer, TrainerConfig};
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//!
+//! // The article's model family; a narrow 32 px one keeps this example quick.
+//! let (generator, discriminator) = ModelPreset::Tiny32.configs(Some(4));
+//! let config = TrainerConfig::new(generator, discriminator).with_batch_size(8);
+//! let mut trainer = Trainer::<B>::new(config, &device)?;
+//!
+//! // One D update and one G update on a batch of real images in [-1, 1].
+//! let real = Tensor::<B, 4>::zeros([8, 3, 32, 32], &device);
+//! let metrics = trainer.step(real)?;
+//! println!("d_loss {:.3} g_loss {:.3}", metrics.d_loss, metrics.g_loss);
+//!
+//! // Everything needed to resume bit-identically, written atomically.
+//! let dir = tempfile::tempdir()?;
+//! trainer.save_checkpoint(&dir.path().join("step-1.catgan"), serde_json::Value::Null)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod discriminator;
+pub mod error;
+pub mod generator;
+pub mod init;
+pub mod loss;
+pub mod preset;
+pub mod sample;
+pub mod summary;
+pub mod trainer;
+
+pub use checkpoint::{load_generator, CheckpointInfo};
+pub use discriminator::{Discriminator, DiscriminatorConfig};
+pub use error::{Error, Result};
+pub use generator::{Generator, GeneratorConfig};
+pub use init::{LatentDistribution, WeightInit};
+pub use preset::ModelPreset;
+pub use trainer::{StepMetrics, Trainer, TrainerConfig};
+
+/// The backend unit tests run on: flex unless only another CPU backend is compiled.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) type TestBackend = burn::backend::Flex;
+#[cfg(all(test, not(feature = "flex"), feature = "ndarray"))]
+pub(crate) type TestBackend = burn::backend::NdArray;
+/// The autodiff backend unit tests run on.
+#[cfg(test)]
+pub(crate) type TestAutodiffBackend = burn::backend::Autodiff<TestBackend>;

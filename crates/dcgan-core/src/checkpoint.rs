@@ -1,0 +1,429 @@
+//! Checkpoints that resume training bit-identically.
+//!
+//! One file holds everything: both networks (batch-norm running statistics included), both
+//! Adam states, the step and epoch counters, the noise RNG state, the fixed preview noise,
+//! the [`TrainerConfig`] and a free-form `extra` JSON value for the caller (the data
+//! loader's position, log counters, ...). Tensors are stored in full precision: burn's
+//! `CompactRecorder` rounds to f16, which would break exact resume.
+//!
+//! Layout: `CATGANCK` magic, format version (u32 LE), metadata length (u64 LE), metadata
+//! JSON, payload length (u64 LE), payload (burn named-MessagePack record), CRC32 of
+//! everything before it (u32 LE), `CKPTEND!`. Writes go to a temporary file in the same
+//! folder, are flushed to disk, then renamed over the target: a crash or a full disk
+//! mid-save leaves the previous checkpoint intact.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::generator::Generator;
+use crate::trainer::{Trainer, TrainerConfig};
+
+const MAGIC: &[u8; 8] = b"CATGANCK";
+const TRAILER: &[u8; 8] = b"CKPTEND!";
+/// The checkpoint format this version writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The small, human-readable part of a checkpoint (readable without loading tensors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The run's configuration.
+    pub config: TrainerConfig,
+    /// Training steps done.
+    pub step: u64,
+    /// The epoch counter.
+    pub epoch: u64,
+    /// The caller's own state (loader position, counters, ...).
+    pub extra: serde_json::Value,
+    rng: ChaCha8Rng,
+    preview_noise: Vec<f32>,
+}
+
+type Payload<B> = (
+    <Generator<B> as Module<B>>::Record,
+    <crate::Discriminator<B> as Module<B>>::Record,
+    <burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
+    <burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, crate::Discriminator<B>, B> as Optimizer<
+        crate::Discriminator<B>,
+        B,
+    >>::Record,
+);
+
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::default()
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Saves the whole training state to `path` atomically (see the module docs).
+    ///
+    /// Refuses (with [`Error::Checkpoint`]) once a non-finite loss has poisoned the trainer,
+    /// so a good checkpoint is never replaced by a broken one.
+    pub fn save_checkpoint(&self, path: &Path, extra: serde_json::Value) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: "refusing to save: the last step produced a non-finite loss, so the \
+                         weights in memory are broken; the previous checkpoint is kept"
+                    .into(),
+            });
+        }
+        let info = CheckpointInfo {
+            config: self.config.clone(),
+            step: self.step,
+            epoch: self.epoch,
+            extra,
+            rng: self.rng.clone(),
+            preview_noise: self.preview_noise.clone(),
+        };
+        let payload: Payload<B> = (
+            self.generator.clone().into_record(),
+            self.discriminator.clone().into_record(),
+            self.optim_g.to_record(),
+            self.optim_d.to_record(),
+        );
+        let payload =
+            Recorder::<B>::record(&recorder(), payload, ()).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("could not serialise the training state: {e}"),
+            })?;
+        let meta = serde_json::to_vec(&info).expect("checkpoint metadata is always serialisable");
+        write_atomically(path, &encode(&meta, &payload))
+    }
+
+    /// Restores a trainer saved by [`Trainer::save_checkpoint`], on `device`.
+    ///
+    /// Returns the trainer and the `extra` value given at save time. Continuing to train
+    /// gives exactly the numbers the uninterrupted run would have given (on a deterministic
+    /// backend such as flex).
+    pub fn load_checkpoint(path: &Path, device: &B::Device) -> Result<(Self, serde_json::Value)> {
+        let (info, payload) = read_file(path)?;
+        let (g, d, og, od): Payload<B> = Recorder::<B>::load(&recorder(), payload, device)
+            .map_err(|e| corrupt(path, format!("its tensors cannot be decoded ({e})")))?;
+        let mut trainer = Trainer::new(info.config.clone(), device).map_err(|e| {
+            corrupt(
+                path,
+                format!("its configuration is not valid in this version ({e})"),
+            )
+        })?;
+        trainer.generator = trainer.generator.load_record(g);
+        trainer.discriminator = trainer.discriminator.load_record(d);
+        trainer.optim_g = trainer.optim_g.load_record(og);
+        trainer.optim_d = trainer.optim_d.load_record(od);
+        trainer.rng = info.rng;
+        trainer.preview_noise = info.preview_noise;
+        trainer.step = info.step;
+        trainer.epoch = info.epoch;
+        Ok((trainer, info.extra))
+    }
+}
+
+impl CheckpointInfo {
+    /// Reads only the metadata of a checkpoint (fast: tensors are not decoded, though the
+    /// checksum is verified).
+    pub fn read(path: &Path) -> Result<Self> {
+        read_file(path).map(|(info, _)| info)
+    }
+
+    /// The fixed preview latents, `[n, latent_dim]` row-major.
+    pub fn preview_noise(&self) -> &[f32] {
+        &self.preview_noise
+    }
+}
+
+/// Loads just the generator of a checkpoint, ready for inference on `B::InnerBackend`.
+pub fn load_generator<B: AutodiffBackend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(Generator<B::InnerBackend>, CheckpointInfo)> {
+    let (trainer, _) = Trainer::<B>::load_checkpoint(path, device)?;
+    let info = CheckpointInfo::read(path)?;
+    Ok((trainer.inference_generator(), info))
+}
+
+fn corrupt(path: &Path, reason: String) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn encode(meta: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(meta.len() + payload.len() + 48);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(TRAILER);
+    out
+}
+
+fn read_file(path: &Path) -> Result<(CheckpointInfo, Vec<u8>)> {
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        action: "reading checkpoint",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(path, bytes)
+}
+
+fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, Vec<u8>)> {
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(corrupt(
+            path,
+            "it is not a catgan checkpoint (wrong magic bytes)".into(),
+        ));
+    }
+    let truncated = || corrupt(path, "the file is truncated (an interrupted copy?)".into());
+    if bytes.len() < 8 + 4 + 8 + 8 + 4 + 8 || &bytes[bytes.len() - 8..] != TRAILER {
+        return Err(truncated());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(corrupt(
+            path,
+            format!("format version {version}; this build reads version {FORMAT_VERSION}"),
+        ));
+    }
+    let body_end = bytes.len() - 12;
+    let stored_crc = u32::from_le_bytes(bytes[body_end..body_end + 4].try_into().unwrap());
+    if crc32fast::hash(&bytes[..body_end]) != stored_crc {
+        return Err(corrupt(
+            path,
+            "checksum mismatch: the file is damaged".into(),
+        ));
+    }
+    let read_len = |at: usize| -> Result<usize> {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+            .ok_or_else(truncated)
+    };
+    let meta_len = read_len(12)?;
+    let meta_end = 20usize
+        .checked_add(meta_len)
+        .filter(|&e| e + 8 <= body_end)
+        .ok_or_else(truncated)?;
+    let payload_len = read_len(meta_end)?;
+    let payload_start = meta_end + 8;
+    if payload_start.checked_add(payload_len) != Some(body_end) {
+        return Err(truncated());
+    }
+    let info: CheckpointInfo = serde_json::from_slice(&bytes[20..meta_end])
+        .map_err(|e| corrupt(path, format!("its metadata cannot be read ({e})")))?;
+    bytes.truncate(body_end);
+    let payload = bytes.split_off(payload_start);
+    Ok((info, payload))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |action| {
+        move |source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io("creating the folder of"))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable (best effort: not every platform can open a folder).
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io("writing checkpoint"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::LatentDistribution;
+    use crate::{ModelPreset, TestAutodiffBackend};
+    use burn::prelude::*;
+    use rand::SeedableRng;
+
+    type B = TestAutodiffBackend;
+
+    fn config() -> TrainerConfig {
+        let (g, d) = ModelPreset::Tiny32.configs(Some(4));
+        TrainerConfig::new(g.with_latent_dim(8), d).with_batch_size(4)
+    }
+
+    fn batch(device: &burn::tensor::Device<B>, seed: u64) -> Tensor<B, 4> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let values = LatentDistribution::Uniform.sample(4, 3 * 32 * 32, &mut rng);
+        Tensor::from_data(TensorData::new(values, [4, 3, 32, 32]), device)
+    }
+
+    fn weights(t: &Trainer<B>) -> Vec<f32> {
+        let mut all = Vec::new();
+        for p in [
+            t.generator.project.weight.val().into_data(),
+            t.generator.to_image.weight.val().into_data(),
+            t.discriminator.classify.weight.val().into_data(),
+            t.discriminator.blocks[1]
+                .norm
+                .as_ref()
+                .unwrap()
+                .running_var
+                .value()
+                .into_data(),
+        ] {
+            all.extend(p.to_vec::<f32>().unwrap());
+        }
+        all
+    }
+
+    #[test]
+    fn resume_is_bit_identical() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.catgan");
+
+        let mut straight = Trainer::<B>::new(config(), &device).unwrap();
+        let straight_metrics: Vec<_> = (0..4)
+            .map(|i| straight.step(batch(&device, i)).unwrap())
+            .collect();
+
+        let mut first = Trainer::<B>::new(config(), &device).unwrap();
+        let mut resumed_metrics: Vec<_> = (0..2)
+            .map(|i| first.step(batch(&device, i)).unwrap())
+            .collect();
+        first.epoch = 3;
+        first
+            .save_checkpoint(&path, serde_json::json!({"position": 2}))
+            .unwrap();
+        drop(first);
+        let (mut second, extra) = Trainer::<B>::load_checkpoint(&path, &device).unwrap();
+        assert_eq!(extra, serde_json::json!({"position": 2}));
+        assert_eq!((second.steps_done(), second.epoch), (2, 3));
+        resumed_metrics.extend((2..4).map(|i| second.step(batch(&device, i)).unwrap()));
+
+        assert_eq!(straight_metrics, resumed_metrics);
+        assert_eq!(weights(&straight), weights(&second));
+        assert_eq!(straight.preview_noise(), second.preview_noise());
+    }
+
+    #[test]
+    fn metadata_is_readable_alone() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.catgan");
+        let mut t = Trainer::<B>::new(config(), &device).unwrap();
+        t.step(batch(&device, 0)).unwrap();
+        t.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+        let info = CheckpointInfo::read(&path).unwrap();
+        assert_eq!(info.step, 1);
+        assert_eq!(info.config, config());
+        assert_eq!(info.preview_noise().len(), 64 * 8);
+    }
+
+    #[test]
+    fn damaged_files_give_clear_errors_and_never_panic() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.catgan");
+        Trainer::<B>::new(config(), &device)
+            .unwrap()
+            .save_checkpoint(&path, serde_json::Value::Null)
+            .unwrap();
+        let good = fs::read(&path).unwrap();
+
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "not a catgan checkpoint",
+                b"hello world, not a checkpoint".to_vec(),
+            ),
+            ("truncated", good[..good.len() / 2].to_vec()),
+            ("checksum", {
+                let mut b = good.clone();
+                let mid = b.len() / 2;
+                b[mid] ^= 0xff;
+                b
+            }),
+            ("not a catgan checkpoint", Vec::new()),
+        ];
+        for (expected, bytes) in cases {
+            let bad = dir.path().join("bad.catgan");
+            fs::write(&bad, bytes).unwrap();
+            let err = Trainer::<B>::load_checkpoint(&bad, &device)
+                .err()
+                .expect("must fail")
+                .to_string();
+            assert!(
+                err.contains(expected) && err.contains("bad.catgan"),
+                "{err}"
+            );
+        }
+        let missing = Trainer::<B>::load_checkpoint(&dir.path().join("nope.catgan"), &device)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(missing.contains("nope.catgan"), "{missing}");
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_previous_checkpoint() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.catgan");
+        let mut t = Trainer::<B>::new(config(), &device).unwrap();
+        t.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+        let before = fs::read(&path).unwrap();
+
+        // A poisoned trainer refuses to save.
+        let nan = Tensor::<B, 4>::full([4, 3, 32, 32], f32::NAN, &device);
+        assert!(t.step(nan).is_err());
+        let err = t
+            .save_checkpoint(&path, serde_json::Value::Null)
+            .unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), before);
+
+        // A write that fails midway (the target is a folder, so the rename fails) leaves
+        // no temporary file and no damage.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("keep"), b"x").unwrap();
+        let fresh = Trainer::<B>::new(config(), &device).unwrap();
+        assert!(fresh
+            .save_checkpoint(&blocked, serde_json::Value::Null)
+            .is_err());
+        assert_eq!(fs::read(blocked.join("keep")).unwrap(), b"x");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The discriminator: a `[3, S, S]` image to one real-vs-fake logit.
+//!
+//! A stack of 5×5 "same" convolutions whose channels double from `base`, each followed by
+//! batch norm (optionally not on the first, as in PyTorch's DCGAN) and leaky ReLU, then a
+//! flatten and a dense layer to one logit. The strides are part of the config: the seed uses
+//! `2, 2, 2, 1, 2` at 128 px (ending at 8×8×1024); the default is stride 2 down to 4×4.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::leaky_relu;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::generator::{at_most, positive, validate_common, validate_image_size, MAX_WIDTH};
+use crate::init::WeightInit;
+
+/// Configuration of a [`Discriminator`].
+#[derive(Config, Debug, PartialEq)]
+pub struct DiscriminatorConfig {
+    /// Side of the square input image: `8 · 2^k` with `k ≥ 1`.
+    pub image_size: usize,
+    /// Channels of the first convolution; each later one has twice the previous one's.
+    #[config(default = 64)]
+    pub base_channels: usize,
+    /// Channels of the input image.
+    #[config(default = 3)]
+    pub image_channels: usize,
+    /// Stride of each convolution (1 or 2). Empty means stride 2 down to a 4×4 map.
+    #[config(default = "Vec::new()")]
+    pub strides: Vec<usize>,
+    /// Batch norm after the first convolution too (the seed's code does; PyTorch's DCGAN doesn't).
+    #[config(default = false)]
+    pub first_batch_norm: bool,
+    /// Side of every (odd-sized) convolution kernel.
+    #[config(default = 5)]
+    pub kernel_size: usize,
+    /// Negative slope of the leaky ReLUs.
+    #[config(default = 0.2)]
+    pub leaky_slope: f64,
+    /// Batch-norm momentum of the running statistics.
+    #[config(default = 0.1)]
+    pub bn_momentum: f64,
+    /// Batch-norm epsilon.
+    #[config(default = 1e-5)]
+    pub bn_epsilon: f64,
+    /// How weights are drawn.
+    #[config(default = "WeightInit::new()")]
+    pub init: WeightInit,
+}
+
+/// One downsampling stage: convolution, optional batch norm, leaky ReLU.
+#[derive(Module, Debug)]
+pub struct DownBlock<B: Backend> {
+    /// Convolution, weight `[c_out, c_in, k, k]`.
+    pub conv: Conv2d<B>,
+    /// Batch norm over `c_out` channels, if this stage has one.
+    pub norm: Option<BatchNorm<B>>,
+}
+
+/// The DCGAN discriminator. Build it with [`DiscriminatorConfig::init`].
+#[derive(Module, Debug)]
+pub struct Discriminator<B: Backend> {
+    /// The convolution stages.
+    pub blocks: Vec<DownBlock<B>>,
+    /// Dense layer from the flattened last feature map to one logit.
+    pub classify: Linear<B>,
+    /// Negative slope of the leaky ReLUs.
+    pub leaky_slope: f64,
+}
+
+impl DiscriminatorConfig {
+    /// The strides actually used: [`DiscriminatorConfig::strides`], or stride 2 down to 4×4.
+    pub fn effective_strides(&self) -> Vec<usize> {
+        if self.strides.is_empty() {
+            let layers = (self.image_size / 4).max(1).trailing_zeros() as usize;
+            vec![2; layers]
+        } else {
+            self.strides.clone()
+        }
+    }
+
+    /// Side of the last feature map.
+    pub fn final_size(&self) -> usize {
+        self.effective_strides()
+            .iter()
+            .fold(self.image_size, |side, stride| side / stride)
+    }
+
+    /// Channels of the last feature map.
+    pub fn final_channels(&self) -> usize {
+        self.base_channels << (self.effective_strides().len() - 1)
+    }
+
+    /// Checks every field; [`DiscriminatorConfig::init`] calls it first.
+    pub fn validate(&self) -> Result<()> {
+        const C: &str = "discriminator";
+        validate_image_size(C, self.image_size)?;
+        positive(C, "base_channels", self.base_channels)?;
+        at_most(C, "base_channels", self.base_channels, MAX_WIDTH)?;
+        positive(C, "image_channels", self.image_channels)?;
+        validate_common(
+            C,
+            self.kernel_size,
+            self.leaky_slope,
+            self.bn_momentum,
+            self.bn_epsilon,
+            &self.init,
+        )?;
+        let strides = self.effective_strides();
+        if strides.is_empty() || strides.len() > 12 || strides.iter().any(|&s| s != 1 && s != 2) {
+            return Err(Error::invalid(
+                C,
+                "strides",
+                &self.strides,
+                "need 1 to 12 convolutions, each of stride 1 or 2",
+            ));
+        }
+        let downscale: usize = strides.iter().product();
+        if self.image_size % downscale != 0 || self.image_size / downscale < 1 {
+            return Err(Error::invalid(
+                C,
+                "strides",
+                &self.strides,
+                format!(
+                    "their product {downscale} must divide the image size {}",
+                    self.image_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the discriminator with weights drawn from seed 0.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Discriminator<B>> {
+        self.init_seeded(device, 0)
+    }
+
+    /// Builds the discriminator with weights drawn from `seed`: the same seed gives the same
+    /// weights on every backend.
+    pub fn init_seeded<B: Backend>(
+        &self,
+        device: &B::Device,
+        seed: u64,
+    ) -> Result<Discriminator<B>> {
+        self.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let k = self.kernel_size;
+        let pad = (k - 1) / 2;
+        let mut channels_in = self.image_channels;
+        let mut channels_out = self.base_channels;
+        let mut blocks = Vec::new();
+        for (i, &stride) in self.effective_strides().iter().enumerate() {
+            let mut conv = Conv2dConfig::new([channels_in, channels_out], [k, k])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            conv.weight = self
+                .init
+                .param([channels_out, channels_in, k, k], &mut rng, device);
+            let norm = (i > 0 || self.first_batch_norm).then(|| {
+                BatchNormConfig::new(channels_out)
+                    .with_momentum(self.bn_momentum)
+                    .with_epsilon(self.bn_epsilon)
+                    .init(device)
+            });
+            blocks.push(DownBlock { conv, norm });
+            channels_in = channels_out;
+            channels_out *= 2;
+        }
+        let features = channels_in * self.final_size() * self.final_size();
+        let mut classify = LinearConfig::new(features, 1)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        classify.weight = self.init.param([features, 1], &mut rng, device);
+        Ok(Discriminator {
+            blocks,
+            classify,
+            leaky_slope: self.leaky_slope,
+        })
+    }
+}
+
+impl<B: Backend> DownBlock<B> {
+    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`.
+    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64) -> Tensor<B, 4> {
+        let x = self.conv.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        leaky_relu(x, leaky_slope)
+    }
+}
+
+impl<B: Backend> Discriminator<B> {
+    /// Scores images: one logit each (positive means "real").
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, image_size, image_size]`, values in [−1, 1]
+    /// - output: `[batch, 1]`
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = images;
+        for block in &self.blocks {
+            x = block.forward(x, self.leaky_slope);
+        }
+        self.classify.forward(x.flatten(1, 3))
+    }
+
+    /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`
+    /// also counts the batch-norm running statistics, which are not trained.)
+    pub fn trainable_params(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| {
+                b.conv.num_params()
+                    + b.norm
+                        .as_ref()
+                        .map_or(0, |n| n.gamma.num_params() + n.beta.num_params())
+            })
+            .sum::<usize>()
+            + self.classify.num_params()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TestBackend;
+
+    #[test]
+    fn output_shape_for_every_supported_size() {
+        let device = Default::default();
+        for size in [16, 32, 64] {
+            let d = DiscriminatorConfig::new(size)
+                .with_base_channels(4)
+                .init::<TestBackend>(&device)
+                .unwrap();
+            let x = Tensor::<TestBackend, 4>::zeros([3, 3, size, size], &device);
+            assert_eq!(d.forward(x).dims(), [3, 1]);
+        }
+    }
+
+    #[test]
+    fn default_strides_end_at_four_by_four() {
+        let c = DiscriminatorConfig::new(64);
+        // 64 → 32 → 16 → 8 → 4: four stride-2 convolutions, 64·2³ = 512 channels.
+        assert_eq!(c.effective_strides(), vec![2, 2, 2, 2]);
+        assert_eq!((c.final_size(), c.final_channels()), (4, 512));
+        let seed = DiscriminatorConfig::new(128).with_strides(vec![2, 2, 2, 1, 2]);
+        assert_eq!((seed.final_size(), seed.final_channels()), (8, 1024));
+    }
+
+    #[test]
+    fn first_batch_norm_is_a_knob() {
+        let device = Default::default();
+        let with = DiscriminatorConfig::new(16)
+            .with_base_channels(4)
+            .with_first_batch_norm(true)
+            .init::<TestBackend>(&device)
+            .unwrap();
+        let without = DiscriminatorConfig::new(16)
+            .with_base_channels(4)
+            .init::<TestBackend>(&device)
+            .unwrap();
+        assert!(with.blocks[0].norm.is_some() && without.blocks[0].norm.is_none());
+        // γ and β of 4 channels.
+        assert_eq!(with.trainable_params() - without.trainable_params(), 8);
+    }
+
+    #[test]
+    fn invalid_configs_are_typed_errors() {
+        let device = Default::default();
+        for (config, field) in [
+            (DiscriminatorConfig::new(96), "image_size"),
+            (
+                DiscriminatorConfig::new(64).with_base_channels(0),
+                "base_channels",
+            ),
+            (
+                DiscriminatorConfig::new(64).with_strides(vec![3]),
+                "strides",
+            ),
+            (
+                DiscriminatorConfig::new(16).with_strides(vec![2, 2, 2, 2, 2]),
+                "strides",
+            ),
+            (
+                DiscriminatorConfig::new(64).with_bn_epsilon(0.0),
+                "bn_epsilon",
+            ),
+        ] {
+            match config.init::<TestBackend>(&device) {
+                Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected an InvalidConfig error on {field}, got {other:?}"),
+            }
+        }
+    }
+}
