@@ -1,1 +1,19 @@
-//! placeholder
+//! # catgan
+//!
+//! The toolkit behind the `cats` command: backend selection ([`backend`]), whole training
+//! runs with their run folders ([`train`], [`run_dir`]), loss plots ([`plot`]), progress
+//! display ([`progress`]) and throughput benchmarks ([`bench`]). The models, trainer and
+//! checkpoints live in [`dcgan_core`]; images and batches in [`dcgan_data`]; FID and KID in
+//! [`dcgan_metrics`].
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod bench;
+pub mod plot;
+pub mod progress;
+pub mod run_dir;
+pub mod train;
+
+pub use dcgan_core;
+pub use dcgan_data;
+pub use dcgan_metrics;

@@ -1,1 +1,118 @@
-fn main() {}
+//! `cats`: train a DCGAN on cat pictures, watch it learn, and draw new cats.
+//!
+//! ```text
+//! cargo run --release --example cats                      # demo: built-in cats, a few minutes
+//! cargo run --release --example cats -- train --data DIR  # your own photos
+//! cargo run --release --example cats -- generate --checkpoint runs/dcgan64 -n 64 --grid --out out
+//! cargo run --release --example cats -- summary --preset seed128
+//! ```
+//! Thin by design: parse, pick a backend, call the crates, print.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use catgan::backend::{BackendKind, DeviceSpec};
+
+/// Teach a DCGAN to draw cats, on any burn backend.
+#[derive(Debug, Parser)]
+#[command(name = "cats", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Compute backend (compiled in this build: see `cats backends`); default: the GPU one if
+    /// compiled, else flex.
+    #[arg(long, global = true, value_name = "NAME")]
+    backend: Option<String>,
+    /// Device of the backend: default, cpu, N (GPU ordinal), integrated:N.
+    #[arg(long, global = true, value_name = "DEVICE", default_value = "default")]
+    device: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model (the default command: with no --data, on the built-in cats).
+    Train(commands::train::TrainArgs),
+    /// Draw new cats from a checkpoint.
+    Generate(commands::generate::GenerateArgs),
+    /// Print a Keras-style summary of a preset's generator and discriminator.
+    Summary(commands::summary::SummaryArgs),
+    /// Check a folder of images: usable files, skipped files and why.
+    InspectData(commands::inspect_data::InspectDataArgs),
+    /// Turn the CAT dataset (photos + .cat landmarks) into level face crops.
+    Prepare(commands::prepare::PrepareArgs),
+    /// Measure training and generation throughput on this machine.
+    Bench(commands::bench::BenchArgs),
+    /// FID and KID of a checkpoint's cats against a folder of real images.
+    Eval(commands::eval::EvalArgs),
+    /// FID and KID between two folders of images.
+    Fid(commands::fid::FidArgs),
+    /// List the backends compiled into this binary.
+    Backends,
+}
+
+/// The backend and device chosen on the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The backend.
+    pub backend: BackendKind,
+    /// The device.
+    pub device: DeviceSpec,
+}
+
+impl Cli {
+    fn target(&self) -> anyhow::Result<Target> {
+        let backend = match &self.backend {
+            Some(name) => BackendKind::parse_compiled(name)?,
+            None => BackendKind::preferred().ok_or_else(|| {
+                anyhow::anyhow!("no backend compiled in: build with --features flex")
+            })?,
+        };
+        let device = self
+            .device
+            .parse::<DeviceSpec>()
+            .map_err(|e| anyhow::anyhow!("--device {e}"))?;
+        Ok(Target { backend, device })
+    }
+}
+
+fn try_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let target = cli.target()?;
+    match cli.command {
+        None => commands::train::run(&commands::train::TrainArgs::default(), target),
+        Some(Command::Train(args)) => commands::train::run(&args, target),
+        Some(Command::Generate(args)) => commands::generate::run(&args, target),
+        Some(Command::Summary(args)) => commands::summary::run(&args, target),
+        Some(Command::InspectData(args)) => {
+            commands::inspect_data::run(&args).map(|_| ExitCode::SUCCESS)
+        }
+        Some(Command::Prepare(args)) => commands::prepare::run(&args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench(args)) => commands::bench::run(&args, target),
+        Some(Command::Eval(args)) => commands::run_eval(&args, target),
+        Some(Command::Fid(args)) => commands::run_fid(&args, target),
+        Some(Command::Backends) => {
+            for b in BackendKind::ALL {
+                let state = if b.is_compiled() {
+                    "compiled"
+                } else {
+                    "not compiled"
+                };
+                println!("{:<8} {state}", b.name());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

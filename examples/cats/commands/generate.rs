@@ -1,0 +1,150 @@
+//! `cats generate`: new cats from a checkpoint, as PNG files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask};
+use catgan::train::resolve_resume;
+use dcgan_core::sample::{
+    generate, image_grid, interpolate_latents, square_columns, to_rgb_images,
+};
+use rand::SeedableRng;
+
+use crate::Target;
+
+/// Draw new cats with a trained generator.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// A checkpoint file, or a run folder (uses its checkpoints/latest.catgan).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// How many cats (or, with --interpolate, how many walks).
+    #[arg(short = 'n', long = "count", default_value_t = 16, value_name = "N")]
+    pub count: usize,
+    /// Also write all of them as one grid image, grid.png.
+    #[arg(long)]
+    pub grid: bool,
+    /// Instead of independent cats, walk between pairs of random latents in STEPS steps
+    /// (spherical interpolation); writes one strip per walk.
+    #[arg(long, value_name = "STEPS")]
+    pub interpolate: Option<usize>,
+    /// Seed of the latent vectors (same seed, same cats).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Output folder (created if missing; existing files of the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+struct GenerateTask<'a> {
+    args: &'a GenerateArgs,
+    checkpoint: PathBuf,
+}
+
+impl BackendTask for GenerateTask<'_> {
+    type Output = anyhow::Result<Vec<PathBuf>>;
+
+    fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
+        let args = self.args;
+        let (generator, info) = catch_device_failure(backend, || {
+            dcgan_core::load_generator::<B>(&self.checkpoint, &device)
+        })??;
+        let latent_dim = generator.latent_dim();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+        let distribution = info.config.latent;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let mut written = Vec::new();
+        let save = |image: &image::RgbImage, path: &Path| -> anyhow::Result<()> {
+            image
+                .save(path)
+                .with_context(|| format!("writing {}", path.display()))
+        };
+        let render = |latents: Vec<f32>| -> anyhow::Result<Vec<image::RgbImage>> {
+            let n = latents.len() / latent_dim;
+            let z = Tensor::<B::InnerBackend, 2>::from_data(
+                TensorData::new(latents, [n, latent_dim]),
+                &device,
+            );
+            Ok(catch_device_failure(backend, || {
+                to_rgb_images(generate(&generator, z))
+            })??)
+        };
+        match args.interpolate {
+            None => {
+                let mut images = Vec::new();
+                // Batches of 64 keep memory flat for large counts.
+                for start in (0..args.count).step_by(64) {
+                    let n = (args.count - start).min(64);
+                    images.extend(render(distribution.sample(n, latent_dim, &mut rng))?);
+                }
+                for (i, image) in images.iter().enumerate() {
+                    let path = args.out.join(format!("cat-{:04}.png", i + 1));
+                    save(image, &path)?;
+                    written.push(path);
+                }
+                if args.grid {
+                    let path = args.out.join("grid.png");
+                    save(
+                        &image_grid(&images, square_columns(images.len()), 2)?,
+                        &path,
+                    )?;
+                    written.push(path);
+                }
+            }
+            Some(steps) => {
+                if steps < 2 {
+                    bail!("--interpolate {steps}: need at least 2 steps");
+                }
+                let mut strips = Vec::new();
+                for walk in 0..args.count {
+                    let ends = distribution.sample(2, latent_dim, &mut rng);
+                    let path_latents =
+                        interpolate_latents(&ends[..latent_dim], &ends[latent_dim..], steps, true);
+                    let images = render(path_latents.concat())?;
+                    let strip = image_grid(&images, steps, 2)?;
+                    let path = args.out.join(format!("walk-{:03}.png", walk + 1));
+                    save(&strip, &path)?;
+                    written.push(path);
+                    strips.extend(images);
+                }
+                if args.grid {
+                    let path = args.out.join("grid.png");
+                    save(&image_grid(&strips, steps, 2)?, &path)?;
+                    written.push(path);
+                }
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Runs `cats generate`.
+pub fn run(args: &GenerateArgs, target: Target) -> anyhow::Result<ExitCode> {
+    if args.count == 0 {
+        bail!("-n 0: nothing to generate (give at least 1)");
+    }
+    let (checkpoint, _) = resolve_resume(&args.checkpoint)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--resume", "--checkpoint")))?;
+    let written = dispatch(
+        target.backend,
+        target.device,
+        GenerateTask {
+            args,
+            checkpoint: checkpoint.clone(),
+        },
+    )??;
+    println!(
+        "generated {} file(s) in {} from {}",
+        written.len(),
+        args.out.display(),
+        checkpoint.display()
+    );
+    if let Some(grid) = written.iter().find(|p| p.ends_with("grid.png")) {
+        println!("grid: {}", grid.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,402 @@
+//! `cats train`: flags → a run configuration → `catgan::train::train` on the chosen backend.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use burn::tensor::backend::AutodiffBackend;
+use catgan::backend::{dispatch, BackendKind, BackendTask};
+use catgan::train::{
+    read_run_config, resolve_resume, train, DataSettings, DebugOptions, Outcome, RunConfig,
+    Schedule, Start,
+};
+use dcgan_core::{CheckpointInfo, LatentDistribution, ModelPreset, TrainerConfig};
+use dcgan_data::CropMode;
+
+use crate::Target;
+
+/// Train a DCGAN. Every flag has a default; with no `--data` the built-in cats are used.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Folder of training images (searched recursively). Default: the 16 built-in cats.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Model preset: tiny32, dcgan64, seed128 (the article's model), seed256. Default:
+    /// dcgan64 (from --image-size if given).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Width: the discriminator's first and the generator's last channel count (seed: 64).
+    #[arg(long, value_name = "N")]
+    pub base: Option<usize>,
+    /// Side of the training images (8·2^k); picks the preset of that size.
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
+    /// Images per step (default 64; 16 on the built-in cats).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Train this many epochs in total.
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<u64>,
+    /// Train this many steps in total (with --epochs: whichever comes first).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// Discriminator learning rate [default: 5e-5, the seed's].
+    #[arg(long, value_name = "LR")]
+    pub lr_d: Option<f64>,
+    /// Generator learning rate [default: 2e-4, the seed's].
+    #[arg(long, value_name = "LR")]
+    pub lr_g: Option<f64>,
+    /// Adam β₁ of both optimizers [default: 0.5].
+    #[arg(long, value_name = "B")]
+    pub beta1: Option<f32>,
+    /// Target label of real images: 0.9 smooths (the article), 1.0 turns smoothing off.
+    #[arg(long, value_name = "L")]
+    pub label_smoothing: Option<f32>,
+    /// Latent distribution: uniform (the seed's, on [-1, 1]) or normal.
+    #[arg(long, value_name = "DIST")]
+    pub latent: Option<String>,
+    /// Seed of the weights, noise, shuffles and flips [default: 42].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Run folder [default: runs/<preset>, or runs/<preset>-2, ... if taken].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Write a preview grid every N steps [default: 100; 50 on the built-in cats].
+    #[arg(long, value_name = "N")]
+    pub sample_every: Option<u64>,
+    /// Write a checkpoint every N epochs [default: about every 100 steps].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Keep the last K epoch checkpoints (plus `latest`) [default: 3].
+    #[arg(long, value_name = "K")]
+    pub keep_checkpoints: Option<usize>,
+    /// Continue a run: its folder (uses checkpoints/latest.catgan) or a checkpoint file.
+    #[arg(long, value_name = "DIR|CHECKPOINT")]
+    pub resume: Option<PathBuf>,
+    /// Check the setup: 2 steps of a tiny 32 px model on the data, into a temporary folder
+    /// (or --out), writing every artifact.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not mirror training images at random.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Pad non-square images instead of cropping their center.
+    #[arg(long)]
+    pub pad: bool,
+    /// Fail on the first unreadable image instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Testing aid: make the batch NaN at this step.
+    #[arg(long, hide = true, value_name = "STEP")]
+    pub inject_nan_at_step: Option<u64>,
+}
+
+/// Defaults for the demo on the built-in cats: small and quick on a 2-core CPU.
+const DEMO_BASE: usize = 16;
+const DEMO_BATCH: usize = 16;
+const DEMO_STEPS: u64 = 300;
+
+fn preset(args: &TrainArgs) -> anyhow::Result<ModelPreset> {
+    let by_size = |size: usize| {
+        ModelPreset::ALL
+            .into_iter()
+            .filter(|p| *p != ModelPreset::Tiny32 || size == 32)
+            .find(|p| p.image_size() == size)
+    };
+    match (&args.preset, args.image_size) {
+        (Some(name), size) => {
+            let preset: ModelPreset = name.parse()?;
+            if let Some(size) = size.filter(|&s| s != preset.image_size()) {
+                bail!(
+                    "--image-size {size} does not match --preset {preset} ({} px); drop one of them",
+                    preset.image_size()
+                );
+            }
+            Ok(preset)
+        }
+        (None, Some(size)) => by_size(size).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--image-size {size}: no preset of that size (sizes: {}); or pick --preset",
+                ModelPreset::ALL
+                    .map(|p| p.image_size().to_string())
+                    .join(", ")
+            )
+        }),
+        (None, None) => Ok(if args.dry_run {
+            ModelPreset::Tiny32
+        } else {
+            ModelPreset::Dcgan64
+        }),
+    }
+}
+
+fn latent(name: &str) -> anyhow::Result<LatentDistribution> {
+    match name.to_ascii_lowercase().as_str() {
+        "uniform" => Ok(LatentDistribution::Uniform),
+        "normal" | "gaussian" => Ok(LatentDistribution::Normal),
+        other => bail!("--latent {other}: expected uniform or normal"),
+    }
+}
+
+/// The configuration of a new run from the flags.
+fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunConfig> {
+    let demo = args.data.is_none();
+    let preset = preset(args)?;
+    let base = args.base.or(args.dry_run.then_some(4)).or(demo
+        .then_some(DEMO_BASE)
+        .filter(|_| preset == ModelPreset::Dcgan64));
+    let (g, d) = preset.configs(base);
+    let mut trainer =
+        TrainerConfig::new(g, d).with_batch_size(args.batch_size.unwrap_or(if args.dry_run {
+            4
+        } else if demo {
+            DEMO_BATCH
+        } else {
+            64
+        }));
+    if let Some(v) = args.lr_d {
+        trainer.lr_d = v;
+    }
+    if let Some(v) = args.lr_g {
+        trainer.lr_g = v;
+    }
+    if let Some(v) = args.beta1 {
+        trainer.beta1 = v;
+    }
+    if let Some(v) = args.label_smoothing {
+        trainer.real_label = v;
+    }
+    if let Some(v) = &args.latent {
+        trainer.latent = latent(v)?;
+    }
+    if let Some(v) = args.seed {
+        trainer.seed = v;
+    }
+    trainer
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e} (check the flags)"))?;
+    let steps = if args.dry_run {
+        Some(args.steps.unwrap_or(2))
+    } else if demo && args.epochs.is_none() {
+        Some(args.steps.unwrap_or(DEMO_STEPS))
+    } else {
+        args.steps
+    };
+    Ok(RunConfig {
+        trainer,
+        preset: preset.name().into(),
+        data: DataSettings {
+            folder: args.data.clone(),
+            crop: if args.pad {
+                CropMode::Pad
+            } else {
+                CropMode::Center
+            },
+            flip: !args.no_flip,
+            strict: args.strict,
+        },
+        schedule: Schedule {
+            epochs: args.epochs,
+            steps,
+            sample_every: args.sample_every.unwrap_or(if args.dry_run {
+                1
+            } else if demo {
+                50
+            } else {
+                100
+            }),
+            checkpoint_every: args.checkpoint_every,
+            keep_checkpoints: args.keep_checkpoints.unwrap_or(3),
+        },
+        backend,
+    })
+}
+
+/// `runs/<name>`, or the first of `runs/<name>-2`, `-3`, ... that does not exist.
+fn fresh_run_dir(name: &str) -> PathBuf {
+    let base = Path::new("runs");
+    (1..)
+        .map(|i| {
+            if i == 1 {
+                base.join(name)
+            } else {
+                base.join(format!("{name}-{i}"))
+            }
+        })
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
+
+/// Flags that would change the model or the optimisation cannot apply to a resumed run.
+fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
+    let given: Vec<&str> = [
+        ("--preset", args.preset.is_some()),
+        ("--base", args.base.is_some()),
+        ("--image-size", args.image_size.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr-d", args.lr_d.is_some()),
+        ("--lr-g", args.lr_g.is_some()),
+        ("--beta1", args.beta1.is_some()),
+        ("--label-smoothing", args.label_smoothing.is_some()),
+        ("--latent", args.latent.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--dry-run", args.dry_run),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        bail!(
+            "{} cannot change a resumed run (the checkpoint fixes the model, optimizer and seed); \
+             to extend it give --epochs or --steps, or start a new run with --out",
+            given.join(", ")
+        );
+    }
+    Ok(())
+}
+
+struct TrainTask {
+    start: Start,
+    run_dir: PathBuf,
+    debug: DebugOptions,
+    stop: Arc<AtomicBool>,
+}
+
+impl BackendTask for TrainTask {
+    type Output = anyhow::Result<catgan::train::RunSummary>;
+
+    fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
+        Ok(train::<B>(
+            self.start,
+            &self.run_dir,
+            backend,
+            &device,
+            self.stop,
+            &self.debug,
+        )?)
+    }
+}
+
+/// Runs `cats train`.
+pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
+    let (start, run_dir) = match &args.resume {
+        Some(resume) => {
+            reject_model_flags_on_resume(args)?;
+            let (checkpoint, run_dir) = resolve_resume(resume)?;
+            let info = CheckpointInfo::read(&checkpoint)
+                .with_context(|| format!("--resume {}", resume.display()))?;
+            let mut config = read_run_config(&run_dir).unwrap_or_else(|_| {
+                // A checkpoint moved out of its run folder: rebuild what it knows.
+                RunConfig {
+                    trainer: info.config.clone(),
+                    preset: "resumed".into(),
+                    data: DataSettings {
+                        folder: None,
+                        crop: CropMode::Center,
+                        flip: true,
+                        strict: false,
+                    },
+                    schedule: Schedule::default(),
+                    backend: target.backend,
+                }
+            });
+            config.trainer = info.config;
+            if args.data.is_some() {
+                config.data.folder = args.data.clone();
+            }
+            if args.epochs.is_some() || args.steps.is_some() {
+                config.schedule.epochs = args.epochs;
+                config.schedule.steps = args.steps;
+            }
+            if let Some(v) = args.sample_every {
+                config.schedule.sample_every = v;
+            }
+            if let Some(v) = args.checkpoint_every {
+                config.schedule.checkpoint_every = Some(v);
+            }
+            if let Some(v) = args.keep_checkpoints {
+                config.schedule.keep_checkpoints = v;
+            }
+            config.backend = target.backend;
+            let run_dir = args.out.clone().unwrap_or(run_dir);
+            (
+                Start::Resume {
+                    checkpoint,
+                    config: Box::new(config),
+                },
+                run_dir,
+            )
+        }
+        None => {
+            let config = new_run_config(args, target.backend)?;
+            let run_dir = match (&args.out, args.dry_run) {
+                (Some(out), _) => out.clone(),
+                (None, true) => {
+                    std::env::temp_dir().join(format!("catgan-dry-run-{}", std::process::id()))
+                }
+                (None, false) => fresh_run_dir(&config.preset),
+            };
+            (Start::New(Box::new(config)), run_dir)
+        }
+    };
+
+    // First Ctrl-C: finish the step, save a checkpoint, exit. Second: exit at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+
+    let task = TrainTask {
+        start,
+        run_dir: run_dir.clone(),
+        debug: DebugOptions {
+            inject_nan_at_step: args.inject_nan_at_step,
+        },
+        stop,
+    };
+    let summary = dispatch(target.backend, target.device, task)??;
+    let folder = summary.run_dir.display();
+    match summary.outcome {
+        Outcome::AlreadyDone => println!(
+            "nothing to do: the run is already at step {} (give a larger --steps or --epochs to go on)",
+            summary.steps
+        ),
+        Outcome::Interrupted => println!(
+            "interrupted at step {} — checkpoint saved; continue with:\n  cats train --resume {folder}",
+            summary.steps
+        ),
+        Outcome::Finished => println!(
+            "trained {} steps ({} epochs) in {:.0} s at {:.1} img/s",
+            summary.steps,
+            summary.epochs,
+            summary.elapsed.as_secs_f64(),
+            summary.img_per_s
+        ),
+    }
+    if let Some(sample) = &summary.last_sample {
+        println!("samples:    {}", sample.display());
+    }
+    if let Some(ckpt) = &summary.checkpoint {
+        println!("checkpoint: {}", ckpt.display());
+    }
+    println!("run folder: {folder} (metrics.csv, loss.png, samples/, checkpoints/)");
+    if args.dry_run {
+        println!("dry run OK: data, model, training step, previews and checkpoints all work");
+    } else if args.data.is_none() && args.resume.is_none() {
+        println!(
+            "\nThis demo learned from the 16 built-in photos. For real cats, train on a folder of \
+             cat faces:\n  cats prepare --cat-dataset CAT_DATASET --out cat-faces   # the CAT dataset\n  \
+             cats train --data cat-faces --epochs 50"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

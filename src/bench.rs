@@ -1,0 +1,248 @@
+//! Throughput benchmarks: training steps and generator inference, per backend.
+//!
+//! A training step is what [`dcgan_core::Trainer::step`] does: one D update and one G
+//! update, with the metrics read back (which also synchronises GPU backends). The real
+//! batch is synthetic (uniform in [−1, 1]) so that only the model is timed, as in
+//! PyTorch's reference script. The first step is timed on its own (it includes kernel
+//! compilation on GPU backends), then `warmup` steps are run untimed, then `repeats` steps
+//! are timed one by one and the median is reported.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dcgan_core::{LatentDistribution, ModelPreset, Trainer, TrainerConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchConfig {
+    /// The model preset.
+    pub preset: ModelPreset,
+    /// Width (None: the preset's).
+    pub base: Option<usize>,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Untimed steps after the first.
+    pub warmup: usize,
+    /// Timed steps (the median is reported).
+    pub repeats: usize,
+    /// Whether to also time generator inference.
+    pub inference: bool,
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BenchResult {
+    /// Backend name.
+    pub backend: String,
+    /// Preset name.
+    pub preset: String,
+    /// Image side.
+    pub image_size: usize,
+    /// Width.
+    pub base: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Trainable parameters of G + D.
+    pub params: usize,
+    /// Seconds of the first training step (cold: kernel compilation, allocation).
+    pub first_step_s: f64,
+    /// Median seconds per training step after warm-up.
+    pub train_step_s: f64,
+    /// Training images per second (batch / median step time).
+    pub train_img_per_s: f64,
+    /// Spread of the timed steps: (max − min) / median.
+    pub train_spread: f64,
+    /// Generator inference images per second (batch / median time), if measured.
+    pub gen_img_per_s: Option<f64>,
+    /// Timed repeats.
+    pub repeats: usize,
+    /// Warm-up steps.
+    pub warmup: usize,
+}
+
+/// Median of a non-empty slice.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs the benchmark on backend `B`. `progress` hears a line per step (GPU cold starts
+/// take minutes; silence would look like a hang).
+pub fn run_bench<B: AutodiffBackend>(
+    config: &BenchConfig,
+    backend: BackendKind,
+    device: &B::Device,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchResult, dcgan_core::Error> {
+    let (g, d) = config.preset.configs(config.base);
+    let image_size = g.image_size;
+    let base = d.base_channels;
+    let trainer_config = TrainerConfig::new(g, d).with_batch_size(config.batch_size);
+    let mut trainer = Trainer::<B>::new(trainer_config, device)?;
+    let params = trainer.generator.trainable_params() + trainer.discriminator.trainable_params();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let n = config.batch_size;
+    let real: Tensor<B, 4> = Tensor::from_data(
+        TensorData::new(
+            LatentDistribution::Uniform.sample(n, 3 * image_size * image_size, &mut rng),
+            [n, 3, image_size, image_size],
+        ),
+        device,
+    );
+
+    let t = Instant::now();
+    trainer.step(real.clone())?;
+    let first_step_s = t.elapsed().as_secs_f64();
+    progress(&format!("first step {first_step_s:.2} s"));
+    for i in 0..config.warmup {
+        let t = Instant::now();
+        trainer.step(real.clone())?;
+        progress(&format!(
+            "warm-up {}/{} {:.3} s",
+            i + 1,
+            config.warmup,
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    let mut times = Vec::with_capacity(config.repeats);
+    for i in 0..config.repeats.max(1) {
+        let t = Instant::now();
+        trainer.step(real.clone())?;
+        let s = t.elapsed().as_secs_f64();
+        times.push(s);
+        progress(&format!(
+            "step {}/{} {:.3} s ({:.1} img/s)",
+            i + 1,
+            config.repeats,
+            s,
+            n as f64 / s
+        ));
+    }
+    let train_step_s = median(&times);
+    let spread = (times.iter().cloned().fold(f64::MIN, f64::max)
+        - times.iter().cloned().fold(f64::MAX, f64::min))
+        / train_step_s;
+
+    let gen_img_per_s = if config.inference {
+        let generator = trainer.generator.valid();
+        let z = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(
+                LatentDistribution::Uniform.sample(n, 100, &mut rng),
+                [n, 100],
+            ),
+            device,
+        );
+        let run = || {
+            let t = Instant::now();
+            let out = generator.forward(z.clone());
+            // Reading one value back waits for the whole computation.
+            let _ = out.slice([0..1, 0..1, 0..1, 0..1]).into_data();
+            t.elapsed().as_secs_f64()
+        };
+        for _ in 0..config.warmup.max(1) {
+            run();
+        }
+        let gen_times: Vec<f64> = (0..config.repeats.max(1)).map(|_| run()).collect();
+        Some(n as f64 / median(&gen_times))
+    } else {
+        None
+    };
+
+    Ok(BenchResult {
+        backend: backend.name().into(),
+        preset: config.preset.name().into(),
+        image_size,
+        base,
+        batch_size: n,
+        params,
+        first_step_s,
+        train_step_s,
+        train_img_per_s: n as f64 / train_step_s,
+        train_spread: spread,
+        gen_img_per_s,
+        repeats: config.repeats.max(1),
+        warmup: config.warmup,
+    })
+}
+
+/// A Markdown table of results.
+pub fn markdown_table(results: &[BenchResult]) -> String {
+    let mut out = String::from(
+        "| backend | preset | px | base | batch | first step (s) | train img/s | step ms (median) | spread | G inference img/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            r.backend,
+            r.preset,
+            r.image_size,
+            r.base,
+            r.batch_size,
+            r.first_step_s,
+            r.train_img_per_s,
+            r.train_step_s * 1e3,
+            r.train_spread * 100.0,
+            r.gen_img_per_s
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "–".into()),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn a_tiny_bench_measures_positive_throughput() {
+        type B = burn::backend::Autodiff<burn::backend::Flex>;
+        let config = BenchConfig {
+            preset: ModelPreset::Tiny32,
+            base: Some(4),
+            batch_size: 4,
+            warmup: 1,
+            repeats: 3,
+            inference: true,
+        };
+        let mut lines = 0;
+        let r = run_bench::<B>(&config, BackendKind::Flex, &Default::default(), &mut |_| {
+            lines += 1
+        })
+        .unwrap();
+        assert_eq!(
+            (r.image_size, r.base, r.batch_size, r.repeats),
+            (32, 4, 4, 3)
+        );
+        assert!(r.train_img_per_s > 0.0 && r.first_step_s > 0.0);
+        assert!(r.gen_img_per_s.unwrap() > 0.0);
+        assert_eq!(lines, 1 + 1 + 3);
+        let table = markdown_table(&[r]);
+        assert!(table.contains("| flex | tiny32 | 32 | 4 | 4 |"), "{table}");
+    }
+}

@@ -1,0 +1,489 @@
+//! A whole training run: data, trainer, run folder, previews, checkpoints, plots, Ctrl-C.
+//!
+//! The story, top to bottom: open the data (through the cache) → build or resume the
+//! trainer → loop { batch → step → log → preview every N steps → checkpoint every N
+//! epochs } → final checkpoint, grid and plot. A stop request (Ctrl-C) saves a checkpoint
+//! and returns; a non-finite loss stops without overwriting the last good checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::tensor::backend::AutodiffBackend;
+use dcgan_core::sample::{image_grid, square_columns, to_rgb_images};
+use dcgan_core::{Trainer, TrainerConfig};
+use dcgan_data::{CropMode, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{catch_device_failure, BackendKind, DeviceFailure};
+use crate::plot::plot_losses;
+use crate::progress::{DataProgress, Progress};
+use crate::run_dir::{read_metrics, MetricsLog, MetricsRow, RunDir};
+
+/// Where the training images come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSettings {
+    /// A folder of images, or `None` for the built-in cats (16 FELIX photos + chelsea).
+    pub folder: Option<PathBuf>,
+    /// How non-square pictures are made square.
+    pub crop: CropMode,
+    /// Mirror images left–right at random (a cheap augmentation; on by default).
+    pub flip: bool,
+    /// Fail on the first unreadable file instead of skipping it.
+    pub strict: bool,
+}
+
+/// When to stop and when to write things.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Stop after this many epochs in total (if set).
+    pub epochs: Option<u64>,
+    /// Stop after this many steps in total (if set). With neither, 25 epochs.
+    pub steps: Option<u64>,
+    /// Write a preview grid every this many steps.
+    pub sample_every: u64,
+    /// Write a checkpoint every this many epochs (`None`: about every 100 steps, at least
+    /// every epoch).
+    pub checkpoint_every: Option<u64>,
+    /// Epoch checkpoints kept (older ones are deleted); `latest` is always kept too.
+    pub keep_checkpoints: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            epochs: None,
+            steps: None,
+            sample_every: 100,
+            checkpoint_every: None,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+/// Everything about a run; saved as the run folder's `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The model and optimisation settings.
+    pub trainer: TrainerConfig,
+    /// The preset the model came from (for humans; `trainer` is authoritative).
+    pub preset: String,
+    /// The data.
+    pub data: DataSettings,
+    /// Stopping and writing.
+    pub schedule: Schedule,
+    /// The backend it was started on.
+    pub backend: BackendKind,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The schedule was completed.
+    Finished,
+    /// A stop was requested (Ctrl-C); a checkpoint was saved.
+    Interrupted,
+    /// Training was already at or past the schedule's end (nothing to do).
+    AlreadyDone,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Steps done in total (across resumes).
+    pub steps: u64,
+    /// Completed epochs.
+    pub epochs: u64,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// The newest checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    /// The newest preview grid.
+    pub last_sample: Option<PathBuf>,
+    /// Mean training throughput of this session, images per second.
+    pub img_per_s: f64,
+    /// Wall time of this session.
+    pub elapsed: Duration,
+}
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The data could not be used.
+    #[error("cannot use the training data: {0}")]
+    Data(#[from] dcgan_data::Error),
+    /// The model, trainer or a checkpoint.
+    #[error(transparent)]
+    Core(#[from] dcgan_core::Error),
+    /// The run folder.
+    #[error(transparent)]
+    RunDir(#[from] crate::run_dir::RunDirError),
+    /// The loss plot.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    /// Writing a preview image.
+    #[error("writing preview {path}: {source}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The cause.
+        source: image::ImageError,
+    },
+    /// The backend failed (driver, memory).
+    #[error(transparent)]
+    Device(#[from] DeviceFailure),
+    /// A loss became NaN or infinite.
+    #[error(
+        "training stopped: {source}\nThe last good checkpoint was kept{}; resume from it with \
+         a lower learning rate (e.g. --lr-d and --lr-g halved).",
+        .checkpoint.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+    )]
+    Diverged {
+        /// The underlying error (with the step and the losses).
+        source: dcgan_core::Error,
+        /// The last good checkpoint, if any.
+        checkpoint: Option<PathBuf>,
+    },
+    /// Settings that do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Debug knobs for tests.
+#[derive(Debug, Clone, Default)]
+pub struct DebugOptions {
+    /// Replace the real batch with NaNs at this step (1-based), to test divergence handling.
+    pub inject_nan_at_step: Option<u64>,
+}
+
+/// Opens the dataset described by `data` at `image_size`, with a decoding progress bar.
+pub fn open_dataset(data: &DataSettings, image_size: usize) -> Result<ImageDataset, TrainError> {
+    let config = DatasetConfig::new()
+        .with_image_size(image_size as u32)
+        .with_crop(data.crop)
+        .with_strict(data.strict);
+    let dataset = match &data.folder {
+        Some(folder) => ImageDataset::open(folder, &config, &DataProgress::new())?,
+        None => ImageDataset::builtin(&config)?,
+    };
+    Ok(dataset)
+}
+
+/// Checkpoints for short epochs: about every 100 steps, at epoch ends.
+fn checkpoint_every(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
+    schedule
+        .checkpoint_every
+        .unwrap_or_else(|| 100u64.div_ceil(steps_per_epoch.max(1)))
+        .max(1)
+}
+
+/// The loader state and counters stored in each checkpoint's `extra`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ResumeState {
+    loader: LoaderPosition,
+}
+
+/// Resolves `--resume`'s argument: a run folder (its `checkpoints/latest.catgan`) or a
+/// checkpoint file. Returns the checkpoint and the run folder it belongs to.
+pub fn resolve_resume(target: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
+    if target.is_dir() {
+        let run = RunDir::open(target)?;
+        let latest = run.latest_checkpoint();
+        if !latest.is_file() {
+            return Err(TrainError::Invalid(format!(
+                "--resume {}: no checkpoint found at {} (was the run started? checkpoints are \
+                 written every few epochs and on Ctrl-C)",
+                target.display(),
+                latest.display()
+            )));
+        }
+        Ok((latest, target.to_path_buf()))
+    } else if target.is_file() {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        let run_dir = if parent.file_name().is_some_and(|n| n == "checkpoints") {
+            parent.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            parent.to_path_buf()
+        };
+        Ok((target.to_path_buf(), run_dir))
+    } else {
+        Err(TrainError::Invalid(format!(
+            "--resume {}: no such run folder or checkpoint file",
+            target.display()
+        )))
+    }
+}
+
+/// Reads a run folder's `config.json`.
+pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
+    let path = run_dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        TrainError::Invalid(format!(
+            "cannot read {}: {e} (is {} a catgan run folder?)",
+            path.display(),
+            run_dir.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        TrainError::Invalid(format!("{} is not a valid run config: {e}", path.display()))
+    })
+}
+
+/// What to run: a new run in `run_dir`, or the continuation of a checkpoint.
+pub enum Start {
+    /// A new run with this configuration, in a new folder.
+    New(Box<RunConfig>),
+    /// Continue from a checkpoint; the schedule may extend the original one.
+    Resume {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// The run's configuration, with the schedule to follow now.
+        config: Box<RunConfig>,
+    },
+}
+
+/// Trains on backend `B` until the schedule ends or `stop` is set.
+pub fn train<B: AutodiffBackend>(
+    start: Start,
+    run_dir: &Path,
+    backend: BackendKind,
+    device: &B::Device,
+    stop: Arc<AtomicBool>,
+    debug: &DebugOptions,
+) -> Result<RunSummary, TrainError> {
+    let session_start = Instant::now();
+    let (config, resume_from) = match start {
+        Start::New(config) => (*config, None),
+        Start::Resume { checkpoint, config } => (*config, Some(checkpoint)),
+    };
+    config.trainer.validate()?;
+    let image_size = config.trainer.generator.image_size;
+
+    // Data: decoded once into the cache, then served shuffled from memory.
+    let dataset = open_dataset(&config.data, image_size)?;
+    let report = dataset.report().clone();
+    if !report.skipped.is_empty() {
+        eprintln!(
+            "note: {} of {} files skipped (run `cats inspect-data --data {}` to list them)",
+            report.skipped.len(),
+            report.found,
+            report.root.display()
+        );
+    }
+    let loader_config = LoaderConfig::new(config.trainer.batch_size)
+        .with_seed(config.trainer.seed)
+        .with_flip(config.data.flip)
+        .with_drop_last(dataset.len() >= config.trainer.batch_size);
+
+    // Trainer: fresh, or exactly where the checkpoint left it.
+    let (run, mut trainer, position) = match &resume_from {
+        None => {
+            let run = RunDir::create(run_dir)?;
+            let trainer = catch_device_failure(backend, || {
+                Trainer::<B>::new(config.trainer.clone(), device)
+            })??;
+            (run, trainer, LoaderPosition::start(config.trainer.seed))
+        }
+        Some(checkpoint) => {
+            let run = RunDir::open(run_dir)?;
+            let (trainer, extra) = catch_device_failure(backend, || {
+                Trainer::<B>::load_checkpoint(checkpoint, device)
+            })??;
+            let state: ResumeState = serde_json::from_value(extra).map_err(|e| {
+                TrainError::Invalid(format!(
+                    "{} has no data-loader position ({e}); it was not written by `cats train`",
+                    checkpoint.display()
+                ))
+            })?;
+            (run, trainer, state.loader)
+        }
+    };
+    run.write_config(&config)?;
+    let mut loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
+    let steps_per_epoch = loader.steps_per_epoch();
+    let every_epochs = checkpoint_every(&config.schedule, steps_per_epoch);
+    let target_steps = match (config.schedule.steps, config.schedule.epochs) {
+        (Some(s), Some(e)) => s.min(e * steps_per_epoch),
+        (Some(s), None) => s,
+        (None, Some(e)) => e * steps_per_epoch,
+        (None, None) => 25 * steps_per_epoch,
+    };
+    let mut metrics_log = MetricsLog::open(
+        &run.metrics_path(),
+        resume_from.as_ref().map(|_| trainer.steps_done()),
+    )?;
+    let mut last_checkpoint = resume_from.clone();
+    let mut last_saved_step = resume_from.as_ref().map(|_| trainer.steps_done());
+    let mut last_sample = None;
+
+    let start_step = trainer.steps_done();
+    if start_step >= target_steps {
+        return Ok(RunSummary {
+            outcome: Outcome::AlreadyDone,
+            steps: start_step,
+            epochs: trainer.epoch,
+            run_dir: run.root().to_path_buf(),
+            checkpoint: last_checkpoint,
+            last_sample: None,
+            img_per_s: 0.0,
+            elapsed: session_start.elapsed(),
+        });
+    }
+
+    let mut progress = Progress::new("train", target_steps, Duration::from_secs(10));
+    progress.println(&format!(
+        "{} images of {size}×{size} · {steps_per_epoch} steps/epoch · batch {} · {} backend · run folder {}",
+        loader.dataset().len(),
+        config.trainer.batch_size,
+        backend,
+        run.root().display(),
+        size = image_size,
+    ));
+    if start_step > 0 {
+        progress.println(&format!(
+            "resuming at step {start_step} (epoch {})",
+            trainer.epoch + 1
+        ));
+    }
+
+    let save =
+        |trainer: &Trainer<B>, path: &Path, position: LoaderPosition| -> Result<(), TrainError> {
+            let extra =
+                serde_json::to_value(ResumeState { loader: position }).expect("serialisable");
+            trainer.save_checkpoint(path, extra)?;
+            Ok(())
+        };
+    let write_preview = |trainer: &Trainer<B>, path: &Path| -> Result<(), TrainError> {
+        let images = trainer
+            .inference_generator()
+            .forward(trainer.preview_latents());
+        let images = to_rgb_images(images)?;
+        let grid = image_grid(&images, square_columns(images.len()), 2)?;
+        grid.save(path).map_err(|source| TrainError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+
+    let mut images_seen = 0u64;
+    let mut train_time = Duration::ZERO;
+    let mut smoothed_rate: Option<f64> = None;
+    let outcome = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Outcome::Interrupted;
+        }
+        if trainer.steps_done() >= target_steps {
+            break Outcome::Finished;
+        }
+        let t0 = Instant::now();
+        let batch = loader.next_batch()?;
+        let n = batch.indices.len() as u64;
+        let step_number = trainer.steps_done() + 1;
+        let images = if debug.inject_nan_at_step == Some(step_number) {
+            batch.images.clone().mul_scalar(f32::NAN)
+        } else {
+            batch.images
+        };
+        let metrics = match catch_device_failure(backend, || trainer.step(images))? {
+            Ok(m) => m,
+            Err(source @ dcgan_core::Error::NonFiniteLoss { .. }) => {
+                metrics_log.flush()?;
+                progress.finish();
+                return Err(TrainError::Diverged {
+                    source,
+                    checkpoint: last_checkpoint,
+                });
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let step_time = t0.elapsed();
+        train_time += step_time;
+        let dt = step_time.as_secs_f64().max(1e-9);
+        images_seen += n;
+        let rate = n as f64 / dt;
+        let smooth = smoothed_rate.map_or(rate, |s| 0.9 * s + 0.1 * rate);
+        smoothed_rate = Some(smooth);
+        let epoch_display = batch.position.epoch + 1;
+        metrics_log.append(&MetricsRow {
+            step: metrics.step,
+            epoch: epoch_display,
+            d_loss: metrics.d_loss,
+            g_loss: metrics.g_loss,
+            d_real: metrics.d_real,
+            d_fake: metrics.d_fake,
+            img_per_s: rate as f32,
+            fid: None,
+        })?;
+        progress.update(
+            metrics.step,
+            &format!(
+                "epoch {epoch_display} · {smooth:.1} img/s · d {:.3} g {:.3} · D(x) {:.2} D(G(z)) {:.2}",
+                metrics.d_loss, metrics.g_loss, metrics.d_real, metrics.d_fake
+            ),
+        );
+
+        if metrics.step % config.schedule.sample_every.max(1) == 0 {
+            let path = run.sample_path(metrics.step);
+            write_preview(&trainer, &path)?;
+            last_sample = Some(path);
+        }
+        if batch.epoch_end {
+            trainer.epoch = batch.position.epoch + 1;
+            if trainer.epoch % every_epochs == 0 {
+                metrics_log.flush()?;
+                let path = run.epoch_checkpoint(trainer.epoch);
+                save(&trainer, &path, batch.next)?;
+                run.point_latest_to(&path)?;
+                run.prune_checkpoints(config.schedule.keep_checkpoints)?;
+                plot_losses(
+                    &read_metrics(&run.metrics_path())?,
+                    &run.plot_path(),
+                    &plot_title(&config),
+                )?;
+                last_checkpoint = Some(path);
+                last_saved_step = Some(trainer.steps_done());
+            }
+        }
+    };
+    metrics_log.flush()?;
+    progress.finish();
+
+    // The final state: always in `latest` (unless it is already the newest epoch checkpoint).
+    if last_saved_step != Some(trainer.steps_done()) {
+        let latest = run.latest_checkpoint();
+        save(&trainer, &latest, loader.position())?;
+        last_checkpoint = Some(latest);
+    }
+    let final_sample = run.sample_path(trainer.steps_done());
+    write_preview(&trainer, &final_sample)?;
+    plot_losses(
+        &read_metrics(&run.metrics_path())?,
+        &run.plot_path(),
+        &plot_title(&config),
+    )?;
+
+    let elapsed = session_start.elapsed();
+    Ok(RunSummary {
+        outcome,
+        steps: trainer.steps_done(),
+        epochs: trainer.epoch,
+        run_dir: run.root().to_path_buf(),
+        checkpoint: last_checkpoint,
+        last_sample: Some(final_sample).or(last_sample),
+        img_per_s: images_seen as f64 / train_time.as_secs_f64().max(1e-9),
+        elapsed,
+    })
+}
+
+fn plot_title(config: &RunConfig) -> String {
+    format!(
+        "{} · {} px · base {} · batch {}",
+        config.preset,
+        config.trainer.generator.image_size,
+        config.trainer.discriminator.base_channels,
+        config.trainer.batch_size
+    )
+}

@@ -1,0 +1,402 @@
+//! End to end through the `cats` tool on the flex backend: dry run, a short run writing
+//! every artifact, exact resume after a stop and after Ctrl-C, generation, bad input, NaN.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use burn::backend::{Autodiff, Flex};
+use dcgan_core::Trainer;
+
+/// The `cats` example binary that `cargo test` builds next to the test executables.
+fn cats_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("cats{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests with `cargo test` (which builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+fn cats(args: &[&str]) -> Command {
+    let mut cmd = Command::new(cats_binary());
+    cmd.args(["--backend", "flex"])
+        .args(args)
+        .env("CATGAN_PLAIN_PROGRESS", "1");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    cats(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "cats {args:?} failed:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "cats {args:?} should fail:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A tiny but complete schedule on the built-in cats: 16 images, batch 4 → 4 steps/epoch.
+fn tiny_run_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--preset",
+        "tiny32",
+        "--base",
+        "4",
+        "--batch-size",
+        "4",
+        "--steps",
+        steps,
+        "--sample-every",
+        "3",
+        "--checkpoint-every",
+        "1",
+        "--keep-checkpoints",
+        "2",
+        "--out",
+        out,
+    ]
+}
+
+fn metrics_lines(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn generator_weights(checkpoint: &Path) -> Vec<f32> {
+    type B = Autodiff<Flex>;
+    let (trainer, _) = Trainer::<B>::load_checkpoint(checkpoint, &Default::default()).unwrap();
+    let mut w = trainer
+        .generator
+        .project
+        .weight
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    w.extend(
+        trainer
+            .discriminator
+            .classify
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+    );
+    w
+}
+
+#[test]
+fn dry_run_checks_the_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dry");
+    let log = ok(&["train", "--dry-run", "--out", s(&out)]);
+    assert!(log.contains("dry run OK"), "{log}");
+    assert!(out.join("checkpoints/latest.catgan").is_file());
+    assert!(out.join("samples/step-0000002.png").is_file());
+}
+
+#[test]
+fn a_short_run_writes_every_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let log = ok(&tiny_run_args(s(&out), "12"));
+    assert!(log.contains("trained 12 steps (3 epochs)"), "{log}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["trainer"]["batch_size"], 4);
+    assert_eq!(config["preset"], "tiny32");
+    let lines = metrics_lines(&out);
+    assert_eq!(
+        lines[0],
+        "step,epoch,d_loss,g_loss,d_real,d_fake,img_per_s,fid"
+    );
+    assert_eq!(lines.len(), 13);
+    assert!(lines[12].starts_with("12,3,"), "{}", lines[12]);
+    for step in [3, 6, 9, 12] {
+        let grid = image::open(out.join(format!("samples/step-{step:07}.png"))).unwrap();
+        // 64 previews of 32 px in an 8×8 grid with 2 px gaps.
+        assert_eq!(grid.width(), 8 * 34 + 2);
+    }
+    // Epochs 2 and 3 kept (K = 2), epoch 1 pruned; latest is the newest.
+    assert!(!out.join("checkpoints/epoch-0001.catgan").exists());
+    assert!(out.join("checkpoints/epoch-0002.catgan").is_file());
+    let newest = out.join("checkpoints/epoch-0003.catgan");
+    assert_eq!(
+        std::fs::read(&newest).unwrap(),
+        std::fs::read(out.join("checkpoints/latest.catgan")).unwrap()
+    );
+    let plot = image::open(out.join("loss.png")).unwrap();
+    assert_eq!((plot.width(), plot.height()), (1000, 700));
+}
+
+#[test]
+fn resume_after_a_stop_continues_the_log_and_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let stopped = dir.path().join("stopped");
+    ok(&tiny_run_args(s(&straight), "10"));
+    // Stop mid-epoch at step 6, then continue to 10.
+    ok(&tiny_run_args(s(&stopped), "6"));
+    assert_eq!(metrics_lines(&stopped).len(), 7);
+    let log = ok(&["train", "--resume", s(&stopped), "--steps", "10"]);
+    assert!(log.contains("resuming at step 6"), "{log}");
+
+    assert_eq!(metrics_lines(&straight).len(), 11);
+    // Same losses, step by step (throughput differs, so compare the first six columns).
+    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
+    let a: Vec<String> = metrics_lines(&straight).iter().map(cols).collect();
+    let b: Vec<String> = metrics_lines(&stopped).iter().map(cols).collect();
+    assert_eq!(a, b);
+    assert_eq!(
+        generator_weights(&straight.join("checkpoints/latest.catgan")),
+        generator_weights(&stopped.join("checkpoints/latest.catgan"))
+    );
+    // Same preview grid at the last step.
+    assert_eq!(
+        std::fs::read(straight.join("samples/step-0000009.png")).unwrap(),
+        std::fs::read(stopped.join("samples/step-0000009.png")).unwrap()
+    );
+    // Resuming a finished run says so and changes nothing.
+    let again = ok(&["train", "--resume", s(&stopped), "--steps", "10"]);
+    assert!(again.contains("nothing to do"), "{again}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_resume_finishes_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let interrupted = dir.path().join("interrupted");
+    ok(&tiny_run_args(s(&straight), "400"));
+
+    let child = cats(&tiny_run_args(s(&interrupted), "400"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has visibly started, then press Ctrl-C.
+    let metrics = interrupted.join("metrics.csv");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 1
+        && start.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    eprintln!("{log}");
+    if log.contains("interrupted at step") {
+        assert!(log.contains("cats train --resume"), "{log}");
+        ok(&["train", "--resume", s(&interrupted)]);
+    }
+    assert_eq!(
+        generator_weights(&straight.join("checkpoints/latest.catgan")),
+        generator_weights(&interrupted.join("checkpoints/latest.catgan"))
+    );
+    assert_eq!(
+        metrics_lines(&straight).len(),
+        metrics_lines(&interrupted).len()
+    );
+}
+
+#[test]
+fn generate_writes_the_requested_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    ok(&tiny_run_args(s(&run_dir), "4"));
+    let out = dir.path().join("cats");
+    let log = ok(&[
+        "generate",
+        "--checkpoint",
+        s(&run_dir),
+        "-n",
+        "5",
+        "--grid",
+        "--out",
+        s(&out),
+    ]);
+    assert!(log.contains("generated 6 file(s)"), "{log}");
+    for i in 1..=5 {
+        assert_eq!(
+            image::open(out.join(format!("cat-{i:04}.png")))
+                .unwrap()
+                .width(),
+            32
+        );
+    }
+    assert!(out.join("grid.png").is_file());
+    // Same seed → same cats.
+    let again = dir.path().join("again");
+    ok(&[
+        "generate",
+        "--checkpoint",
+        s(&run_dir),
+        "-n",
+        "5",
+        "--out",
+        s(&again),
+    ]);
+    assert_eq!(
+        std::fs::read(out.join("cat-0003.png")).unwrap(),
+        std::fs::read(again.join("cat-0003.png")).unwrap()
+    );
+
+    let walks = dir.path().join("walks");
+    let checkpoint = run_dir.join("checkpoints/latest.catgan");
+    ok(&[
+        "generate",
+        "--checkpoint",
+        s(&checkpoint),
+        "-n",
+        "2",
+        "--interpolate",
+        "6",
+        "--out",
+        s(&walks),
+    ]);
+    let strip = image::open(walks.join("walk-002.png")).unwrap();
+    assert_eq!((strip.width(), strip.height()), (6 * 34 + 2, 34 + 2));
+}
+
+#[test]
+fn bad_flags_and_paths_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder");
+    let err = fails(&[
+        "train",
+        "--data",
+        s(&missing),
+        "--out",
+        s(&dir.path().join("r1")),
+    ]);
+    assert!(err.contains("no-such-folder"), "{err}");
+    let err = fails(&["train", "--preset", "seed64"]);
+    assert!(
+        err.contains("unknown preset `seed64`") && err.contains("seed128"),
+        "{err}"
+    );
+    let err = fails(&["train", "--image-size", "100"]);
+    assert!(err.contains("--image-size 100"), "{err}");
+    let err = fails(&["train", "--batch-size", "0"]);
+    assert!(err.contains("batch_size"), "{err}");
+    let err = fails(&["train", "--lr-d=-1"]);
+    assert!(err.contains("lr_d"), "{err}");
+    let err = fails(&["train", "--resume", s(&missing)]);
+    assert!(err.contains("no such run folder or checkpoint"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--checkpoint",
+        s(&missing),
+        "--out",
+        s(dir.path()),
+    ]);
+    assert!(
+        err.contains("--checkpoint") && err.contains("no-such-folder"),
+        "{err}"
+    );
+    let not_ckpt = dir.path().join("not.catgan");
+    std::fs::write(&not_ckpt, b"hello").unwrap();
+    let err = fails(&[
+        "generate",
+        "--checkpoint",
+        s(&not_ckpt),
+        "--out",
+        s(dir.path()),
+    ]);
+    assert!(err.contains("not a catgan checkpoint"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let out = Command::new(cats_binary())
+            .args(["--backend", "cuda", "summary"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(text(&out).contains("--features cuda"), "{}", text(&out));
+    }
+
+    // A folder that already holds a run is never overwritten.
+    let run_dir = dir.path().join("run");
+    ok(&tiny_run_args(s(&run_dir), "2"));
+    let before = std::fs::read(run_dir.join("metrics.csv")).unwrap();
+    let err = fails(&tiny_run_args(s(&run_dir), "2"));
+    assert!(
+        err.contains("already holds a training run") && err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(run_dir.join("metrics.csv")).unwrap(), before);
+    let err = fails(&["train", "--resume", s(&run_dir), "--lr-g", "0.1"]);
+    assert!(err.contains("--lr-g cannot change a resumed run"), "{err}");
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut args = tiny_run_args(s(&run_dir), "12");
+    args.extend(["--inject-nan-at-step", "6"]);
+    let err = fails(&args);
+    assert!(err.contains("non-finite loss at step 6"), "{err}");
+    assert!(
+        err.contains("last good checkpoint was kept") && err.contains("epoch-0001.catgan"),
+        "{err}"
+    );
+    // The checkpoint of epoch 1 (step 4) is intact and still `latest`.
+    let latest = run_dir.join("checkpoints/latest.catgan");
+    let info = dcgan_core::CheckpointInfo::read(&latest).unwrap();
+    assert_eq!(info.step, 4);
+    assert!(!run_dir.join("checkpoints/epoch-0002.catgan").exists());
+    // The log stops before the broken step.
+    assert_eq!(metrics_lines(&run_dir).len(), 6);
+}
+
+#[test]
+fn summary_prints_the_seed_counts() {
+    let log = ok(&["summary", "--preset", "seed128"]);
+    assert!(log.contains("Trainable params: 24,034,819"), "{log}");
+    assert!(log.contains("Trainable params: 17,484,289"), "{log}");
+}
