@@ -499,6 +499,8 @@ mod tests {
         // Bad files.
         let png = fs::read(p("a-red.png")).unwrap();
         fs::write(p("x-truncated.png"), &png[..png.len() - 30]).unwrap();
+        let jpeg = fs::read(p("f-exif6.JPG")).unwrap();
+        fs::write(p("zz-cut.jpg"), &jpeg[..jpeg.len() * 2 / 3]).unwrap();
         fs::write(p("y-empty.jpg"), b"").unwrap();
         fs::write(p("y-text.jpeg"), b"just some words").unwrap();
         fs::write(
@@ -521,7 +523,7 @@ mod tests {
         fixture_folder(&data);
         let ds = ImageDataset::open(&data, &config_with_cache(&tmp.path().join("c")), &()).unwrap();
         let r = ds.report();
-        assert_eq!((r.found, r.usable, ds.len()), (10, 6, 6));
+        assert_eq!((r.found, r.usable, ds.len()), (11, 6, 6));
         let names: Vec<_> = (0..ds.len())
             .map(|i| ds.path(i).to_string_lossy().into_owned())
             .collect();
@@ -561,7 +563,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(reasons.len(), 4);
+        assert_eq!(reasons.len(), 5);
         assert_eq!(reasons[0].0, "x-truncated.png");
         assert!(
             matches!(reasons[0].1, SkipReason::Corrupt(_)),
@@ -578,6 +580,8 @@ mod tests {
         );
         assert_eq!(reasons[3].0, "z-huge.png");
         assert!(matches!(reasons[3].1, SkipReason::TooLarge(_)));
+        assert_eq!(reasons[4].0, "zz-cut.jpg");
+        assert!(matches!(reasons[4].1, SkipReason::Corrupt(_)));
         assert!(r.skipped[1]
             .to_string()
             .ends_with("y-empty.jpg: empty file (0 bytes)"));
@@ -639,7 +643,7 @@ mod tests {
             assert_eq!(
                 events[0],
                 ProgressEvent::Started {
-                    total: 10,
+                    total: 11,
                     what: "decoding images"
                 }
             );
@@ -648,7 +652,7 @@ mod tests {
                     .iter()
                     .filter(|e| matches!(e, ProgressEvent::Advanced { .. }))
                     .count(),
-                10
+                11
             );
             assert_eq!(events.last(), Some(&ProgressEvent::Finished));
         }
@@ -759,6 +763,23 @@ mod tests {
         .unwrap();
         assert_eq!(ds.report().skipped, Vec::new());
         assert!(ds.len() >= 4000, "{}", ds.len());
+    }
+
+    #[test]
+    fn real_photos_if_present() {
+        // 12,497 real JPEGs: none may be refused (guards against false "truncated" etc.).
+        let photos = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/cats/cats-dogs-bench/128x128");
+        if !photos.is_dir() {
+            eprintln!("skipped: {} not found", photos.display());
+            return;
+        }
+        let config = DatasetConfig::new()
+            .with_image_size(16)
+            .with_cache(CacheLocation::Disabled);
+        let ds = ImageDataset::open(&photos, &config, &()).unwrap();
+        assert_eq!(ds.report().skipped, Vec::new());
+        assert!(ds.len() >= 12_000, "{}", ds.len());
     }
 
     #[test]

@@ -122,8 +122,16 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, 
         let mut reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| SkipReason::Io(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(SkipReason::NotAnImage);
+        match reader.format() {
+            None => return Err(SkipReason::NotAnImage),
+            // The JPEG decoder fills missing data with gray instead of failing (as browsers
+            // do); a cut-off photo would then train the model on gray bands.
+            Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+                return Err(SkipReason::Corrupt(
+                    "truncated JPEG (the data ends before the end-of-image marker)".into(),
+                ))
+            }
+            Some(_) => {}
         }
         let image_limits = limits.to_image_limits();
         reader.limits(image_limits.clone());
@@ -148,6 +156,60 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, 
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
             Err(SkipReason::DecoderPanic(message))
+        }
+    }
+}
+
+/// Whether a JPEG stream reaches its end-of-image marker (`FF D9`).
+///
+/// Walks the marker segments by their lengths (so thumbnails inside EXIF are skipped) and
+/// the entropy-coded data after each start-of-scan (where `FF 00` is a stuffed byte and
+/// `FF D0`–`FF D7` are restart markers). Data after the end marker (e.g. the video that
+/// "motion photos" append) is ignored.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let len = bytes.len();
+    let mut i = 2;
+    loop {
+        // Find the next marker (skipping stray bytes and fill bytes).
+        while i < len && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < len && bytes[i] == 0xFF {
+            i += 1;
+        }
+        if i >= len {
+            return false;
+        }
+        let marker = bytes[i];
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0xD0..=0xD7 | 0x01 | 0x00 => continue,
+            _ => {
+                if i + 2 > len {
+                    return false;
+                }
+                let segment = usize::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+                i += segment;
+                if i > len {
+                    return false;
+                }
+                if marker == 0xDA {
+                    // Entropy-coded data runs until a marker other than FF 00 / RSTn.
+                    while i + 1 < len {
+                        if bytes[i] == 0xFF && !matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
+                            break;
+                        }
+                        i += 1;
+                    }
+                    if i + 1 >= len {
+                        return false;
+                    }
+                }
+            }
         }
     }
 }
@@ -260,11 +322,24 @@ mod tests {
             decode_bytes(truncated, limits),
             Err(SkipReason::Corrupt(_))
         ));
-        let jpeg = encode(
-            &DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, Rgb([1, 2, 3]))),
-            ImageFormat::Jpeg,
-        );
-        assert!(decode_bytes(&jpeg[..40], limits).is_err());
+        // JPEGs: cut anywhere → refused; complete, or with data after the end → accepted.
+        let mut noisy = RgbImage::new(64, 64);
+        for (x, y, p) in noisy.enumerate_pixels_mut() {
+            *p = Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, (x ^ y) as u8]);
+        }
+        let jpeg = crate::test_util::jpeg_with_orientation(&noisy, 1);
+        assert!(jpeg_is_complete(&jpeg));
+        assert!(decode_bytes(&jpeg, limits).is_ok());
+        for cut in [40, jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 2] {
+            let r = decode_bytes(&jpeg[..cut], limits);
+            assert!(
+                matches!(r, Err(SkipReason::Corrupt(_))),
+                "cut at {cut}: {r:?}"
+            );
+        }
+        let mut appended = jpeg.clone();
+        appended.extend_from_slice(b"\xFF\xDA trailing video data");
+        assert!(decode_bytes(&appended, limits).is_ok());
     }
 
     #[test]
