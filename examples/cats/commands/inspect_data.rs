@@ -1,0 +1,53 @@
+//! `cats inspect-data`: what the loader makes of a data folder.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use dcgan_data::{DatasetConfig, ImageDataset, ProgressEvent};
+
+/// Check a folder of images: how many are usable, which are skipped and why.
+#[derive(Debug, clap::Args)]
+pub struct InspectDataArgs {
+    /// Folder of images (searched recursively: jpg, jpeg, png, bmp, gif, webp, tif, tiff).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Side of the square training images, in pixels (the cache is built for this size).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub image_size: u32,
+    /// Fail on the first file that cannot be used, instead of listing it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Opens the folder like `cats train` does (building the cache on the way) and prints
+/// `usable: N`, `skipped: M`, then one `path: reason` line per skipped file.
+pub fn run(args: &InspectDataArgs) -> anyhow::Result<()> {
+    let config = DatasetConfig::new()
+        .with_image_size(args.image_size)
+        .with_strict(args.strict);
+    let bar = indicatif::ProgressBar::hidden();
+    let progress = |event: ProgressEvent| match event {
+        ProgressEvent::Started { total, what } => {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total);
+            bar.set_message(what);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+        ProgressEvent::Advanced { by } => bar.inc(by),
+        ProgressEvent::Finished => bar.finish_and_clear(),
+    };
+    let dataset = ImageDataset::open(&args.data, &config, &progress)
+        .with_context(|| format!("cannot use `{}` as training data", args.data.display()))?;
+    let report = dataset.report();
+    println!("usable: {}", report.usable);
+    println!("skipped: {}", report.skipped.len());
+    for skipped in &report.skipped {
+        println!("{skipped}");
+    }
+    Ok(())
+}
