@@ -1,0 +1,39 @@
+//! Inception throughput (images/s) on flex, preprocessing excluded.
+//!
+//! ```text
+//! cargo run -p dcgan-metrics --example throughput -- [BATCH_SIZE] [BATCHES]
+//! ```
+//! Random weights: the cost is the same as with the real ones.
+
+use std::time::Instant;
+
+use burn::backend::Flex;
+use burn::tensor::{Distribution, Tensor};
+use dcgan_metrics::{FidInceptionV3, InceptionWeights};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
+    let batches: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
+    let device = Default::default();
+    let model = FidInceptionV3::<Flex>::new(&InceptionWeights::random(0), &device)?;
+    let x = Tensor::<Flex, 4>::random(
+        [batch, 3, 299, 299],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    // Warm-up.
+    let _ = model.forward(x.clone()).into_data();
+    let t = Instant::now();
+    for _ in 0..batches {
+        let _ = model.forward(x.clone()).into_data();
+    }
+    let s = t.elapsed().as_secs_f64();
+    let n = batch * batches;
+    println!(
+        "batch {batch}: {n} images in {s:.1} s = {:.2} img/s ({:.0} GFLOP/s; 5.71 G multiply-adds per image)",
+        n as f64 / s,
+        n as f64 * 11.42 / s
+    );
+    Ok(())
+}

