@@ -6,7 +6,17 @@
 //! PyTorch's reference script. The first step is timed on its own (it includes kernel
 //! compilation on GPU backends), then `warmup` steps are run untimed, then `repeats` steps
 //! are timed one by one and the median is reported.
+//!
+//! Besides [`run_bench`] (one configuration on one backend type) this module holds what the
+//! bench binaries share: [`ConfigSpec`] (`preset[:base[:batch]]` on the command line),
+//! [`run_on`] (one configuration on a backend picked at run time, a backend panic turned
+//! into an error), and the PyTorch side ([`torch_check`], [`run_torch`], [`ratio_table`])
+//! that runs `benches/reference/torch_dcgan.py` for side-by-side ratios.
 
+use std::fmt;
+use std::path::Path;
+use std::process::Command;
+use std::str::FromStr;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -17,7 +27,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
+use crate::backend::{catch_device_failure, dispatch, BackendKind, BackendTask, DeviceSpec};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +217,432 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
     out
 }
 
+/// One configuration on the command line: `preset[:base[:batch]]`, e.g. `dcgan64:32:32`.
+///
+/// A missing base means the preset's; a missing batch means "take the batch sizes given
+/// separately" (`--batch-sizes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigSpec {
+    /// The preset.
+    pub preset: ModelPreset,
+    /// Width (None: the preset's).
+    pub base: Option<usize>,
+    /// Images per step, if given.
+    pub batch_size: Option<usize>,
+}
+
+impl ConfigSpec {
+    /// The width actually used.
+    pub fn base(&self) -> usize {
+        self.base.unwrap_or(self.preset.default_base())
+    }
+
+    /// The specs with their batch sizes filled in: a spec with a batch stays one config,
+    /// a spec without one becomes one config per entry of `batch_sizes`.
+    pub fn expand(specs: &[ConfigSpec], batch_sizes: &[usize]) -> Vec<ConfigSpec> {
+        specs
+            .iter()
+            .flat_map(|s| match s.batch_size {
+                Some(_) => vec![*s],
+                None => batch_sizes
+                    .iter()
+                    .map(|&b| ConfigSpec {
+                        batch_size: Some(b),
+                        ..*s
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Whether this is a toy-sized model (32 px, base ≤ 8, batch ≤ 16): the only size
+    /// the slow backends (ndarray) run on unless asked for by name.
+    pub fn is_tiny(&self) -> bool {
+        self.preset.image_size() <= 32 && self.base() <= 8 && self.batch_size.unwrap_or(0) <= 16
+    }
+}
+
+impl fmt::Display for ConfigSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.preset, self.base())?;
+        if let Some(b) = self.batch_size {
+            write!(f, ":{b}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ConfigSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.trim().split(':');
+        let preset = parts
+            .next()
+            .unwrap_or_default()
+            .parse::<ModelPreset>()
+            .map_err(|e| e.to_string())?;
+        let number = |part: Option<&str>, what: &str| -> Result<Option<usize>, String> {
+            match part {
+                None | Some("") => Ok(None),
+                Some(p) => match p.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!(
+                        "`{s}`: {what} must be a positive number (expected preset[:base[:batch]])"
+                    )),
+                },
+            }
+        };
+        let base = number(parts.next(), "base")?;
+        let batch_size = number(parts.next(), "batch")?;
+        if parts.next().is_some() {
+            return Err(format!(
+                "`{s}`: too many fields (expected preset[:base[:batch]])"
+            ));
+        }
+        Ok(ConfigSpec {
+            preset,
+            base,
+            batch_size,
+        })
+    }
+}
+
+/// Parses a comma-separated list (`"a,b,c"`), each item with `T::from_str`.
+pub fn parse_list<T: FromStr>(list: &str) -> Result<Vec<T>, String>
+where
+    T::Err: fmt::Display,
+{
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<T>().map_err(|e| format!("`{s}`: {e}")))
+        .collect()
+}
+
+/// Why `backend` is left out of `config` by default, if it is: ndarray is ~19× slower than
+/// flex (~170× slower than PyTorch), so it only runs toy models unless asked for by name.
+pub fn default_skip(backend: BackendKind, config: &ConfigSpec) -> Option<String> {
+    (backend == BackendKind::NdArray && !config.is_tiny()).then(|| {
+        format!(
+            "skipping ndarray on {config}: ~19x slower than flex (minutes per step); \
+             name it in --backends to run it anyway"
+        )
+    })
+}
+
+struct RunTask<'a> {
+    config: &'a BenchConfig,
+    progress: &'a mut dyn FnMut(&str),
+}
+
+impl BackendTask for RunTask<'_> {
+    type Output = Result<BenchResult, String>;
+
+    fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
+        let RunTask { config, progress } = self;
+        match catch_device_failure(backend, || {
+            run_bench::<B>(config, backend, &device, progress)
+        }) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(failure) => Err(failure.to_string()),
+        }
+    }
+}
+
+/// Runs [`run_bench`] on a backend picked at run time; a backend that panics (no driver,
+/// out of memory) becomes an `Err` with a hint instead of ending the process.
+pub fn run_on(
+    backend: BackendKind,
+    device: DeviceSpec,
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchResult, String> {
+    let device = if backend.is_gpu() {
+        device
+    } else {
+        DeviceSpec::Default
+    };
+    dispatch(backend, device, RunTask { config, progress }).map_err(|e| e.to_string())?
+}
+
+/// One run of the PyTorch reference (`benches/reference/torch_dcgan.py`): its JSON line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TorchResult {
+    /// `torch.__version__`.
+    pub torch_version: String,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// The CPU or GPU model.
+    pub device_name: String,
+    /// Preset name.
+    pub preset: String,
+    /// Image side.
+    pub image_size: usize,
+    /// Width.
+    pub base: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// `torch.get_num_threads()`.
+    pub threads: usize,
+    /// `fp32`, `tf32` or `bf16-autocast`.
+    pub precision: String,
+    /// Trainable parameters of G + D (must equal ours: the same layers).
+    pub params: usize,
+    /// Seconds of the first training step.
+    pub first_step_s: f64,
+    /// Median seconds per training step after warm-up.
+    pub train_step_s: f64,
+    /// Training images per second.
+    pub train_img_per_s: f64,
+    /// (max − min) / median of the timed steps.
+    pub train_spread: f64,
+    /// Generator inference images per second.
+    pub gen_img_per_s: Option<f64>,
+}
+
+/// Checks that `python` can import torch; returns torch's version, or a message that says
+/// how to get it.
+pub fn torch_check(python: &str) -> Result<String, String> {
+    let out = Command::new(python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run `{python}` ({e}): install Python 3 and PyTorch (`pip install torch`)"
+            )
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "PyTorch is absent: `{python} -c 'import torch'` failed ({}). Install it with \
+             `pip install torch` (CPU wheels: `pip install torch --index-url \
+             https://download.pytorch.org/whl/cpu`)",
+            err.trim().lines().last().unwrap_or("no message")
+        ))
+    }
+}
+
+/// Runs the PyTorch reference script once for `config` and parses its JSON line.
+/// `extra` is passed through (e.g. `["--device", "cuda", "--tf32"]`); its progress lines
+/// go to `progress`.
+pub fn run_torch(
+    python: &str,
+    script: &Path,
+    config: &BenchConfig,
+    threads: usize,
+    extra: &[&str],
+    progress: &mut dyn FnMut(&str),
+) -> Result<TorchResult, String> {
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .args(["--preset", config.preset.name()])
+        .args(["--batch-size", &config.batch_size.to_string()])
+        .args(["--steps", &config.repeats.max(1).to_string()])
+        .args(["--warmup", &config.warmup.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--device", "cpu"])
+        .args(extra);
+    if let Some(base) = config.base {
+        cmd.args(["--base", &base.to_string()]);
+    }
+    if !config.inference {
+        cmd.arg("--no-inference");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {python} {}: {e}", script.display()))?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        progress(line);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{} exited with {}: {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| format!("{} printed no JSON line", script.display()))?;
+    serde_json::from_str(line).map_err(|e| format!("bad JSON from {}: {e}", script.display()))
+}
+
+/// One row of the side-by-side table: our figures and PyTorch's for the same config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideBySide {
+    /// Ours (medians over rounds).
+    pub ours: BenchResult,
+    /// PyTorch's (medians over rounds), if it ran.
+    pub torch: Option<TorchResult>,
+    /// Rounds measured.
+    pub rounds: usize,
+}
+
+/// The side-by-side Markdown table: img/s of both, and ours / PyTorch.
+pub fn ratio_table(rows: &[SideBySide]) -> String {
+    let mut out = String::from(
+        "| config (preset:base:batch) | px | ours | ours train img/s | PyTorch train img/s | ratio train | ours G img/s | PyTorch G img/s | ratio G | params equal |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    };
+    for row in rows {
+        let o = &row.ours;
+        let t = row.torch.as_ref();
+        out.push_str(&format!(
+            "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            o.preset,
+            o.base,
+            o.batch_size,
+            o.image_size,
+            o.backend,
+            f(Some(o.train_img_per_s)),
+            f(t.map(|t| t.train_img_per_s)),
+            ratio(Some(o.train_img_per_s), t.map(|t| t.train_img_per_s)),
+            f(o.gen_img_per_s),
+            f(t.and_then(|t| t.gen_img_per_s)),
+            ratio(o.gen_img_per_s, t.and_then(|t| t.gen_img_per_s)),
+            t.map_or("–".into(), |t| if t.params == o.params {
+                "yes".to_string()
+            } else {
+                format!("**no** ({} vs {})", o.params, t.params)
+            }),
+        ));
+    }
+    out
+}
+
+/// The median of several runs of the same configuration, field by field (timings and
+/// rates are each the median of the runs' medians).
+pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
+    let first = runs.first()?.clone();
+    let m = |f: fn(&BenchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+    Some(BenchResult {
+        first_step_s: m(|r| r.first_step_s),
+        train_step_s: m(|r| r.train_step_s),
+        train_img_per_s: m(|r| r.train_img_per_s),
+        train_spread: m(|r| r.train_spread),
+        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+        ..first
+    })
+}
+
+/// [`median_result`] for PyTorch's runs.
+pub fn median_torch(runs: &[TorchResult]) -> Option<TorchResult> {
+    let first = runs.first()?.clone();
+    let m = |f: fn(&TorchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+    Some(TorchResult {
+        first_step_s: m(|r| r.first_step_s),
+        train_step_s: m(|r| r.train_step_s),
+        train_img_per_s: m(|r| r.train_img_per_s),
+        train_spread: m(|r| r.train_spread),
+        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+        ..first
+    })
+}
+
+/// The threads the CPU backends use: `RAYON_NUM_THREADS` if set, else every core (rayon's
+/// default, which flex and ndarray use).
+pub fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+/// Where and when figures were taken, for the JSON files and the docs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MachineInfo {
+    /// CPU model (`/proc/cpuinfo`'s `model name`), or "unknown".
+    pub cpu: String,
+    /// Threads the CPU backends use ([`cpu_threads`]).
+    pub threads: usize,
+    /// The 1-minute load average before measuring (Linux), to judge noise.
+    pub load_average: Option<f64>,
+    /// `git rev-parse --short HEAD` (with `-dirty` if the tree has changes), if in a repository.
+    pub commit: Option<String>,
+    /// UTC date, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// Reads [`MachineInfo`] now.
+pub fn machine_info() -> MachineInfo {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok());
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).map(|c| {
+        match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{c}-dirty"),
+            _ => c,
+        }
+    });
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    MachineInfo {
+        cpu,
+        threads: cpu_threads(),
+        load_average,
+        commit,
+        date: civil_date(days),
+    }
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +652,86 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_418), "2025-11-26");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn config_specs_parse_expand_and_print() {
+        let s: ConfigSpec = "dcgan64:32:16".parse().unwrap();
+        assert_eq!(
+            (s.preset, s.base, s.batch_size),
+            (ModelPreset::Dcgan64, Some(32), Some(16))
+        );
+        assert_eq!(s.to_string(), "dcgan64:32:16");
+        let specs = parse_list::<ConfigSpec>("seed128, tiny32:4:2").unwrap();
+        assert_eq!(specs[0].base(), 64);
+        let all = ConfigSpec::expand(&specs, &[8, 16]);
+        let names: Vec<String> = all.iter().map(|c| c.to_string()).collect();
+        assert_eq!(names, ["seed128:64:8", "seed128:64:16", "tiny32:4:2"]);
+        assert!(all[2].is_tiny() && !all[0].is_tiny());
+        for bad in ["cat64", "dcgan64:0", "dcgan64:x", "dcgan64:16:16:1"] {
+            assert!(bad.parse::<ConfigSpec>().is_err(), "{bad}");
+        }
+        assert!(default_skip(BackendKind::NdArray, &all[0]).is_some());
+        assert!(default_skip(BackendKind::NdArray, &all[2]).is_none());
+        assert!(default_skip(BackendKind::Flex, &all[0]).is_none());
+    }
+
+    #[test]
+    fn ratio_table_divides_ours_by_torch() {
+        let ours = BenchResult {
+            backend: "flex".into(),
+            preset: "dcgan64".into(),
+            image_size: 64,
+            base: 16,
+            batch_size: 16,
+            params: 10,
+            first_step_s: 1.0,
+            train_step_s: 0.5,
+            train_img_per_s: 32.0,
+            train_spread: 0.1,
+            gen_img_per_s: Some(100.0),
+            repeats: 3,
+            warmup: 1,
+        };
+        let torch = TorchResult {
+            torch_version: "2".into(),
+            device: "cpu".into(),
+            device_name: "x".into(),
+            preset: "dcgan64".into(),
+            image_size: 64,
+            base: 16,
+            batch_size: 16,
+            threads: 2,
+            precision: "fp32".into(),
+            params: 10,
+            first_step_s: 0.1,
+            train_step_s: 0.05,
+            train_img_per_s: 320.0,
+            train_spread: 0.1,
+            gen_img_per_s: Some(400.0),
+        };
+        let table = ratio_table(&[SideBySide {
+            ours: ours.clone(),
+            torch: Some(torch),
+            rounds: 1,
+        }]);
+        assert!(
+            table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
+            "{table}"
+        );
+        let mut slower = ours.clone();
+        slower.train_img_per_s = 16.0;
+        slower.gen_img_per_s = None;
+        let m = median_result(&[ours.clone(), slower.clone(), ours]).unwrap();
+        assert_eq!(m.train_img_per_s, 32.0);
+        assert_eq!(m.gen_img_per_s, Some(100.0));
     }
 
     #[cfg(feature = "flex")]

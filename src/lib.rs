@@ -2,13 +2,15 @@
 //!
 //! The toolkit behind the `cats` command: backend selection ([`backend`]), whole training
 //! runs with their run folders ([`train`], [`run_dir`]), loss plots ([`plot`]), progress
-//! display ([`progress`]) and throughput benchmarks ([`bench`]). The models, trainer and
+//! display ([`progress`]), throughput benchmarks ([`bench`]) and numerical parity between
+//! backends ([`parity`]). The models, trainer and
 //! checkpoints live in [`dcgan_core`]; images and batches in [`dcgan_data`]; FID and KID in
 //! [`dcgan_metrics`].
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod bench;
+pub mod parity;
 pub mod plot;
 pub mod progress;
 pub mod run_dir;
@@ -17,3 +19,8 @@ pub mod train;
 pub use dcgan_core;
 pub use dcgan_data;
 pub use dcgan_metrics;
+
+/// The README's code blocks, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use dcgan_core::sample::{image_grid, square_columns, to_rgb_images};
 use dcgan_core::{Trainer, TrainerConfig};
@@ -48,6 +49,23 @@ pub struct Schedule {
     pub checkpoint_every: Option<u64>,
     /// Epoch checkpoints kept (older ones are deleted); `latest` is always kept too.
     pub keep_checkpoints: usize,
+    /// Measure FID (and KID) every this many epochs, if set.
+    #[serde(default)]
+    pub fid: Option<FidSchedule>,
+}
+
+/// FID measured during training, logged in `metrics.csv` next to the losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FidSchedule {
+    /// Every this many epochs.
+    pub every_epochs: u64,
+    /// Reference: a statistics file (`cats eval --write-stats`) or an image folder (its
+    /// statistics are computed once and kept in the run folder).
+    pub reference: PathBuf,
+    /// Generated images per measurement.
+    pub samples: usize,
+    /// The Inception weights (default: `$CATGAN_FID_WEIGHTS` or the cached conversion).
+    pub weights: Option<PathBuf>,
 }
 
 impl Default for Schedule {
@@ -58,6 +76,7 @@ impl Default for Schedule {
             sample_every: 100,
             checkpoint_every: None,
             keep_checkpoints: 3,
+            fid: None,
         }
     }
 }
@@ -113,7 +132,7 @@ pub struct RunSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The data could not be used.
-    #[error("cannot use the training data: {0}")]
+    #[error("cannot use the training data")]
     Data(#[from] dcgan_data::Error),
     /// The model, trainer or a checkpoint.
     #[error(transparent)]
@@ -150,6 +169,9 @@ pub enum TrainError {
     /// Settings that do not fit together.
     #[error("{0}")]
     Invalid(String),
+    /// Measuring FID failed.
+    #[error("measuring FID")]
+    Fid(#[from] dcgan_metrics::Error),
 }
 
 /// Debug knobs for tests.
@@ -232,6 +254,88 @@ pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
     })
 }
 
+/// FID measurement state of a run: the Inception network and the reference statistics.
+struct FidProbe<B: Backend> {
+    schedule: FidSchedule,
+    evaluator: dcgan_metrics::FidEvaluator<B>,
+    reference: dcgan_metrics::ReferenceStats,
+}
+
+impl<B: Backend> FidProbe<B> {
+    /// Loads the network and the reference statistics: from the schedule's statistics
+    /// file, from `cached` (kept in the run folder), or computed from the image folder (and
+    /// then saved to `cached` once the run folder exists, see [`FidProbe::keep`]).
+    fn open(schedule: &FidSchedule, cached: &Path, device: &B::Device) -> Result<Self, TrainError> {
+        let evaluator =
+            dcgan_metrics::FidEvaluator::<B>::load(schedule.weights.as_deref(), device)?;
+        let reference = if schedule.reference.is_file() {
+            dcgan_metrics::ReferenceStats::load(&schedule.reference)?
+        } else if cached.is_file() {
+            dcgan_metrics::ReferenceStats::load(cached)?
+        } else {
+            let mut bar: Option<Progress> = None;
+            let reference = dcgan_metrics::ReferenceStats::compute_from_dir(
+                &evaluator,
+                &schedule.reference,
+                true,
+                &mut |p| {
+                    let bar = bar.get_or_insert_with(|| {
+                        Progress::new(
+                            "FID reference statistics",
+                            p.total as u64,
+                            Duration::from_secs(10),
+                        )
+                    });
+                    bar.update(p.done as u64, "");
+                },
+            )?;
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            reference
+        };
+        Ok(FidProbe {
+            schedule: schedule.clone(),
+            evaluator,
+            reference,
+        })
+    }
+
+    /// Saves the reference statistics to `cached` unless they came from a file already.
+    fn keep(&self, cached: &Path) -> Result<(), TrainError> {
+        if !self.schedule.reference.is_file() && !cached.is_file() {
+            self.reference.save(cached)?;
+        }
+        Ok(())
+    }
+
+    /// FID of `samples` fresh images from `generator` (fixed latents: comparable over time).
+    fn measure(
+        &self,
+        generator: &dcgan_core::Generator<B>,
+        latent: dcgan_core::LatentDistribution,
+    ) -> Result<f64, TrainError> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xF1D);
+        let dim = generator.latent_dim();
+        let device = generator.project.weight.device();
+        let n = self.schedule.samples;
+        let batch = self.evaluator.batch_size().max(1);
+        let batches = (0..n).step_by(batch).map(|start| {
+            let count = batch.min(n - start);
+            generator.forward(latent.tensor::<B>(count, dim, &mut rng, &device))
+        });
+        let scores = self.evaluator.evaluate_generator_images(
+            batches,
+            n,
+            &self.reference,
+            None,
+            &mut |_| {},
+        )?;
+        Ok(scores.fid)
+    }
+}
+
 /// What to run: a new run in `run_dir`, or the continuation of a checkpoint.
 pub enum Start {
     /// A new run with this configuration, in a new folder.
@@ -278,6 +382,14 @@ pub fn train<B: AutodiffBackend>(
         .with_flip(config.data.flip)
         .with_drop_last(dataset.len() >= config.trainer.batch_size);
 
+    // FID (optional): the Inception network and reference statistics, before anything is
+    // written, so that missing weights leave no half-made run folder behind.
+    let fid_cache = run_dir.join("fid-reference.safetensors");
+    let fid_probe = match &config.schedule.fid {
+        Some(fid) => Some(FidProbe::<B::InnerBackend>::open(fid, &fid_cache, device)?),
+        None => None,
+    };
+
     // Trainer: fresh, or exactly where the checkpoint left it.
     let (run, mut trainer, position) = match &resume_from {
         None => {
@@ -302,6 +414,9 @@ pub fn train<B: AutodiffBackend>(
         }
     };
     run.write_config(&config)?;
+    if let Some(probe) = &fid_probe {
+        probe.keep(&fid_cache)?;
+    }
     let mut loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
     let steps_per_epoch = loader.steps_per_epoch();
     let every_epochs = checkpoint_every(&config.schedule, steps_per_epoch);
@@ -407,6 +522,18 @@ pub fn train<B: AutodiffBackend>(
         let smooth = smoothed_rate.map_or(rate, |s| 0.9 * s + 0.1 * rate);
         smoothed_rate = Some(smooth);
         let epoch_display = batch.position.epoch + 1;
+        let fid = match (&fid_probe, batch.epoch_end) {
+            (Some(probe), true) if epoch_display % probe.schedule.every_epochs.max(1) == 0 => {
+                progress.println(&format!(
+                    "epoch {epoch_display}: measuring FID on {} images…",
+                    probe.schedule.samples
+                ));
+                let fid = probe.measure(&trainer.inference_generator(), config.trainer.latent)?;
+                progress.println(&format!("epoch {epoch_display}: FID {fid:.2}"));
+                Some(fid)
+            }
+            _ => None,
+        };
         metrics_log.append(&MetricsRow {
             step: metrics.step,
             epoch: epoch_display,
@@ -415,7 +542,7 @@ pub fn train<B: AutodiffBackend>(
             d_real: metrics.d_real,
             d_fake: metrics.d_fake,
             img_per_s: rate as f32,
-            fid: None,
+            fid,
         })?;
         progress.update(
             metrics.step,

