@@ -123,6 +123,18 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// An [`Error::Shape`] for an image without pixels.
+fn check_not_empty(img: &RgbImage, what: impl FnOnce() -> String) -> Result<()> {
+    if img.width() == 0 || img.height() == 0 {
+        return Err(Error::Shape {
+            what: what(),
+            expected: "an image of at least 1x1 pixels".into(),
+            got: format!("{}x{}", img.width(), img.height()),
+        });
+    }
+    Ok(())
+}
+
 /// Decodes an image file to 8-bit RGB (format from the content, not the extension).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let img = image::ImageReader::open(path)
@@ -134,7 +146,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             path: path.to_path_buf(),
             source,
         })?;
-    Ok(img.to_rgb8())
+    let img = img.to_rgb8();
+    check_not_empty(&img, || path.display().to_string())?;
+    Ok(img)
 }
 
 /// The FID Inception on a device, fed in batches.
@@ -257,6 +271,9 @@ impl<B: Backend> FidEvaluator<B> {
         images: &[RgbImage],
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Features> {
+        for (i, img) in images.iter().enumerate() {
+            check_not_empty(img, || format!("image {i}"))?;
+        }
         self.run_batches(
             images.len(),
             "images",
@@ -494,6 +511,11 @@ mod tests {
         for (a, b) in fi.as_slice().iter().zip(fg.as_slice()) {
             assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
         }
+        let empty = [RgbImage::new(0, 5)];
+        assert!(matches!(
+            eval.features_of_images(&empty, &mut |_| {}),
+            Err(Error::Shape { .. })
+        ));
         let gray = Tensor::<TestBackend, 4>::zeros([1, 1, 8, 8], &device);
         assert!(matches!(
             eval.features_of_generated(gray),

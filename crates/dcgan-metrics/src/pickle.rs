@@ -610,6 +610,6 @@ mod tests {
         assert!(load(&[0x80, 2, 0xff]).is_err());
         assert!(load(&[]).is_err());
         assert!(load(&[b'h', 5]).is_err());
-        assert!(load(&[b'u', b'.']).is_err());
+        assert!(load(b"u.").is_err());
     }
 }

@@ -75,6 +75,9 @@ impl Axis {
 /// Resizes `channels` planes of `h x w` float32 values (CHW) to `out_h x out_w` with
 /// fid-helper-pytorch's `nv_bilinear_float`, returning CHW planes. No rounding.
 ///
+/// # Panics
+/// If `src.len() != channels * h * w` or a size is 0.
+///
 /// ```
 /// use dcgan_metrics::preprocess::resize_nv_bilinear;
 /// // A 2x2 image upsampled to 4x4: output pixel j samples input position j * 2 / 4.
@@ -90,6 +93,7 @@ pub fn resize_nv_bilinear(
     out_w: usize,
 ) -> Vec<f32> {
     assert_eq!(src.len(), channels * h * w, "source is not channels*h*w");
+    assert!(h > 0 && w > 0 && out_h > 0 && out_w > 0, "empty image");
     let ys = Axis::new(h, out_h);
     let xs = Axis::new(w, out_w);
     let mut out = vec![0f32; channels * out_h * out_w];
@@ -127,6 +131,9 @@ fn to_tf_range(values: &mut [f32]) {
 }
 
 /// One image to a `3 x 299 x 299` CHW float32 Inception input in the TF range.
+///
+/// # Panics
+/// If the image is empty (0 pixels wide or high).
 pub fn image_to_input(img: &RgbImage) -> Vec<f32> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut chw = vec![0f32; 3 * h * w];
@@ -140,6 +147,9 @@ pub fn image_to_input(img: &RgbImage) -> Vec<f32> {
 
 /// One generated image, CHW float32 in [-1, 1], to a `3 x 299 x 299` Inception input
 /// (quantized to 8 bits first, as fid-helper-pytorch's `update_eval_stat` does).
+///
+/// # Panics
+/// If `chw.len() != 3 * h * w` or `h` or `w` is 0.
 pub fn generated_to_input(chw: &[f32], h: usize, w: usize) -> Vec<f32> {
     let planes = chw
         .iter()

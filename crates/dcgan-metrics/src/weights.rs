@@ -526,7 +526,7 @@ impl InceptionWeights {
         let mut bias = Vec::with_capacity(spec.out_channels);
         for o in 0..spec.out_channels {
             let v = var.data[o] as f64;
-            if !(v >= 0.0) {
+            if v.is_nan() || v < 0.0 {
                 return Err(self.tensor_err(
                     &format!("{}.var", spec.name),
                     format!("invalid variance {v} at channel {o}"),
