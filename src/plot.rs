@@ -42,6 +42,73 @@ pub fn smooth(values: &[f32], alpha: f32) -> Vec<f32> {
     out
 }
 
+/// One curve of a panel: its legend name, values per step, and colour.
+type Curve = (&'static str, Vec<f32>, RGBColor);
+
+/// One panel of the figure.
+struct Panel<'a> {
+    caption: Option<&'a str>,
+    y_desc: &'a str,
+    x_desc: Option<&'a str>,
+    y_max: f64,
+    curves: Vec<Curve>,
+}
+
+/// Draws one panel: faint raw values, bold moving averages, a legend.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    steps: &[f64],
+    panel: Panel<'_>,
+) -> Result<(), String> {
+    let x_max = steps.last().copied().unwrap_or(1.0).max(1.0);
+    let x_min = steps.first().copied().unwrap_or(0.0).min(x_max - 1.0);
+    let alpha = (10.0 / steps.len().max(10) as f32).clamp(0.01, 0.3);
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(50);
+    if let Some(caption) = panel.caption {
+        builder.caption(caption, ("sans-serif", 22));
+    }
+    let mut chart = builder
+        .build_cartesian_2d(x_min..x_max, 0.0..panel.y_max)
+        .map_err(|e| err(&e))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(panel.y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(WHITE);
+    if let Some(x_desc) = panel.x_desc {
+        mesh.x_desc(x_desc);
+    }
+    mesh.draw().map_err(|e| err(&e))?;
+    for (name, values, color) in panel.curves {
+        let raw = steps.iter().zip(&values).map(|(x, y)| (*x, *y as f64));
+        chart
+            .draw_series(LineSeries::new(raw, color.mix(0.2)))
+            .map_err(|e| err(&e))?;
+        let trend = steps
+            .iter()
+            .zip(smooth(&values, alpha))
+            .map(|(x, y)| (*x, y as f64));
+        chart
+            .draw_series(LineSeries::new(trend, color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
 /// Draws losses (top) and D(x) / D(G(z)) (bottom) against the step, to `path` (PNG,
 /// written atomically). Raw values are faint; the bold lines are moving averages.
 pub fn plot_losses(rows: &[MetricsRow], path: &Path, title: &str) -> Result<(), PlotError> {
@@ -51,142 +118,51 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path, title: &str) -> Result<(), 
     });
     let (w, h) = (1000u32, 700u32);
     let mut buffer = vec![0u8; (w * h * 3) as usize];
-    let draw_err = |e: &dyn std::fmt::Display| PlotError::Draw {
+    let draw_err = |message: String| PlotError::Draw {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
     };
+    let column = |f: fn(&MetricsRow) -> f32| rows.iter().map(f).collect::<Vec<f32>>();
+    let steps: Vec<f64> = rows.iter().map(|r| r.step as f64).collect();
+    let losses: Vec<Curve> = vec![
+        ("d_loss", column(|r| r.d_loss), RGBColor(200, 60, 40)),
+        ("g_loss", column(|r| r.g_loss), RGBColor(40, 90, 200)),
+    ];
+    let loss_max = losses
+        .iter()
+        .flat_map(|(_, v, _)| v.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::max);
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+        root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
         let (top, bottom) = root.split_vertically(430);
-        let steps: Vec<f64> = rows.iter().map(|r| r.step as f64).collect();
-        let x_max = steps.last().copied().unwrap_or(1.0).max(1.0);
-        let x_min = steps.first().copied().unwrap_or(0.0).min(x_max - 1.0);
-        let alpha = (10.0 / rows.len().max(10) as f32).clamp(0.01, 0.3);
-
-        let series = [
-            (
-                "d_loss",
-                rows.iter().map(|r| r.d_loss).collect::<Vec<_>>(),
-                RGBColor(200, 60, 40),
-            ),
-            (
-                "g_loss",
-                rows.iter().map(|r| r.g_loss).collect::<Vec<_>>(),
-                RGBColor(40, 90, 200),
-            ),
-        ];
-        let finite_max = series
-            .iter()
-            .flat_map(|(_, v, _)| v.iter().copied())
-            .filter(|v| v.is_finite())
-            .fold(0.0f32, f32::max);
-        let y_max = (finite_max as f64 * 1.05).max(0.1);
-        let mut chart = ChartBuilder::on(&top)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x_min..x_max, 0.0..y_max)
-            .map_err(|e| draw_err(&e))?;
-        chart
-            .configure_mesh()
-            .y_desc("loss")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-        for (name, values, color) in &series {
-            let faint = color.mix(0.2);
-            chart
-                .draw_series(LineSeries::new(
-                    steps.iter().zip(values).map(|(x, y)| (*x, *y as f64)),
-                    faint,
-                ))
-                .map_err(|e| draw_err(&e))?;
-            let c = *color;
-            chart
-                .draw_series(LineSeries::new(
-                    steps
-                        .iter()
-                        .zip(smooth(values, alpha))
-                        .map(|(x, y)| (*x, y as f64)),
-                    c.stroke_width(2),
-                ))
-                .map_err(|e| draw_err(&e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-
-        let mut chart = ChartBuilder::on(&bottom)
-            .margin(12)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(x_min..x_max, 0.0..1.0)
-            .map_err(|e| draw_err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("discriminator output")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-        let outputs = [
-            (
-                "D(x)",
-                rows.iter().map(|r| r.d_real).collect::<Vec<_>>(),
-                RGBColor(30, 150, 80),
-            ),
-            (
-                "D(G(z))",
-                rows.iter().map(|r| r.d_fake).collect::<Vec<_>>(),
-                RGBColor(150, 60, 170),
-            ),
-        ];
-        for (name, values, color) in &outputs {
-            let c = *color;
-            chart
-                .draw_series(LineSeries::new(
-                    steps.iter().zip(values).map(|(x, y)| (*x, *y as f64)),
-                    c.mix(0.2),
-                ))
-                .map_err(|e| draw_err(&e))?;
-            chart
-                .draw_series(LineSeries::new(
-                    steps
-                        .iter()
-                        .zip(smooth(values, alpha))
-                        .map(|(x, y)| (*x, y as f64)),
-                    c.stroke_width(2),
-                ))
-                .map_err(|e| draw_err(&e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-        root.present().map_err(|e| draw_err(&e))?;
+        let top_panel = Panel {
+            caption: Some(title),
+            y_desc: "loss",
+            x_desc: None,
+            y_max: (loss_max as f64 * 1.05).max(0.1),
+            curves: losses,
+        };
+        draw_panel(&top, &steps, top_panel).map_err(draw_err)?;
+        let bottom_panel = Panel {
+            caption: None,
+            y_desc: "discriminator output",
+            x_desc: Some("step"),
+            y_max: 1.0,
+            curves: vec![
+                ("D(x)", column(|r| r.d_real), RGBColor(30, 150, 80)),
+                ("D(G(z))", column(|r| r.d_fake), RGBColor(150, 60, 170)),
+            ],
+        };
+        draw_panel(&bottom, &steps, bottom_panel).map_err(draw_err)?;
+        root.present().map_err(|e| draw_err(e.to_string()))?;
     }
     let image = image::RgbImage::from_raw(w, h, buffer).expect("buffer has w·h·3 bytes");
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| draw_err(&e))?;
+        .map_err(|e| draw_err(e.to_string()))?;
     write_atomically(path, &png)?;
     Ok(())
 }

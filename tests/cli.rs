@@ -439,3 +439,69 @@ fn fid_is_logged_during_training() {
     assert!(lines[4].ends_with(','), "no FID at epoch 1: {}", lines[4]);
     assert!(run_dir.join("fid-reference.safetensors").is_file());
 }
+
+#[test]
+fn inspect_data_lists_skipped_files_and_strict_mode_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    image::RgbImage::from_pixel(80, 60, image::Rgb([200, 120, 40]))
+        .save(data.join("a.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(50, 70, image::Rgb([20, 120, 240]))
+        .save(data.join("sub/B.JPG"))
+        .unwrap();
+    std::fs::write(data.join("broken.jpg"), b"not really a jpeg").unwrap();
+    std::fs::write(data.join("empty.png"), b"").unwrap();
+    let log = ok(&["inspect-data", "--data", s(&data), "--image-size", "32"]);
+    assert!(
+        log.contains("usable: 2") && log.contains("skipped: 2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("broken.jpg") && log.contains("empty.png"),
+        "{log}"
+    );
+    let err = fails(&["inspect-data", "--data", s(&data), "--strict"]);
+    assert!(
+        err.contains("broken.jpg") || err.contains("empty.png"),
+        "{err}"
+    );
+    let err = fails(&["inspect-data", "--data", s(&data.join("a.png"))]);
+    assert!(err.contains("a.png"), "{err}");
+}
+
+#[test]
+fn prepare_crops_cat_faces_and_reports_malformed_landmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cats = dir.path().join("CAT_00");
+    std::fs::create_dir_all(&cats).unwrap();
+    image::RgbImage::from_pixel(400, 300, image::Rgb([90, 90, 90]))
+        .save(cats.join("1.jpg"))
+        .unwrap();
+    // Eyes level at y=120, mouth below, ears above: a face of about 150 px.
+    std::fs::write(
+        cats.join("1.jpg.cat"),
+        "9 170 120 230 120 200 170 140 60 150 30 175 70 225 70 250 30 260 60 ",
+    )
+    .unwrap();
+    image::RgbImage::from_pixel(100, 100, image::Rgb([9, 9, 9]))
+        .save(cats.join("2.jpg"))
+        .unwrap();
+    std::fs::write(cats.join("2.jpg.cat"), "9 1 2 3").unwrap();
+    let out = dir.path().join("faces");
+    let log = ok(&[
+        "prepare",
+        "--cat-dataset",
+        s(dir.path()),
+        "--out",
+        s(&out),
+        "--min-size",
+        "64",
+    ]);
+    assert!(
+        log.contains("written: 1") && log.contains("malformed: 1"),
+        "{log}"
+    );
+    assert!(log.contains("2.jpg.cat"), "{log}");
+}

@@ -266,23 +266,12 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::init::LatentDistribution;
-    use crate::{ModelPreset, TestAutodiffBackend};
+    use crate::TestAutodiffBackend;
     use burn::prelude::*;
-    use rand::SeedableRng;
+
+    use crate::test_util::{random_batch, tiny_config};
 
     type B = TestAutodiffBackend;
-
-    fn config() -> TrainerConfig {
-        let (g, d) = ModelPreset::Tiny32.configs(Some(4));
-        TrainerConfig::new(g.with_latent_dim(8), d).with_batch_size(4)
-    }
-
-    fn batch(device: &burn::tensor::Device<B>, seed: u64) -> Tensor<B, 4> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values = LatentDistribution::Uniform.sample(4, 3 * 32 * 32, &mut rng);
-        Tensor::from_data(TensorData::new(values, [4, 3, 32, 32]), device)
-    }
 
     fn weights(t: &Trainer<B>) -> Vec<f32> {
         let mut all = Vec::new();
@@ -309,14 +298,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.catgan");
 
-        let mut straight = Trainer::<B>::new(config(), &device).unwrap();
+        let mut straight = Trainer::<B>::new(tiny_config(), &device).unwrap();
         let straight_metrics: Vec<_> = (0..4)
-            .map(|i| straight.step(batch(&device, i)).unwrap())
+            .map(|i| straight.step(random_batch(&device, i)).unwrap())
             .collect();
 
-        let mut first = Trainer::<B>::new(config(), &device).unwrap();
+        let mut first = Trainer::<B>::new(tiny_config(), &device).unwrap();
         let mut resumed_metrics: Vec<_> = (0..2)
-            .map(|i| first.step(batch(&device, i)).unwrap())
+            .map(|i| first.step(random_batch(&device, i)).unwrap())
             .collect();
         first.epoch = 3;
         first
@@ -326,7 +315,7 @@ mod tests {
         let (mut second, extra) = Trainer::<B>::load_checkpoint(&path, &device).unwrap();
         assert_eq!(extra, serde_json::json!({"position": 2}));
         assert_eq!((second.steps_done(), second.epoch), (2, 3));
-        resumed_metrics.extend((2..4).map(|i| second.step(batch(&device, i)).unwrap()));
+        resumed_metrics.extend((2..4).map(|i| second.step(random_batch(&device, i)).unwrap()));
 
         assert_eq!(straight_metrics, resumed_metrics);
         assert_eq!(weights(&straight), weights(&second));
@@ -338,12 +327,12 @@ mod tests {
         let device = Default::default();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.catgan");
-        let mut t = Trainer::<B>::new(config(), &device).unwrap();
-        t.step(batch(&device, 0)).unwrap();
+        let mut t = Trainer::<B>::new(tiny_config(), &device).unwrap();
+        t.step(random_batch(&device, 0)).unwrap();
         t.save_checkpoint(&path, serde_json::Value::Null).unwrap();
         let info = CheckpointInfo::read(&path).unwrap();
         assert_eq!(info.step, 1);
-        assert_eq!(info.config, config());
+        assert_eq!(info.config, tiny_config());
         assert_eq!(info.preview_noise().len(), 64 * 8);
     }
 
@@ -352,7 +341,7 @@ mod tests {
         let device = Default::default();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.catgan");
-        Trainer::<B>::new(config(), &device)
+        Trainer::<B>::new(tiny_config(), &device)
             .unwrap()
             .save_checkpoint(&path, serde_json::Value::Null)
             .unwrap();
@@ -396,7 +385,7 @@ mod tests {
         let device = Default::default();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.catgan");
-        let mut t = Trainer::<B>::new(config(), &device).unwrap();
+        let mut t = Trainer::<B>::new(tiny_config(), &device).unwrap();
         t.save_checkpoint(&path, serde_json::Value::Null).unwrap();
         let before = fs::read(&path).unwrap();
 
@@ -414,7 +403,7 @@ mod tests {
         let blocked = dir.path().join("blocked");
         fs::create_dir(&blocked).unwrap();
         fs::write(blocked.join("keep"), b"x").unwrap();
-        let fresh = Trainer::<B>::new(config(), &device).unwrap();
+        let fresh = Trainer::<B>::new(tiny_config(), &device).unwrap();
         assert!(fresh
             .save_checkpoint(&blocked, serde_json::Value::Null)
             .is_err());

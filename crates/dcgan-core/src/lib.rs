@@ -43,6 +43,9 @@ pub mod sample;
 pub mod summary;
 pub mod trainer;
 
+#[cfg(test)]
+mod test_util;
+
 pub use checkpoint::{load_generator, CheckpointInfo};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use error::{Error, Result};

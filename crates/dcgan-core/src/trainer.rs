@@ -383,20 +383,11 @@ impl<B: AutodiffBackend> Trainer<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ModelPreset, TestAutodiffBackend};
+    use crate::TestAutodiffBackend;
+
+    use crate::test_util::{random_batch, tiny_config};
 
     type B = TestAutodiffBackend;
-
-    fn tiny_config() -> TrainerConfig {
-        let (g, d) = ModelPreset::Tiny32.configs(Some(4));
-        TrainerConfig::new(g.with_latent_dim(8), d).with_batch_size(4)
-    }
-
-    fn batch(device: &burn::tensor::Device<B>, seed: u64) -> Tensor<B, 4> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values = LatentDistribution::Uniform.sample(4, 3 * 32 * 32, &mut rng);
-        Tensor::from_data(TensorData::new(values, [4, 3, 32, 32]), device)
-    }
 
     #[test]
     fn steps_are_deterministic_for_a_seed() {
@@ -404,7 +395,7 @@ mod tests {
         let run = |seed| {
             let mut t = Trainer::<B>::new(tiny_config().with_seed(seed), &device).unwrap();
             (0..3)
-                .map(|i| t.step(batch(&device, i)).unwrap())
+                .map(|i| t.step(random_batch(&device, i)).unwrap())
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -415,7 +406,7 @@ mod tests {
     fn metrics_are_probabilities_and_losses_are_positive() {
         let device = Default::default();
         let mut t = Trainer::<B>::new(tiny_config(), &device).unwrap();
-        let m = t.step(batch(&device, 0)).unwrap();
+        let m = t.step(random_batch(&device, 0)).unwrap();
         assert_eq!(m.step, 1);
         assert!(m.d_loss > 0.0 && m.g_loss > 0.0);
         assert!((0.0..=1.0).contains(&m.d_real) && (0.0..=1.0).contains(&m.d_fake));
@@ -425,7 +416,7 @@ mod tests {
     fn one_discriminator_update_lowers_its_loss_on_a_fixed_batch() {
         let device = Default::default();
         let mut t = Trainer::<B>::new(tiny_config().with_lr_d(1e-3), &device).unwrap();
-        let real = batch(&device, 1);
+        let real = random_batch(&device, 1);
         let z = LatentDistribution::Uniform.tensor::<B>(
             4,
             8,

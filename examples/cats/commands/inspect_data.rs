@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dcgan_data::{DatasetConfig, ImageDataset, ProgressEvent};
+use dcgan_data::{DatasetConfig, ImageDataset};
 
 /// Check a folder of images: how many are usable, which are skipped and why.
 #[derive(Debug, clap::Args)]
@@ -25,22 +25,7 @@ pub fn run(args: &InspectDataArgs) -> anyhow::Result<()> {
     let config = DatasetConfig::new()
         .with_image_size(args.image_size)
         .with_strict(args.strict);
-    let bar = indicatif::ProgressBar::hidden();
-    let progress = |event: ProgressEvent| match event {
-        ProgressEvent::Started { total, what } => {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(total);
-            bar.set_message(what);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-        }
-        ProgressEvent::Advanced { by } => bar.inc(by),
-        ProgressEvent::Finished => bar.finish_and_clear(),
-    };
+    let progress = catgan::progress::DataProgress::new();
     let dataset = ImageDataset::open(&args.data, &config, &progress)
         .with_context(|| format!("cannot use `{}` as training data", args.data.display()))?;
     let report = dataset.report();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dcgan_data::{PrepareConfig, ProgressEvent};
+use dcgan_data::PrepareConfig;
 
 /// Crop the cat faces of the CAT dataset (`*.jpg` + `*.jpg.cat` landmarks) into PNGs.
 #[derive(Debug, clap::Args)]
@@ -22,22 +22,7 @@ pub struct PrepareArgs {
 /// Runs the preparation and prints a summary, then one line per problem file.
 pub fn run(args: &PrepareArgs) -> anyhow::Result<()> {
     let config = PrepareConfig::new().with_min_size(args.min_size);
-    let bar = indicatif::ProgressBar::hidden();
-    let progress = |event: ProgressEvent| match event {
-        ProgressEvent::Started { total, what } => {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(total);
-            bar.set_message(what);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-        }
-        ProgressEvent::Advanced { by } => bar.inc(by),
-        ProgressEvent::Finished => bar.finish_and_clear(),
-    };
+    let progress = catgan::progress::DataProgress::new();
     let report = dcgan_data::prepare(&args.cat_dataset, &args.out, &config, &progress)
         .with_context(|| format!("cannot prepare `{}`", args.cat_dataset.display()))?;
     println!(

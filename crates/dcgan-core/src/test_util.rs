@@ -1,0 +1,23 @@
+//! Shared fixtures of the unit tests.
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{LatentDistribution, ModelPreset, TestAutodiffBackend, TrainerConfig};
+
+/// A 32 px model of width 4 with 8 latent values and batches of 4: quick on any CPU.
+pub(crate) fn tiny_config() -> TrainerConfig {
+    let (g, d) = ModelPreset::Tiny32.configs(Some(4));
+    TrainerConfig::new(g.with_latent_dim(8), d).with_batch_size(4)
+}
+
+/// A reproducible "real" batch of 4 random 32 px images in [−1, 1).
+pub(crate) fn random_batch(
+    device: &burn::tensor::Device<TestAutodiffBackend>,
+    seed: u64,
+) -> Tensor<TestAutodiffBackend, 4> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values = LatentDistribution::Uniform.sample(4, 3 * 32 * 32, &mut rng);
+    Tensor::from_data(TensorData::new(values, [4, 3, 32, 32]), device)
+}
