@@ -19,15 +19,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     /// A file operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done.
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The folder already holds a run and `--resume` was not given.
     #[error(
@@ -51,10 +50,10 @@ type Result<T> = std::result::Result<T, RunDirError>;
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError {
     let path = path.to_path_buf();
-    move |source| RunDirError::Io {
+    move |cause| RunDirError::Io {
         action,
         path,
-        source,
+        cause,
     }
 }
 

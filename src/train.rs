@@ -144,12 +144,12 @@ pub enum TrainError {
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
     /// Writing a preview image.
-    #[error("writing preview {path}: {source}")]
+    #[error("writing preview {path}: {cause}")]
     Image {
         /// The image file.
         path: PathBuf,
         /// The cause.
-        source: image::ImageError,
+        cause: image::ImageError,
     },
     /// The backend failed (driver, memory).
     #[error(transparent)]
@@ -237,6 +237,14 @@ pub fn resolve_resume(target: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
             target.display()
         )))
     }
+}
+
+/// Resolves a `--checkpoint` argument: a checkpoint file, or a run folder (its
+/// `checkpoints/latest.catgan`).
+pub fn resolve_checkpoint(target: &Path) -> Result<PathBuf, TrainError> {
+    resolve_resume(target)
+        .map(|(checkpoint, _)| checkpoint)
+        .map_err(|e| TrainError::Invalid(e.to_string().replace("--resume", "--checkpoint")))
 }
 
 /// Reads a run folder's `config.json`.
@@ -477,9 +485,9 @@ pub fn train<B: AutodiffBackend>(
             .forward(trainer.preview_latents());
         let images = to_rgb_images(images)?;
         let grid = image_grid(&images, square_columns(images.len()), 2)?;
-        grid.save(path).map_err(|source| TrainError::Image {
+        grid.save(path).map_err(|cause| TrainError::Image {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     };
 

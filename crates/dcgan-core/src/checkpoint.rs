@@ -170,10 +170,10 @@ fn encode(meta: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 fn read_file(path: &Path) -> Result<(CheckpointInfo, Vec<u8>)> {
-    let bytes = fs::read(path).map_err(|source| Error::Io {
+    let bytes = fs::read(path).map_err(|cause| Error::Io {
         action: "reading checkpoint",
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     decode(path, bytes)
 }
@@ -230,10 +230,10 @@ fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, Vec<u8>)> 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |action| {
-        move |source| Error::Io {
+        move |cause| Error::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     };
     let dir = match path.parent() {

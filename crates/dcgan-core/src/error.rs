@@ -28,15 +28,14 @@ pub enum Error {
     },
 
     /// Reading or writing a file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("writing checkpoint", ...).
         action: &'static str,
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A checkpoint file exists but cannot be used.

@@ -53,7 +53,8 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         args.n >= 2,
         "-n must be at least 2 (a covariance needs two images)"
     );
-    let (generator, info) = dcgan_core::load_generator::<B>(&args.checkpoint, device)
+    let checkpoint = catgan::train::resolve_checkpoint(&args.checkpoint)?;
+    let (generator, info) = dcgan_core::load_generator::<B>(&checkpoint, device)
         .with_context(|| format!("cannot load checkpoint `{}`", args.checkpoint.display()))?;
     let evaluator = FidEvaluator::<B::InnerBackend>::load(args.weights.as_deref(), device)
         .context("cannot load the FID Inception weights")?

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask};
-use catgan::train::resolve_resume;
+use catgan::train::resolve_checkpoint;
 use dcgan_core::sample::{
     generate, image_grid, interpolate_latents, square_columns, to_rgb_images,
 };
@@ -127,8 +127,7 @@ pub fn run(args: &GenerateArgs, target: Target) -> anyhow::Result<ExitCode> {
     if args.count == 0 {
         bail!("-n 0: nothing to generate (give at least 1)");
     }
-    let (checkpoint, _) = resolve_resume(&args.checkpoint)
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--resume", "--checkpoint")))?;
+    let checkpoint = resolve_checkpoint(&args.checkpoint)?;
     let written = dispatch(
         target.backend,
         target.device,
