@@ -9,13 +9,13 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::generator::{at_most, positive, validate_common, validate_image_size, MAX_WIDTH};
 use crate::init::WeightInit;
+use crate::layers;
 
 /// Configuration of a [`Discriminator`].
 #[derive(Config, Debug, PartialEq)]
@@ -187,12 +187,11 @@ impl DiscriminatorConfig {
 impl<B: Backend> DownBlock<B> {
     /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`.
     pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64) -> Tensor<B, 4> {
-        let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        leaky_relu(x, leaky_slope)
+        let x = layers::conv2d(&self.conv, x);
+        match &self.norm {
+            Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope),
+            None => layers::leaky_relu(x, leaky_slope),
+        }
     }
 }
 
@@ -207,7 +206,8 @@ impl<B: Backend> Discriminator<B> {
         for block in &self.blocks {
             x = block.forward(x, self.leaky_slope);
         }
-        self.classify.forward(x.flatten(1, 3))
+        self.classify
+            .forward(layers::to_channels_first(x).flatten(1, 3))
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`

@@ -10,12 +10,13 @@ use burn::module::Module;
 use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, tanh};
+use burn::tensor::activation::tanh;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::init::WeightInit;
+use crate::layers;
 
 /// Side of the first feature map, right after the dense projection (the seed's 8×8).
 pub const START_SIZE: usize = 8;
@@ -177,7 +178,8 @@ impl GeneratorConfig {
 impl<B: Backend> UpBlock<B> {
     /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`.
     pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64) -> Tensor<B, 4> {
-        leaky_relu(self.norm.forward(self.conv.forward(x)), leaky_slope)
+        let x = layers::conv_transpose2d(&self.conv, x);
+        layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope)
     }
 }
 
@@ -197,11 +199,12 @@ impl<B: Backend> Generator<B> {
             self.project
                 .forward(z)
                 .reshape([batch, self.start_channels, START_SIZE, START_SIZE]);
-        let mut x = leaky_relu(x, self.leaky_slope);
+        let mut x = layers::leaky_relu(x, self.leaky_slope);
         for block in &self.blocks {
             x = block.forward(x, self.leaky_slope);
         }
-        tanh(self.to_image.forward(x))
+        let x = layers::conv_transpose2d(&self.to_image, x);
+        tanh(layers::to_channels_first(x))
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`

@@ -37,6 +37,7 @@ pub mod discriminator;
 pub mod error;
 pub mod generator;
 pub mod init;
+pub mod layers;
 pub mod loss;
 pub mod preset;
 pub mod sample;

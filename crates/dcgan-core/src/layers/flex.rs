@@ -1,0 +1,728 @@
+//! The flex fast path: convolutions, transposed convolutions, batch norm + leaky ReLU
+//! and leaky ReLU as custom operations of `Autodiff<Flex>` (training) and `Flex`
+//! (inference), computed channels-last.
+//!
+//! Why: burn 0.21's flex backend spends most of a training step outside matrix
+//! multiplication (see `docs/performance.md`): batch norm's broadcasts and the
+//! convolutions' weight gradients go through element-by-element strided copies, and the
+//! transposed convolution runs image after image. Here every convolution is one GEMM per
+//! direction between the weight and a window matrix ([`kernels::im2col`] /
+//! [`kernels::col2im`]), with the batch's positions as the long dimension, and batch
+//! norm + leaky ReLU is two passes forward and two backward.
+//!
+//! Layout: the outputs are logical `[n, c, h, w]` tensors whose memory is channels-last
+//! (a permuted view of a contiguous `[n, h, w, c]` buffer), so that the next fast layer
+//! reads them without a copy; any layout is accepted as input. Input gradients come back
+//! in the layout their input had. [`to_channels_first`] makes a tensor plain NCHW again
+//! for burn's own operations (the networks call it before `tanh` and before `flatten`).
+//!
+//! The parameter tensors are the modules' own (`[c_out, c_in, k, k]` for `Conv2d`,
+//! `[c_in, c_out, k, k]` for `ConvTranspose2d`, `γ`, `β`, running statistics), so records
+//! and checkpoints are unchanged.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+
+use rayon::prelude::*;
+
+use super::kernels::{self, Affine, Mat, Window};
+
+/// Opt-in timing of the fast path's pieces (`CATGAN_LAYER_PROFILE=1`): totals per piece
+/// and shape, read with `layers::take_flex_profile`. Off, it costs one relaxed load.
+pub(crate) mod profile {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    static ENABLED: AtomicU8 = AtomicU8::new(0);
+    static TOTALS: Mutex<BTreeMap<String, (f64, u64)>> = Mutex::new(BTreeMap::new());
+
+    fn enabled() -> bool {
+        match ENABLED.load(Ordering::Relaxed) {
+            0 => {
+                let on = std::env::var("CATGAN_LAYER_PROFILE").is_ok_and(|v| v == "1");
+                ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+                on
+            }
+            v => v == 1,
+        }
+    }
+
+    /// Runs `f`, adding its wall time to `label()`'s total when profiling is on.
+    pub fn timed<T>(label: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+        if !enabled() {
+            return f();
+        }
+        let t = Instant::now();
+        let out = f();
+        let dt = t.elapsed().as_secs_f64();
+        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        let e = totals.entry(label()).or_insert((0.0, 0));
+        e.0 += dt;
+        e.1 += 1;
+        out
+    }
+
+    /// The totals so far, slowest first; resets them.
+    pub fn take() -> Vec<(String, f64, u64)> {
+        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = std::mem::take(&mut *totals)
+            .into_iter()
+            .map(|(k, (t, n))| (k, t, n))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+use profile::timed;
+
+/// The training backend this path serves.
+pub(crate) type Ad = Autodiff<Flex>;
+
+fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape.to_vec())),
+        DType::F32,
+    )
+}
+
+/// The values of a flex tensor in row-major order of its logical shape.
+fn values(t: &FlexTensor) -> Vec<f32> {
+    let t = t.to_contiguous();
+    t.as_slice::<f32>()
+        .expect("contiguous f32 (checked by the dispatcher)")
+        .to_vec()
+}
+
+/// A batch of feature maps, channels-last: `data` holds `[n, h, w, c]` row-major.
+#[derive(Clone, Debug)]
+struct Maps {
+    data: FlexTensor,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Whether the tensor it came from was plain NCHW (gradients go back that way).
+    was_nchw: bool,
+}
+
+impl Maps {
+    /// Channels-last data of a logical `[n, c, h, w]` tensor: its own buffer if it is
+    /// already channels-last (as this module's outputs are), else a transposed copy.
+    fn of(t: &FlexTensor) -> Self {
+        let layout = t.layout();
+        let dims: Vec<usize> = layout.shape().to_vec();
+        let [n, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let channels_last = [(h * w * c) as isize, 1, (w * c) as isize, c as isize];
+        let strides = layout.strides();
+        let is_nhwc = layout.start_offset() == 0
+            && t.storage::<f32>().len() == n * c * h * w
+            && (0..4).all(|d| dims[d] <= 1 || strides[d] == channels_last[d]);
+        if is_nhwc {
+            let data = FlexTensor::from_arc(
+                t.data_arc(),
+                Layout::contiguous(Shape::from(vec![n, h, w, c])),
+                DType::F32,
+            );
+            return Self {
+                data,
+                n,
+                c,
+                h,
+                w,
+                was_nchw: false,
+            };
+        }
+        let nchw = t.to_contiguous();
+        let data = kernels::transpose_batch(slice(&nchw), c, h * w);
+        Self {
+            data: tensor(data, &[n, h, w, c]),
+            n,
+            c,
+            h,
+            w,
+            was_nchw: true,
+        }
+    }
+
+    fn slice(&self) -> &[f32] {
+        slice(&self.data)
+    }
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+/// Channels-last data `[n, h, w, c]` as a logical `[n, c, h, w]` tensor: a permuted view
+/// (no copy), or a plain NCHW copy if `nchw`.
+fn nchw_tensor(data: Vec<f32>, [n, c, h, w]: [usize; 4], nchw: bool) -> FlexTensor {
+    if nchw {
+        tensor(kernels::transpose_batch(&data, h * w, c), &[n, c, h, w])
+    } else {
+        tensor(data, &[n, h, w, c]).permute(&[0, 3, 1, 2])
+    }
+}
+
+/// Whether the forward or the transposed convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvKind {
+    /// `nn::conv::Conv2d`: the window sweeps the input; weight `[c_out, c_in, kh, kw]`.
+    Forward,
+    /// `nn::conv::ConvTranspose2d`: the window sweeps the output; weight `[c_in, c_out, kh, kw]`.
+    Transposed,
+}
+
+/// One convolution's geometry, batch included.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvSpec {
+    pub kind: ConvKind,
+    /// The window over the big map (input of a convolution, output of a transposed one).
+    pub window: Window,
+    /// Images.
+    pub batch: usize,
+    /// Channels on the grid side (output of a convolution, input of a transposed one).
+    pub grid_channels: usize,
+}
+
+impl ConvSpec {
+    /// Shape of the operation's input.
+    pub fn input_shape(&self) -> [usize; 4] {
+        let w = &self.window;
+        match self.kind {
+            ConvKind::Forward => [self.batch, w.c, w.hb, w.wb],
+            ConvKind::Transposed => [self.batch, self.grid_channels, w.hs, w.ws],
+        }
+    }
+
+    /// Shape of the operation's output.
+    pub fn output_shape(&self) -> [usize; 4] {
+        let w = &self.window;
+        match self.kind {
+            ConvKind::Forward => [self.batch, self.grid_channels, w.hs, w.ws],
+            ConvKind::Transposed => [self.batch, w.c, w.hb, w.wb],
+        }
+    }
+
+    /// A short name for profiles: kind, channels, input side, stride.
+    fn tag(&self, piece: &str) -> String {
+        let [_, ci, h, w] = self.input_shape();
+        let [_, co, _, _] = self.output_shape();
+        let kind = match self.kind {
+            ConvKind::Forward => "conv",
+            ConvKind::Transposed => "convT",
+        };
+        format!("{kind} {ci}->{co} {h}x{w} s{} {piece}", self.window.sh)
+    }
+
+    /// The weight (`[g, c, kh, kw]` for both kinds) as the matrix `[(ky, kx, c), g]`.
+    fn weight_kg(&self, weight: &FlexTensor) -> Vec<f32> {
+        let w = &self.window;
+        kernels::weight_to_kg(&values(weight), self.grid_channels, w.c, w.kh, w.kw)
+    }
+
+    /// Images per group: the batch is processed in groups whose window matrix is about
+    /// 4 MiB (it stays in cache between the GEMM and the gather or scatter, and is never
+    /// a fresh multi-megabyte allocation), at least 4 groups when the batch allows (both
+    /// cores busy). Depends on the shapes only, so results never depend on threads.
+    fn group(&self) -> usize {
+        let per_image = self.window.grid() * self.window.k();
+        let by_size = ((1usize << 20) / per_image.max(1)).max(1);
+        by_size.min(self.batch.div_ceil(4)).max(1)
+    }
+
+    /// The output, and what the backward pass keeps.
+    ///
+    /// With `K = kh·kw·c`, `G` the grid-side channels, `P` the window positions of a
+    /// group of images and the weight as `W[K, G]`:
+    /// - convolution: `out[P, G] = im2col(x)[P, K] · W + bias`;
+    /// - transposed: `out = col2im(x[P, G] · Wᵀ) + bias`.
+    pub fn forward(
+        &self,
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        bias: &FlexTensor,
+        need: [bool; 2],
+    ) -> (FlexTensor, ConvState) {
+        let [need_dx, need_dw] = need;
+        let w = &self.window;
+        let (g, k) = (self.grid_channels, w.k());
+        let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
+        let wkg = self.weight_kg(weight);
+        let bias = values(bias);
+        let group = self.group();
+        let out = timed(
+            || self.tag("fwd"),
+            || match self.kind {
+                ConvKind::Forward => {
+                    let mut out = vec![0.0f32; self.batch * w.grid() * g];
+                    let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
+                    out.par_chunks_mut(group * grid_len)
+                        .zip(x.slice().par_chunks(group * big_len))
+                        .for_each(|(out, x)| {
+                            let p = out.len() / g;
+                            for row in out.chunks_exact_mut(g) {
+                                row.copy_from_slice(&bias);
+                            }
+                            let mut cols = vec![0.0f32; p * k];
+                            kernels::im2col(w, x, &mut cols);
+                            kernels::gemm(
+                                (p, g, k),
+                                out,
+                                true,
+                                Mat::rows(&cols, k),
+                                Mat::rows(&wkg, g),
+                                false,
+                            );
+                        });
+                    out
+                }
+                ConvKind::Transposed => {
+                    let mut out = vec![0.0f32; self.batch * w.big() * w.c];
+                    let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
+                    out.par_chunks_mut(group * big_len)
+                        .zip(x.slice().par_chunks(group * grid_len))
+                        .for_each(|(out, x)| {
+                            let p = x.len() / g;
+                            let mut cols = vec![0.0f32; p * k];
+                            kernels::gemm(
+                                (p, k, g),
+                                &mut cols,
+                                false,
+                                Mat::rows(x, g),
+                                Mat::transposed(&wkg, g),
+                                false,
+                            );
+                            kernels::col2im(w, &cols, Some(&bias), out);
+                        });
+                    out
+                }
+            },
+        );
+        let state = ConvState {
+            spec: *self,
+            wkg: need_dx.then(|| Arc::new(wkg)),
+            weight_shape: weight.layout().shape().to_vec(),
+            input: need_dw.then(|| x.clone()),
+            input_was_nchw: x.was_nchw,
+        };
+        (nchw_tensor(out, self.output_shape(), false), state)
+    }
+
+    /// Gradients of the input, the weight and the bias (each only if asked for), group
+    /// by group; the weight gradient sums the groups' parts in order.
+    ///
+    /// - convolution: with `cols = im2col(x)`: `dW = colsᵀ · dy`, `dx = col2im(dy · Wᵀ)`;
+    /// - transposed: with `dcols = im2col(dy)`: `dW = dcolsᵀ · x`, `dx = dcols · W`.
+    pub fn backward(
+        &self,
+        grad: &FlexTensor,
+        state: &ConvState,
+        need: [bool; 3],
+    ) -> [Option<FlexTensor>; 3] {
+        let w = &self.window;
+        let [need_x, need_w, need_b] = need;
+        let (g, k) = (self.grid_channels, w.k());
+        let dy = timed(|| self.tag("bwd layout"), || Maps::of(grad));
+        let empty = Arc::new(Vec::new());
+        let wkg: &[f32] = state.wkg.as_ref().unwrap_or(&empty);
+        let input = state.input.as_ref();
+        let group = self.group();
+        let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
+        // Each group writes its own slice of dx (empty slices if dx is not needed).
+        let dx_image = match self.kind {
+            ConvKind::Forward => big_len,
+            ConvKind::Transposed => grid_len,
+        };
+        let mut dx = vec![0.0f32; if need_x { self.batch * dx_image } else { 0 }];
+        let groups = self.batch.div_ceil(group);
+        let mut dx_chunks: Vec<&mut [f32]> = dx.chunks_mut(group * dx_image).collect();
+        dx_chunks.resize_with(groups, Default::default);
+        let parts: Vec<Option<Vec<f32>>> = timed(
+            || self.tag("bwd"),
+            || {
+                dx_chunks
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(i, dx)| {
+                        let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
+                        let p = (i1 - i0) * w.grid();
+                        match self.kind {
+                            ConvKind::Forward => {
+                                let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
+                                let dw = need_w.then(|| {
+                                    let x = input.expect("kept for dW").slice();
+                                    let mut cols = vec![0.0f32; p * k];
+                                    kernels::im2col(w, &x[i0 * big_len..i1 * big_len], &mut cols);
+                                    let mut dw = vec![0.0f32; k * g];
+                                    kernels::gemm(
+                                        (k, g, p),
+                                        &mut dw,
+                                        false,
+                                        Mat::transposed(&cols, k),
+                                        Mat::rows(dy, g),
+                                        false,
+                                    );
+                                    dw
+                                });
+                                if need_x {
+                                    let mut dcols = vec![0.0f32; p * k];
+                                    kernels::gemm(
+                                        (p, k, g),
+                                        &mut dcols,
+                                        false,
+                                        Mat::rows(dy, g),
+                                        Mat::transposed(wkg, g),
+                                        false,
+                                    );
+                                    kernels::col2im(w, &dcols, None, dx);
+                                }
+                                dw
+                            }
+                            ConvKind::Transposed => {
+                                let dy = &dy.slice()[i0 * big_len..i1 * big_len];
+                                let mut dcols = vec![0.0f32; p * k];
+                                kernels::im2col(w, dy, &mut dcols);
+                                if need_x {
+                                    kernels::gemm(
+                                        (p, g, k),
+                                        dx,
+                                        false,
+                                        Mat::rows(&dcols, k),
+                                        Mat::rows(wkg, g),
+                                        false,
+                                    );
+                                }
+                                need_w.then(|| {
+                                    let x = input.expect("kept for dW").slice();
+                                    let mut dw = vec![0.0f32; k * g];
+                                    kernels::gemm(
+                                        (k, g, p),
+                                        &mut dw,
+                                        false,
+                                        Mat::transposed(&dcols, k),
+                                        Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
+                                        false,
+                                    );
+                                    dw
+                                })
+                            }
+                        }
+                    })
+                    .collect()
+            },
+        );
+        let dw = need_w.then(|| {
+            let mut sum = vec![0.0f32; k * g];
+            for part in parts.iter().flatten() {
+                for (s, v) in sum.iter_mut().zip(part) {
+                    *s += v;
+                }
+            }
+            tensor(
+                kernels::weight_from_kg(&sum, g, w.c, w.kh, w.kw),
+                &state.weight_shape,
+            )
+        });
+        let dx = need_x.then(|| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
+        let db = need_b.then(|| {
+            let c = match self.kind {
+                ConvKind::Forward => g,
+                ConvKind::Transposed => w.c,
+            };
+            tensor(kernels::column_sums(dy.slice(), c), &[c])
+        });
+        [dx, dw, db]
+    }
+}
+
+/// What a convolution keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvState {
+    spec: ConvSpec,
+    /// The weight as `[K, G]` (for the input gradient).
+    wkg: Option<Arc<Vec<f32>>>,
+    weight_shape: Vec<usize>,
+    /// The input, channels-last (for the weight gradient).
+    input: Option<Maps>,
+    input_was_nchw: bool,
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        let need = [px.is_some(), pw.is_some(), pb.is_some()];
+        let [dx, dw, db] = ops.state.spec.backward(&grad, &ops.state, need);
+        for (parent, g) in [(px, dx), (pw, dw), (pb, db)] {
+            if let (Some(node), Some(g)) = (parent, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+fn prim<const D: usize>(t: Tensor<Ad, D>) -> FloatTensor<Ad> {
+    t.into_primitive().tensor()
+}
+
+fn from_prim<B: burn::prelude::Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// A convolution (either kind) on `Autodiff<Flex>` with its own backward pass.
+pub(crate) fn conv_autodiff(
+    spec: ConvSpec,
+    x: Tensor<Ad, 4>,
+    weight: Tensor<Ad, 4>,
+    bias: Tensor<Ad, 1>,
+) -> Tensor<Ad, 4> {
+    let (x, weight, bias) = (prim(x), prim(weight), prim(bias));
+    let need = [x.is_tracked(), weight.is_tracked()];
+    let (out, state) = spec.forward(&x.primitive, &weight.primitive, &bias.primitive, need);
+    let prep = ConvBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful();
+    from_prim(match prep {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    })
+}
+
+/// A convolution (either kind) on plain `Flex` (inference).
+pub(crate) fn conv_inference(
+    spec: ConvSpec,
+    x: Tensor<Flex, 4>,
+    weight: Tensor<Flex, 4>,
+    bias: Tensor<Flex, 1>,
+) -> Tensor<Flex, 4> {
+    let (x, weight, bias) = (
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+    );
+    from_prim(spec.forward(&x, &weight, &bias, [false, false]).0)
+}
+
+/// What batch norm + leaky ReLU keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub(crate) struct NormState {
+    input: Maps,
+    mean: Vec<f32>,
+    affine: Affine,
+    gamma: Vec<f32>,
+    slope: f32,
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [px, pg, pb] = ops.parents;
+        let s = &ops.state;
+        let x = &s.input;
+        let tag = || format!("bn {}x{}x{} bwd", x.c, x.h, x.w);
+        let dy = timed(tag, || Maps::of(&grad));
+        let (dx, dgamma, dbeta) = timed(tag, || {
+            kernels::batch_norm_leaky_backward(
+                x.slice(),
+                dy.slice(),
+                &s.mean,
+                &s.affine,
+                &s.gamma,
+                s.slope,
+            )
+        });
+        if let Some(node) = px {
+            let dx = nchw_tensor(dx, [x.n, x.c, x.h, x.w], x.was_nchw);
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[x.c]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[x.c]));
+        }
+    }
+}
+
+/// Batch norm with batch statistics, then leaky ReLU, on `Autodiff<Flex>`. Returns the
+/// output and the batch mean and (biased) variance, for the running statistics.
+pub(crate) fn batch_norm_leaky_autodiff(
+    x: Tensor<Ad, 4>,
+    gamma: Tensor<Ad, 1>,
+    beta: Tensor<Ad, 1>,
+    epsilon: f64,
+    slope: f64,
+) -> (Tensor<Ad, 4>, Vec<f32>, Vec<f32>) {
+    let (x, gamma, beta) = (prim(x), prim(gamma), prim(beta));
+    let input = Maps::of(&x.primitive);
+    let (gamma_v, beta_v) = (values(&gamma.primitive), values(&beta.primitive));
+    let tag = || format!("bn {}x{}x{} fwd", input.c, input.h, input.w);
+    let (mean, var) = timed(tag, || kernels::batch_stats(input.slice(), input.c));
+    let affine = Affine::new(&mean, &var, &gamma_v, &beta_v, epsilon);
+    let out = timed(tag, || {
+        kernels::affine_leaky(input.slice(), &affine, slope as f32)
+    });
+    let out = nchw_tensor(out, [input.n, input.c, input.h, input.w], input.was_nchw);
+    let prep = NormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful();
+    let out = match prep {
+        OpsKind::Tracked(prep) => prep.finish(
+            NormState {
+                input,
+                mean: mean.clone(),
+                affine,
+                gamma: gamma_v,
+                slope: slope as f32,
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    (from_prim(out), mean, var)
+}
+
+/// Batch norm with the running statistics, then leaky ReLU, on plain `Flex` (inference).
+pub(crate) fn batch_norm_leaky_inference(
+    x: Tensor<Flex, 4>,
+    params: [Tensor<Flex, 1>; 4],
+    epsilon: f64,
+    slope: f64,
+) -> Tensor<Flex, 4> {
+    let [gamma, beta, mean, var] = params.map(|p| values(&p.into_primitive().tensor()));
+    let input = Maps::of(&x.into_primitive().tensor());
+    let affine = Affine::new(&mean, &var, &gamma, &beta, epsilon);
+    let out = kernels::affine_leaky(input.slice(), &affine, slope as f32);
+    from_prim(nchw_tensor(
+        out,
+        [input.n, input.c, input.h, input.w],
+        input.was_nchw,
+    ))
+}
+
+/// Leaky ReLU alone (a layer without batch norm) keeps its input.
+#[derive(Clone, Debug)]
+pub(crate) struct LeakyState {
+    input: Maps,
+    slope: f32,
+}
+
+#[derive(Debug)]
+struct LeakyBackward;
+
+impl Backward<Flex, 1> for LeakyBackward {
+    type State = LeakyState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let s = &ops.state;
+        let x = &s.input;
+        let dy = Maps::of(&grad);
+        let dx = kernels::leaky_backward(x.slice(), dy.slice(), s.slope);
+        grads.register::<Flex>(node.id, nchw_tensor(dx, [x.n, x.c, x.h, x.w], x.was_nchw));
+    }
+}
+
+/// Leaky ReLU on `Autodiff<Flex>`, keeping the input's layout.
+pub(crate) fn leaky_autodiff(x: Tensor<Ad, 4>, slope: f64) -> Tensor<Ad, 4> {
+    let x = prim(x);
+    let input = Maps::of(&x.primitive);
+    let out = kernels::leaky(input.slice(), slope as f32);
+    let out = nchw_tensor(out, [input.n, input.c, input.h, input.w], input.was_nchw);
+    let prep = LeakyBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful();
+    from_prim(match prep {
+        OpsKind::Tracked(prep) => prep.finish(
+            LeakyState {
+                input,
+                slope: slope as f32,
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    })
+}
+
+/// Leaky ReLU on plain `Flex`, keeping the input's layout.
+pub(crate) fn leaky_inference(x: Tensor<Flex, 4>, slope: f64) -> Tensor<Flex, 4> {
+    let input = Maps::of(&x.into_primitive().tensor());
+    let out = kernels::leaky(input.slice(), slope as f32);
+    from_prim(nchw_tensor(
+        out,
+        [input.n, input.c, input.h, input.w],
+        input.was_nchw,
+    ))
+}
+
+/// A plain NCHW copy of a flex tensor (itself if it already is one).
+pub(crate) fn channels_first(t: FlexTensor) -> FlexTensor {
+    let layout = t.layout();
+    if layout.is_contiguous()
+        && layout.start_offset() == 0
+        && t.storage::<f32>().len() == layout.num_elements()
+    {
+        return t;
+    }
+    let maps = Maps::of(&t);
+    nchw_tensor(
+        maps.slice().to_vec(),
+        [maps.n, maps.c, maps.h, maps.w],
+        true,
+    )
+}
+
+#[derive(Debug)]
+struct IdentityBackward;
+
+impl Backward<Flex, 1> for IdentityBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            grads.register::<Flex>(node.id, grad);
+        }
+    }
+}
+
+/// [`channels_first`] on `Autodiff<Flex>` (the gradient passes through unchanged).
+pub(crate) fn channels_first_autodiff(x: Tensor<Ad, 4>) -> Tensor<Ad, 4> {
+    let x = prim(x);
+    let out = channels_first(x.primitive.clone());
+    let prep = IdentityBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful();
+    from_prim(match prep {
+        OpsKind::Tracked(prep) => prep.finish((), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    })
+}

@@ -1,0 +1,634 @@
+//! Plain-slice CPU kernels behind the flex fast path, all on channels-last ("NHWC")
+//! data: a batch of feature maps is a row-major matrix `[positions, channels]`.
+//!
+//! - [`im2col`] gathers each window of a map into a row (`[ky, kx, c]`), [`col2im`] sums
+//!   the rows back onto the map (its adjoint); both move whole channel vectors.
+//! - [`gemm`] is the matrix product (the `gemm` crate, which flex itself uses); with
+//!   positions as rows, the long dimension of every product is the one `gemm` handles
+//!   best (measured in `docs/performance.md`).
+//! - Batch norm + leaky ReLU forward and backward, layout transposes, weight reordering.
+//!
+//! Everything is deterministic: work is split in fixed blocks (never by thread count)
+//! and partial sums are combined in a fixed order.
+
+use rayon::prelude::*;
+
+/// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
+/// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
+///
+/// For a convolution the big map is the input and the grid is the output; for a
+/// transposed convolution it is the other way round (the big map is the output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    /// Channels of the big map.
+    pub c: usize,
+    /// Height of the big map.
+    pub hb: usize,
+    /// Width of the big map.
+    pub wb: usize,
+    /// Height of the grid of window positions.
+    pub hs: usize,
+    /// Width of the grid of window positions.
+    pub ws: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Top padding.
+    pub ph: usize,
+    /// Left padding.
+    pub pw: usize,
+}
+
+impl Window {
+    /// Length of one window row: `kh · kw · c`, ordered `(ky, kx, c)`.
+    pub fn k(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    /// Window positions per image, `hs · ws`.
+    pub fn grid(&self) -> usize {
+        self.hs * self.ws
+    }
+
+    /// Positions of one big map, `hb · wb`.
+    pub fn big(&self) -> usize {
+        self.hb * self.wb
+    }
+}
+
+/// Gathers the windows of big maps `[n, hb, wb, c]` into rows `cols [n·hs·ws, kh·kw·c]`:
+/// `cols[(image, oy, ox), (ky, kx, c)] = big[image, oy·sh + ky − ph, ox·sw + kx − pw, c]`
+/// (zero over the padding). Overwrites all of `cols`.
+pub(crate) fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
+    let (k, c) = (w.k(), w.c);
+    debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
+    for (index, dst) in cols.chunks_mut(w.ws * k).enumerate() {
+        let (image, oy) = (index / w.hs, index % w.hs);
+        let map = &big[image * w.big() * c..(image + 1) * w.big() * c];
+        for (ox, row) in dst.chunks_mut(k).enumerate() {
+            for ky in 0..w.kh {
+                let iy = (oy * w.sh + ky) as isize - w.ph as isize;
+                let taps = &mut row[ky * w.kw * c..(ky + 1) * w.kw * c];
+                if iy < 0 || iy as usize >= w.hb {
+                    taps.fill(0.0);
+                    continue;
+                }
+                let line = &map[iy as usize * w.wb * c..(iy as usize + 1) * w.wb * c];
+                for (kx, tap) in taps.chunks_mut(c).enumerate() {
+                    let ix = (ox * w.sw + kx) as isize - w.pw as isize;
+                    if ix >= 0 && (ix as usize) < w.wb {
+                        let ix = ix as usize;
+                        tap.copy_from_slice(&line[ix * c..(ix + 1) * c]);
+                    } else {
+                        tap.fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: every big-map position of `big [n, hb, wb, c]` becomes the
+/// sum of the window rows that cover it, on top of `init[c]` (a bias) if given.
+/// Overwrites all of `big`.
+pub(crate) fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
+    let (k, c) = (w.k(), w.c);
+    debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
+    // Each position is written once (a gather over the covering windows).
+    for (index, line) in big.chunks_mut(w.wb * c).enumerate() {
+        let (image, iy) = (index / w.hb, index % w.hb);
+        let image_cols = &cols[image * w.grid() * k..(image + 1) * w.grid() * k];
+        for (ix, acc) in line.chunks_mut(c).enumerate() {
+            match init {
+                Some(init) => acc.copy_from_slice(init),
+                None => acc.fill(0.0),
+            }
+            for ky in 0..w.kh {
+                // oy·sh = iy + ph − ky
+                let t = iy + w.ph;
+                if t < ky || (t - ky) % w.sh != 0 || (t - ky) / w.sh >= w.hs {
+                    continue;
+                }
+                let oy = (t - ky) / w.sh;
+                for kx in 0..w.kw {
+                    let u = ix + w.pw;
+                    if u < kx || (u - kx) % w.sw != 0 || (u - kx) / w.sw >= w.ws {
+                        continue;
+                    }
+                    let ox = (u - kx) / w.sw;
+                    let start = (oy * w.ws + ox) * k + (ky * w.kw + kx) * c;
+                    for (a, v) in acc.iter_mut().zip(&image_cols[start..start + c]) {
+                        *a += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Transposes each of `n` row-major `[rows, cols]` matrices (`src`) into `[cols, rows]`.
+/// Channels-first ↔ channels-last: `[n, c, hw]` → `[n, hw, c]` is `(rows, cols) = (c, hw)`.
+pub(crate) fn transpose_batch(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let per = rows * cols;
+    let mut dst = vec![0.0f32; src.len()];
+    const T: usize = 32;
+    // Tasks: blocks of `T` source rows of one matrix.
+    let row_blocks = rows.div_ceil(T);
+    dst.par_chunks_mut(per)
+        .zip(src.par_chunks(per))
+        .for_each(|(d, s)| {
+            for rb in 0..row_blocks {
+                let r0 = rb * T;
+                let r1 = (r0 + T).min(rows);
+                for c0 in (0..cols).step_by(T) {
+                    let c1 = (c0 + T).min(cols);
+                    for r in r0..r1 {
+                        for cc in c0..c1 {
+                            d[cc * rows + r] = s[r * cols + cc];
+                        }
+                    }
+                }
+            }
+        });
+    dst
+}
+
+/// A read-only matrix operand of [`gemm`]: a slice and the strides of rows and columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+            assert!(last < self.data.len(), "matrix operand out of bounds");
+        }
+    }
+}
+
+/// `dst[m, n] (row-major) (+)= lhs[m, k] · rhs[k, n]` with the `gemm` crate, threaded
+/// for large products. With `accumulate`, the product is added to what `dst` holds.
+pub(crate) fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    threaded: bool,
+) {
+    assert_eq!(dst.len(), m * n, "gemm destination size");
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = if threaded && m.saturating_mul(n).saturating_mul(k) >= 64 * 64 * 64 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the largest offset each operand is read at is in bounds (checked above,
+    // strides are non-negative); `dst` is exclusively borrowed, so it aliases nothing.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Rows per block of the per-channel reductions.
+const BLOCK_ROWS: usize = 2048;
+
+/// A weight `[g, c, kh, kw]` (either module's layout) as the matrix `[(ky, kx, c), g]`.
+pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; weight.len()];
+    for gi in 0..g {
+        for ci in 0..c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    out[((ky * kw + kx) * c + ci) * g + gi] =
+                        weight[((gi * c + ci) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`weight_to_kg`].
+pub(crate) fn weight_from_kg(kg: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; kg.len()];
+    for gi in 0..g {
+        for ci in 0..c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    out[((gi * c + ci) * kh + ky) * kw + kx] =
+                        kg[((ky * kw + kx) * c + ci) * g + gi];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Per-channel sums of `x [r, c]` over its rows.
+pub(crate) fn column_sums(x: &[f32], c: usize) -> Vec<f32> {
+    column_sums_f64(x, c)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// Sums per channel over all rows, in `f64`: rows are cut into fixed blocks, `f(r0, r1,
+/// acc)` adds rows `r0..r1` into `acc` (`lanes · c` zeroed `f32`s), and the blocks are
+/// combined in order. Returns `lanes · c` sums.
+fn block_sums(
+    rows: usize,
+    c: usize,
+    lanes: usize,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f64> {
+    // Small blocks keep the f32 partial sums short (accuracy); f64 across blocks.
+    const SUB: usize = 64;
+    let blocks = rows.div_ceil(BLOCK_ROWS).max(1);
+    let partials: Vec<Vec<f64>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let (r0, r1) = (b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(rows));
+            let mut total = vec![0.0f64; lanes * c];
+            let mut acc = vec![0.0f32; lanes * c];
+            let mut s = r0;
+            while s < r1 {
+                let e = (s + SUB).min(r1);
+                acc.fill(0.0);
+                f(s, e, &mut acc);
+                for (t, a) in total.iter_mut().zip(&acc) {
+                    *t += *a as f64;
+                }
+                s = e;
+            }
+            total
+        })
+        .collect();
+    let mut out = vec![0.0f64; lanes * c];
+    for p in &partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    out
+}
+
+/// Batch statistics of `x [r, c]`: per-channel mean and biased variance (two passes).
+pub(crate) fn batch_stats(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = x.len() / c;
+    let count = rows as f64;
+    let mean: Vec<f32> = column_sums_f64(x, c)
+        .into_iter()
+        .map(|s| (s / count) as f32)
+        .collect();
+    let sq = block_sums(rows, c, 1, |r0, r1, acc| {
+        for row in x[r0 * c..r1 * c].chunks_exact(c) {
+            for ((a, v), m) in acc.iter_mut().zip(row).zip(&mean) {
+                let d = v - m;
+                *a += d * d;
+            }
+        }
+    });
+    let var = sq.into_iter().map(|s| (s / count) as f32).collect();
+    (mean, var)
+}
+
+fn column_sums_f64(x: &[f32], c: usize) -> Vec<f64> {
+    block_sums(x.len() / c, c, 1, |r0, r1, acc| {
+        for row in x[r0 * c..r1 * c].chunks_exact(c) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    })
+}
+
+/// The per-channel affine map of batch norm: `z = x·scale + shift`.
+#[derive(Clone, Debug)]
+pub(crate) struct Affine {
+    /// `γ / √(var + ε)`.
+    pub scale: Vec<f32>,
+    /// `β − mean · scale`.
+    pub shift: Vec<f32>,
+    /// `1 / √(var + ε)`.
+    pub inv_std: Vec<f32>,
+}
+
+impl Affine {
+    /// The affine map of batch norm with the given statistics and parameters.
+    pub fn new(mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f64) -> Self {
+        let inv_std: Vec<f32> = var
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+            .collect();
+        let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, i)| g * i).collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Self {
+            scale,
+            shift,
+            inv_std,
+        }
+    }
+}
+
+/// `leaky_relu(x·scale[c] + shift[c])` for `x [r, c]`.
+pub(crate) fn affine_leaky(x: &[f32], affine: &Affine, slope: f32) -> Vec<f32> {
+    let c = affine.scale.len();
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(BLOCK_ROWS * c)
+        .zip(x.par_chunks(BLOCK_ROWS * c))
+        .for_each(|(y, x)| {
+            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for (((o, &v), &a), &b) in
+                    yr.iter_mut().zip(xr).zip(&affine.scale).zip(&affine.shift)
+                {
+                    let z = v * a + b;
+                    *o = if z < 0.0 { z * slope } else { z };
+                }
+            }
+        });
+    y
+}
+
+/// `leaky_relu(x)`, elementwise.
+pub(crate) fn leaky(x: &[f32], slope: f32) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(1 << 16)
+        .zip(x.par_chunks(1 << 16))
+        .for_each(|(y, x)| {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = if v < 0.0 { v * slope } else { v };
+            }
+        });
+    y
+}
+
+/// Backward of [`leaky`]: `dy · (x < 0 ? slope : 1)`.
+pub(crate) fn leaky_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(1 << 16)
+        .zip(x.par_chunks(1 << 16))
+        .zip(dy.par_chunks(1 << 16))
+        .for_each(|((dx, x), dy)| {
+            for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                *o = if v < 0.0 { g * slope } else { g };
+            }
+        });
+    dx
+}
+
+/// Backward of `y = leaky_relu(γ·x̂ + β)` with `x̂ = (x − mean)/√(var + ε)` and batch
+/// statistics, for `x, dy [r, c]`: returns `(dx, dγ, dβ)`.
+///
+/// `dz = dy · (z < 0 ? slope : 1)`, `dβ = Σ dz`, `dγ = Σ dz·x̂`,
+/// `dx = γ/√(var+ε) · (dz − dβ/M − x̂·dγ/M)` with `M = r` rows.
+pub(crate) fn batch_norm_leaky_backward(
+    x: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    affine: &Affine,
+    gamma: &[f32],
+    slope: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let c = mean.len();
+    let rows = x.len() / c;
+    let (a, b, is) = (&affine.scale, &affine.shift, &affine.inv_std);
+    let sums = block_sums(rows, c, 2, |r0, r1, acc| {
+        let (s_dz, s_dzx) = acc.split_at_mut(c);
+        for (xr, gr) in x[r0 * c..r1 * c]
+            .chunks_exact(c)
+            .zip(dy[r0 * c..r1 * c].chunks_exact(c))
+        {
+            let lanes = s_dz.iter_mut().zip(s_dzx.iter_mut());
+            let inputs = xr
+                .iter()
+                .zip(gr)
+                .zip(a.iter().zip(b))
+                .zip(mean.iter().zip(is));
+            for ((sd, sx), (((&v, &g), (&a, &b)), (&m, &i))) in lanes.zip(inputs) {
+                let z = v * a + b;
+                let dz = if z < 0.0 { g * slope } else { g };
+                *sd += dz;
+                *sx += dz * ((v - m) * i);
+            }
+        }
+    });
+    let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
+    let dgamma: Vec<f32> = sums[c..].iter().map(|&v| v as f32).collect();
+    let count = rows as f64;
+    let mean_dz: Vec<f32> = sums[..c].iter().map(|&v| (v / count) as f32).collect();
+    let mean_dzx: Vec<f32> = sums[c..].iter().map(|&v| (v / count) as f32).collect();
+    let k: Vec<f32> = gamma.iter().zip(is).map(|(g, i)| g * i).collect();
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(BLOCK_ROWS * c)
+        .zip(x.par_chunks(BLOCK_ROWS * c))
+        .zip(dy.par_chunks(BLOCK_ROWS * c))
+        .for_each(|((dx, x), dy)| {
+            for ((dr, xr), gr) in dx
+                .chunks_exact_mut(c)
+                .zip(x.chunks_exact(c))
+                .zip(dy.chunks_exact(c))
+            {
+                let per_channel = a.iter().zip(b).zip(mean.iter().zip(is));
+                let per_channel = per_channel.zip(k.iter().zip(mean_dz.iter().zip(&mean_dzx)));
+                for (((o, &v), &g), (((&a, &b), (&m, &i)), (&k, (&md, &mx)))) in
+                    dr.iter_mut().zip(xr).zip(gr).zip(per_channel)
+                {
+                    let z = v * a + b;
+                    let dz = if z < 0.0 { g * slope } else { g };
+                    let xhat = (v - m) * i;
+                    *o = k * (dz - md - xhat * mx);
+                }
+            }
+        });
+    (dx, dgamma, dbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The naive definition of the window rows, for checking the fast one.
+    fn im2col_naive(w: &Window, big: &[f32]) -> Vec<f32> {
+        let n = big.len() / (w.big() * w.c);
+        let k = w.k();
+        let mut cols = vec![0.0; n * w.grid() * k];
+        for image in 0..n {
+            for oy in 0..w.hs {
+                for ox in 0..w.ws {
+                    for ky in 0..w.kh {
+                        for kx in 0..w.kw {
+                            for c in 0..w.c {
+                                let iy = (oy * w.sh + ky) as isize - w.ph as isize;
+                                let ix = (ox * w.sw + kx) as isize - w.pw as isize;
+                                if iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < w.hb
+                                    && (ix as usize) < w.wb
+                                {
+                                    cols[((image * w.hs + oy) * w.ws + ox) * k
+                                        + (ky * w.kw + kx) * w.c
+                                        + c] = big[((image * w.hb + iy as usize) * w.wb
+                                        + ix as usize)
+                                        * w.c
+                                        + c];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    fn windows() -> Vec<Window> {
+        let mut v = Vec::new();
+        for (hb, s, p, k) in [
+            (8, 2, 2, 5),
+            (8, 1, 2, 5),
+            (7, 2, 2, 5),
+            (5, 1, 1, 3),
+            (4, 2, 0, 3),
+            (3, 1, 2, 5),
+        ] {
+            let hs = (hb + 2 * p - k) / s + 1;
+            v.push(Window {
+                c: 2,
+                hb,
+                wb: hb + 1,
+                hs,
+                ws: (hb + 1 + 2 * p - k) / s + 1,
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                ph: p,
+                pw: p,
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn im2col_matches_the_definition() {
+        for w in windows() {
+            let big: Vec<f32> = (0..3 * w.big() * w.c)
+                .map(|i| i as f32 * 0.5 - 3.0)
+                .collect();
+            let mut cols = vec![f32::NAN; 3 * w.grid() * w.k()];
+            im2col(&w, &big, &mut cols);
+            assert_eq!(cols, im2col_naive(&w, &big), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> for any x, y.
+        for w in windows() {
+            let n = 3;
+            let x: Vec<f32> = (0..n * w.big() * w.c)
+                .map(|i| ((i * 7) % 11) as f32 - 5.0)
+                .collect();
+            let y: Vec<f32> = (0..n * w.grid() * w.k())
+                .map(|i| ((i * 5) % 13) as f32 - 6.0)
+                .collect();
+            let mut cols = vec![f32::NAN; y.len()];
+            im2col(&w, &x, &mut cols);
+            let mut big = vec![f32::NAN; x.len()];
+            col2im(&w, &y, None, &mut big);
+            let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&big).map(|(a, b)| (a * b) as f64).sum();
+            assert_eq!(lhs, rhs, "{w:?}");
+            // The initial value is added once per element.
+            let mut with_bias = vec![f32::NAN; x.len()];
+            col2im(&w, &y, Some(&[1.0, -2.0]), &mut with_bias);
+            for (i, (a, b)) in with_bias.iter().zip(&big).enumerate() {
+                assert_eq!(*a, b + [1.0, -2.0][i % 2]);
+            }
+        }
+    }
+
+    #[test]
+    fn transposes_and_weight_reorders_invert_each_other() {
+        let x: Vec<f32> = (0..2 * 3 * 37).map(|i| i as f32).collect();
+        let t = transpose_batch(&x, 3, 37);
+        assert_eq!(t[1], x[37], "image 0, position 0, channel 1");
+        assert_eq!(transpose_batch(&t, 37, 3), x);
+        let w: Vec<f32> = (0..4 * 3 * 5 * 2).map(|i| i as f32).collect();
+        assert_eq!(weight_from_kg(&weight_to_kg(&w, 4, 3, 5, 2), 4, 3, 5, 2), w);
+    }
+
+    #[test]
+    fn products_match_the_definition() {
+        let mut c = vec![1.0; 4];
+        // [2, 3] · [3, 2] (the rhs as the transpose of a row-major [2, 3]), added to ones.
+        let lhs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let rhs_t = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        gemm(
+            (2, 2, 3),
+            &mut c,
+            true,
+            Mat::rows(&lhs, 3),
+            Mat::transposed(&rhs_t, 3),
+            true,
+        );
+        assert_eq!(c, [-1.0, 5.0, -1.0, 14.0]);
+    }
+}
