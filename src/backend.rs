@@ -229,16 +229,13 @@ pub fn dispatch<T: BackendTask>(
     if !backend.is_compiled() {
         return Err(BackendKind::parse_compiled(backend.name()).unwrap_err());
     }
-    match backend {
-        BackendKind::Flex | BackendKind::NdArray => {
-            if !matches!(device, DeviceSpec::Default | DeviceSpec::Cpu) {
-                return Err(bad("CPU backends have one device: use `cpu` or `default`"));
-            }
+    match (backend, device) {
+        (BackendKind::Flex | BackendKind::NdArray, DeviceSpec::Default | DeviceSpec::Cpu) => {}
+        (BackendKind::Flex | BackendKind::NdArray, _) => {
+            return Err(bad("CPU backends have one device: use `cpu` or `default`"));
         }
-        BackendKind::Cuda => {
-            if matches!(device, DeviceSpec::Cpu | DeviceSpec::IntegratedGpu(_)) {
-                return Err(bad("CUDA devices are GPU ordinals: use `default` or N"));
-            }
+        (BackendKind::Cuda, DeviceSpec::Cpu | DeviceSpec::IntegratedGpu(_)) => {
+            return Err(bad("CUDA devices are GPU ordinals: use `default` or N"));
         }
         _ => {}
     }
