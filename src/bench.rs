@@ -69,6 +69,9 @@ pub struct BenchResult {
     pub train_img_per_s: f64,
     /// Spread of the timed steps: (max − min) / median.
     pub train_spread: f64,
+    /// Seconds of the fastest timed step (on a shared machine, the least disturbed one).
+    #[serde(default)]
+    pub best_step_s: f64,
     /// Generator inference images per second (batch / median time), if measured.
     pub gen_img_per_s: Option<f64>,
     /// Timed repeats.
@@ -185,6 +188,7 @@ pub fn run_bench<B: AutodiffBackend>(
         train_step_s,
         train_img_per_s: n as f64 / train_step_s,
         train_spread: spread,
+        best_step_s: times.iter().cloned().fold(f64::MAX, f64::min),
         gen_img_per_s,
         repeats: config.repeats.max(1),
         warmup: config.warmup,
@@ -194,12 +198,12 @@ pub fn run_bench<B: AutodiffBackend>(
 /// A Markdown table of results.
 pub fn markdown_table(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| backend | preset | px | base | batch | first step (s) | train img/s | step ms (median) | spread | G inference img/s |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | preset | px | base | batch | first step (s) | train img/s | step ms (median) | best step ms | spread | G inference img/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
             r.backend,
             r.preset,
             r.image_size,
@@ -208,6 +212,7 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
             r.first_step_s,
             r.train_img_per_s,
             r.train_step_s * 1e3,
+            r.best_step_s * 1e3,
             r.train_spread * 100.0,
             r.gen_img_per_s
                 .map(|v| format!("{v:.1}"))
@@ -398,6 +403,9 @@ pub struct TorchResult {
     pub train_img_per_s: f64,
     /// (max − min) / median of the timed steps.
     pub train_spread: f64,
+    /// Seconds of the fastest timed step.
+    #[serde(default)]
+    pub best_step_s: f64,
     /// Generator inference images per second.
     pub gen_img_per_s: Option<f64>,
 }
@@ -493,8 +501,8 @@ pub struct SideBySide {
 /// The side-by-side Markdown table: img/s of both, and ours / PyTorch.
 pub fn ratio_table(rows: &[SideBySide]) -> String {
     let mut out = String::from(
-        "| config (preset:base:batch) | px | ours | ours train img/s | PyTorch train img/s | ratio train | ours G img/s | PyTorch G img/s | ratio G | params equal |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| config (preset:base:batch) | px | ours | ours train img/s | PyTorch train img/s | ratio train | ratio best steps | ours G img/s | PyTorch G img/s | ratio G | params equal |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -505,7 +513,7 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
         let o = &row.ours;
         let t = row.torch.as_ref();
         out.push_str(&format!(
-            "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             o.preset,
             o.base,
             o.batch_size,
@@ -514,6 +522,11 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
             f(Some(o.train_img_per_s)),
             f(t.map(|t| t.train_img_per_s)),
             ratio(Some(o.train_img_per_s), t.map(|t| t.train_img_per_s)),
+            // Time ratio of the fastest steps = img/s ratio (same batch).
+            ratio(
+                t.map(|t| t.best_step_s).filter(|&b| b > 0.0),
+                Some(o.best_step_s).filter(|&b| b > 0.0)
+            ),
             f(o.gen_img_per_s),
             f(t.and_then(|t| t.gen_img_per_s)),
             ratio(o.gen_img_per_s, t.and_then(|t| t.gen_img_per_s)),
@@ -528,7 +541,7 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
 }
 
 /// The median of several runs of the same configuration, field by field (timings and
-/// rates are each the median of the runs' medians).
+/// rates are each the median of the runs' medians; the best step is the best of all).
 pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
     let first = runs.first()?.clone();
     let m = |f: fn(&BenchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
@@ -538,6 +551,7 @@ pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
         train_step_s: m(|r| r.train_step_s),
         train_img_per_s: m(|r| r.train_img_per_s),
         train_spread: m(|r| r.train_spread),
+        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
         gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
         ..first
     })
@@ -553,6 +567,7 @@ pub fn median_torch(runs: &[TorchResult]) -> Option<TorchResult> {
         train_step_s: m(|r| r.train_step_s),
         train_img_per_s: m(|r| r.train_img_per_s),
         train_spread: m(|r| r.train_spread),
+        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
         gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
         ..first
     })
@@ -629,6 +644,67 @@ pub fn machine_info() -> MachineInfo {
     }
 }
 
+/// Fraction of all CPU time spent busy (not idle, not waiting for I/O) over `sample`,
+/// from `/proc/stat` (Linux; None elsewhere). Called while this process is idle, it says
+/// how much of the machine other programs are using.
+pub fn cpu_busy_fraction(sample: std::time::Duration) -> Option<f64> {
+    fn read() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((total, idle))
+    }
+    let (t0, i0) = read()?;
+    std::thread::sleep(sample);
+    let (t1, i1) = read()?;
+    let total = t1.saturating_sub(t0);
+    (total > 0).then(|| 1.0 - i1.saturating_sub(i0) as f64 / total as f64)
+}
+
+/// Waits until other programs use under `threshold` of the CPUs (sampled over 3 s), for at
+/// most `max_wait`; returns the last busy fraction seen (None where it cannot be read).
+/// For timing on a shared machine: a busy neighbour halves our figures and makes PyTorch's
+/// spin-waiting OpenMP threads collapse.
+pub fn wait_until_quiet(
+    threshold: f64,
+    max_wait: std::time::Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Option<f64> {
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        let busy = cpu_busy_fraction(std::time::Duration::from_secs(3))?;
+        if busy < threshold {
+            return Some(busy);
+        }
+        if start.elapsed() >= max_wait {
+            progress(&format!(
+                "still {:.0}% busy after waiting {:.0} s: measuring anyway",
+                busy * 100.0,
+                start.elapsed().as_secs_f64()
+            ));
+            return Some(busy);
+        }
+        if !announced {
+            progress(&format!(
+                "machine {:.0}% busy (other programs): waiting for under {:.0}% (at most {:.0} s)",
+                busy * 100.0,
+                threshold * 100.0,
+                max_wait.as_secs_f64()
+            ));
+            announced = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+}
+
 /// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_date(days: i64) -> String {
     let z = days + 719_468;
@@ -696,6 +772,7 @@ mod tests {
             train_step_s: 0.5,
             train_img_per_s: 32.0,
             train_spread: 0.1,
+            best_step_s: 0.4,
             gen_img_per_s: Some(100.0),
             repeats: 3,
             warmup: 1,
@@ -715,6 +792,7 @@ mod tests {
             train_step_s: 0.05,
             train_img_per_s: 320.0,
             train_spread: 0.1,
+            best_step_s: 0.04,
             gen_img_per_s: Some(400.0),
         };
         let table = ratio_table(&[SideBySide {
@@ -723,7 +801,7 @@ mod tests {
             rounds: 1,
         }]);
         assert!(
-            table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
+            table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
             "{table}"
         );
         let mut slower = ours.clone();

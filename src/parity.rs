@@ -19,7 +19,8 @@
 //!
 //! [`compare`] gives, per tensor, the largest absolute error, the largest relative error over
 //! the significant elements and the error scaled by the tensor's largest magnitude; the
-//! check passes when that scaled error stays under the [`Tolerance`].
+//! check passes when that scaled error stays under the [`Tolerance`] (a tighter bound for
+//! the one step's tensors, a looser one for the metrics after Adam updates).
 //!
 //! ```
 //! # #[cfg(feature = "flex")] {
@@ -203,7 +204,7 @@ pub fn capture<B: AutodiffBackend>(
     }
     if !metrics.is_empty() {
         tensors.push(Captured {
-            name: "trainer metrics".into(),
+            name: TRAINER_METRICS.into(),
             shape: vec![config.trainer_steps, 4],
             values: metrics,
         });
@@ -216,33 +217,66 @@ pub fn capture<B: AutodiffBackend>(
     })
 }
 
-/// How far a backend may drift from the reference: the largest absolute error of a tensor,
-/// divided by the tensor's largest reference magnitude, must stay at or under `scaled`.
+/// How far a backend may drift from the reference: per tensor, the largest absolute error
+/// divided by the tensor's largest reference magnitude must stay at or under the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Tolerance {
-    /// Bound on `max |x − ref| / max |ref|`.
+    /// Bound on `max |x − ref| / max |ref|` for the tensors of the one hand-run step
+    /// (forward outputs, losses, gradients).
     pub scaled: f64,
+    /// Bound for the `trainer metrics` row, which comes after Adam updates. Adam's first
+    /// update is about `lr · sign(g)` per weight whatever the gradient's size, so a rounding
+    /// difference that flips the sign of a near-zero gradient moves that weight by `2 · lr`:
+    /// after a step or two, float32 differences of 1e-6 grow to ~1e-4 in the losses.
+    pub after_steps: f64,
 }
 
 impl Default for Tolerance {
-    /// `1e-4`: float32 on different CPU/GPU kernels (other summation orders, fused
-    /// multiply-adds) lands near 1e-6 on the tiny model; a wrong padding, stride or
-    /// batch-norm convention lands near 1.
+    /// `1e-4` for one step (float32 on different kernels, other summation orders: measured
+    /// 1e-7 to 2e-5 on the tiny model; a wrong padding, stride or batch-norm convention
+    /// gives ~1), `3e-3` after optimizer steps (measured up to 2.3e-4: ndarray, base 8).
     fn default() -> Self {
-        Tolerance { scaled: 1e-4 }
+        Tolerance {
+            scaled: 1e-4,
+            after_steps: 3e-3,
+        }
     }
 }
 
 impl Tolerance {
-    /// The default bound for a backend: [`Tolerance::default`], or `1e-2` for CUDA, whose
-    /// float32 matrix products may run on TF32 tensor cores (10-bit mantissa).
+    /// The same bound for every tensor.
+    pub fn uniform(scaled: f64) -> Self {
+        Tolerance {
+            scaled,
+            after_steps: scaled,
+        }
+    }
+
+    /// The default bounds for a backend: [`Tolerance::default`], or `1e-2` / `3e-2` for
+    /// CUDA, whose float32 matrix products may run on TF32 tensor cores (10-bit mantissa).
+    /// (Not measured on a GPU yet.)
     pub fn for_backend(backend: &str) -> Self {
         match backend {
-            "cuda" => Tolerance { scaled: 1e-2 },
+            "cuda" => Tolerance {
+                scaled: 1e-2,
+                after_steps: 3e-2,
+            },
             _ => Tolerance::default(),
         }
     }
+
+    /// The bound for the tensor called `name`.
+    pub fn for_tensor(&self, name: &str) -> f64 {
+        if name == TRAINER_METRICS {
+            self.after_steps
+        } else {
+            self.scaled
+        }
+    }
 }
+
+/// Name of the row holding the metrics of real [`Trainer::step`]s.
+pub const TRAINER_METRICS: &str = "trainer metrics";
 
 /// How one tensor differs from the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +294,8 @@ pub struct TensorDiff {
     pub max_rel: f64,
     /// `max_abs / max_ref`: the figure checked against the tolerance.
     pub scaled: f64,
+    /// The bound `scaled` was checked against.
+    pub tolerance: f64,
     /// Whether `scaled` is within the tolerance.
     pub ok: bool,
 }
@@ -291,13 +327,7 @@ impl ParityReport {
             .map(|d| {
                 format!(
                     "{} vs {}: {} differs by {:.3e} (max |ref| {:.3e}, scaled {:.3e} > tolerance {:.0e})",
-                    self.backend,
-                    self.reference,
-                    d.name,
-                    d.max_abs,
-                    d.max_ref,
-                    d.scaled,
-                    self.tolerance.scaled
+                    self.backend, self.reference, d.name, d.max_abs, d.max_ref, d.scaled, d.tolerance
                 )
             })
             .collect()
@@ -349,7 +379,8 @@ pub fn compare(reference: &Capture, other: &Capture, tolerance: Tolerance) -> Pa
             max_abs,
             max_rel,
             scaled,
-            ok: scaled <= tolerance.scaled,
+            tolerance: tolerance.for_tensor(&r.name),
+            ok: scaled <= tolerance.for_tensor(&r.name),
         });
     }
     ParityReport {
@@ -378,7 +409,7 @@ pub fn parity_table(reports: &[ParityReport]) -> String {
                 d.max_abs,
                 d.max_rel,
                 d.scaled,
-                r.tolerance.scaled,
+                d.tolerance,
                 if d.ok { "yes" } else { "**NO**" },
             ));
         }
@@ -406,13 +437,13 @@ mod tests {
     fn errors_are_absolute_relative_and_scaled() {
         let r = capture_of(&[1.0, -2.0, 1e-6]);
         let o = capture_of(&[1.0, -2.002, 1.1e-6]);
-        let report = compare(&r, &o, Tolerance { scaled: 1e-2 });
+        let report = compare(&r, &o, Tolerance::uniform(1e-2));
         let d = &report.diffs[0];
         assert!((d.max_abs - 0.002).abs() < 1e-6 && (d.max_ref - 2.0).abs() < 1e-12);
         // The 1e-6 element is below 1e-3 · max |ref| and left out of the relative error.
         assert!((d.max_rel - 0.001).abs() < 1e-6, "{d:?}");
         assert!((d.scaled - 0.001).abs() < 1e-6 && report.passed());
-        assert!(!compare(&r, &o, Tolerance { scaled: 1e-4 }).passed());
+        assert!(!compare(&r, &o, Tolerance::uniform(1e-4)).passed());
     }
 
     #[test]
@@ -434,7 +465,7 @@ mod tests {
         let config = ParityConfig::tiny();
         let a = capture::<B>(&config, "flex", &Default::default()).unwrap();
         let b = capture::<B>(&config, "flex", &Default::default()).unwrap();
-        let report = compare(&a, &b, Tolerance { scaled: 0.0 });
+        let report = compare(&a, &b, Tolerance::uniform(0.0));
         assert!(report.passed(), "{}", parity_table(&[report]));
         let names: Vec<_> = a.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.len(), 10, "{names:?}");

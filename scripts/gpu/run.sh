@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine, from the repository root, after scripts/gpu/build-bundle.sh
+# built .device/ (and .gl/) here:
+#
+#   run(command="bash .device/run.sh", carry=[".device", ".gl"], timeout_s=600)
+#
+# In one call, on one card: PyTorch's reference (fp32, --tf32, --amp) and `cats bench --json`
+# on cuda (fp32; a cold kernel cache, then warm) and vulkan, at seed128 batch 64 and dcgan64
+# base 64 batch 64. Every program runs under `timeout` and prints a line per step (plus a
+# heartbeat every 20 s while a first step compiles kernels); a step that does not fit in
+# what is left of BUDGET_S is skipped, and the table says so. The table is printed last and
+# written to $OUT/results.md, with $OUT/results.jsonl, $OUT/log.txt.gz (and
+# $OUT/cubecl.log.gz with CUBECL_LOG=1).
+#
+# Knobs (environment): BUDGET_S (default 540: the whole script), RUNS (names to run, space
+# separated; default all, in the order below), STEPS (timed steps, 10), WARMUP (2),
+# CUBECL_LOG=1 (log every kernel compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own).
+set -uo pipefail
+
+BUNDLE="${BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+[ -f "$BUNDLE/cats.gz" ] || BUNDLE="$PWD/.device"
+OUT="${OUT:-/tmp/catgan-gpu-out}"
+W=/tmp/catgan-gpu
+BUDGET_S="${BUDGET_S:-540}"
+STEPS="${STEPS:-10}"
+WARMUP="${WARMUP:-2}"
+RUNS="${RUNS:-torch-seed128 torch-dcgan64 cuda-seed128-cold cuda-seed128-warm cuda-dcgan64-cold cuda-dcgan64-warm vulkan-seed128 vulkan-dcgan64}"
+START=$(date +%s)
+mkdir -p "$OUT" "$W"
+LOG="$W/log.txt"
+: >"$LOG"
+: >"$OUT/results.jsonl"
+
+elapsed() { echo $(($(date +%s) - START)); }
+say() { echo "[$(printf '%4d' "$(elapsed)") s] $*" | tee -a "$LOG"; }
+wants() { case " $RUNS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# Appends a result row (JSON) for the final table.
+record() { # name status json-or-empty
+  python3 - "$1" "$2" "${3:-}" >>"$OUT/results.jsonl" <<'PY'
+import json, sys
+name, status, line = sys.argv[1:4]
+row = {"run": name, "status": status}
+if line:
+    try:
+        row.update(json.loads(line))
+    except ValueError:
+        row["status"] += " (bad JSON)"
+print(json.dumps(row))
+PY
+}
+
+# step NAME TIMEOUT COMMAND...: runs COMMAND under timeout (capped by the budget), tees its
+# output, prints a heartbeat while it is silent, records its last JSON line.
+step() {
+  local name=$1 want=$2
+  shift 2
+  local left=$((BUDGET_S - $(elapsed) - 15))
+  local t=$((want < left ? want : left))
+  if [ "$t" -lt 30 ]; then
+    say "== $name: SKIPPED (budget: ${left}s left of BUDGET_S=$BUDGET_S)"
+    record "$name" "skipped (budget)"
+    return
+  fi
+  say "== $name (timeout ${t}s): $*"
+  (
+    while sleep 20; do say "   ... $name still running"; done
+  ) &
+  local beat=$!
+  timeout -k 10 "$t" "$@" 2>&1 | tee "$W/$name.out" | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  kill "$beat" 2>/dev/null
+  wait "$beat" 2>/dev/null
+  local json
+  json=$(grep '^{' "$W/$name.out" | tail -1)
+  if [ "$rc" -eq 0 ] && [ -n "$json" ]; then
+    say "== $name: ok"
+    record "$name" "ok" "$json"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    say "== $name: TIMED OUT after ${t}s"
+    record "$name" "timed out (${t} s)"
+  else
+    say "== $name: FAILED (exit $rc): $(tail -2 "$W/$name.out" | tr '\n' ' ')"
+    record "$name" "failed (exit $rc)" "$json"
+  fi
+}
+
+# --- environment -------------------------------------------------------------------------
+if ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$ICD" ] && export VK_DRIVER_FILES="$ICD"
+say "bundle: $BUNDLE; $(tr '\n' ' ' <"$BUNDLE/BUILD_INFO" 2>/dev/null)"
+say "card: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+say "date: $(date -u +%FT%TZ); budget ${BUDGET_S}s; runs: $RUNS"
+
+gunzip -c "$BUNDLE/cats.gz" >"$W/cats" && chmod +x "$W/cats" || {
+  say "cannot unpack $BUNDLE/cats.gz: run scripts/gpu/build-bundle.sh here and carry .device"
+  exit 1
+}
+cp "$BUNDLE/torch_dcgan.py" "$W/" 2>/dev/null || cp benches/reference/torch_dcgan.py "$W/"
+# cubecl reads cubecl.toml from the working directory upward: keep compiled kernels (PTX)
+# and autotune results on disk, so the second run of a config starts warm.
+cat >"$W/cubecl.toml" <<EOF
+[compilation]
+cache = { file = "$W/cache" }
+
+[autotune]
+cache = { file = "$W/cache" }
+EOF
+if [ "${CUBECL_LOG:-0}" = 1 ]; then export CUBECL_DEBUG_LOG="$W/cubecl.log"; fi
+cd "$W" || exit 1
+
+BENCH=(bench --steps "$STEPS" --warmup "$WARMUP" --json)
+SEED128=(--preset seed128 --batch-size 64)
+DCGAN64=(--preset dcgan64 --base 64 --batch-size 64)
+TORCH=(python3 "$W/torch_dcgan.py" --device cuda --batch-size 64 --steps 20 --warmup 5)
+
+# --- PyTorch on the same card (fast: a baseline even if everything else times out) --------
+if wants torch-seed128; then
+  step torch-seed128-fp32 90 "${TORCH[@]}" --preset seed128
+  step torch-seed128-tf32 90 "${TORCH[@]}" --preset seed128 --tf32
+  step torch-seed128-amp 90 "${TORCH[@]}" --preset seed128 --amp --channels-last
+fi
+if wants torch-dcgan64; then
+  step torch-dcgan64-fp32 90 "${TORCH[@]}" --preset dcgan64 --base 64
+  step torch-dcgan64-tf32 90 "${TORCH[@]}" --preset dcgan64 --base 64 --tf32
+  step torch-dcgan64-amp 90 "${TORCH[@]}" --preset dcgan64 --base 64 --amp --channels-last
+fi
+
+# --- burn cuda (fp32): cold kernel cache, then warm ----------------------------------------
+if wants cuda-seed128-cold; then
+  rm -rf "$W/cache"
+  step cuda-seed128-cold 300 ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
+fi
+wants cuda-seed128-warm && step cuda-seed128-warm 150 ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
+if wants cuda-dcgan64-cold; then
+  rm -rf "$W/cache"
+  step cuda-dcgan64-cold 240 ./cats --backend cuda "${BENCH[@]}" "${DCGAN64[@]}"
+fi
+wants cuda-dcgan64-warm && step cuda-dcgan64-warm 120 ./cats --backend cuda "${BENCH[@]}" "${DCGAN64[@]}"
+
+# --- burn vulkan (wgpu, SPIR-V) ------------------------------------------------------------
+wants vulkan-seed128 && step vulkan-seed128 180 ./cats --backend vulkan "${BENCH[@]}" "${SEED128[@]}"
+wants vulkan-dcgan64 && step vulkan-dcgan64 120 ./cats --backend vulkan "${BENCH[@]}" "${DCGAN64[@]}"
+
+# --- table ---------------------------------------------------------------------------------
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+python3 - "$OUT/results.jsonl" "${CARD:-unknown card}" "$(date -u +%F)" "$(tr '\n' ' ' <"$BUNDLE/BUILD_INFO" 2>/dev/null)" >"$OUT/results.md" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{sys.argv[2]} · {sys.argv[3]} · {sys.argv[4].strip()}\n")
+print("| run | framework/backend | config | precision | first step (s) | train img/s | G img/s | status |")
+print("|---|---|---|---|---|---|---|---|")
+for r in rows:
+    fw = "torch " + r["torch_version"] if r.get("framework") == "torch" else r.get("backend", r["run"].split("-")[0])
+    cfg = f'{r["preset"]}:{r["base"]}:{r["batch_size"]}' if "preset" in r else "–"
+    prec = r.get("precision", "fp32" if "backend" in r else "–")
+    if r.get("channels_last"):
+        prec += " +CL"
+    f = lambda k, d=1: f"{r[k]:,.{d}f}" if isinstance(r.get(k), (int, float)) else "–"
+    print(f'| {r["run"]} | {fw} | {cfg} | {prec} | {f("first_step_s", 2)} | {f("train_img_per_s")} | {f("gen_img_per_s")} | {r["status"]} |')
+PY
+gzip -c "$LOG" >"$OUT/log.txt.gz"
+[ -f "$W/cubecl.log" ] && gzip -c "$W/cubecl.log" >"$OUT/cubecl.log.gz"
+echo
+cat "$OUT/results.md"

@@ -1,0 +1,96 @@
+//! Backend parity on a tiny model (32 px, base 4, batch 4): the same weights, inputs and
+//! training step on flex and on every other compiled CPU-capable backend, compared tensor by
+//! tensor (see `catgan::parity`).
+//!
+//! - flex vs ndarray: with `--features ndarray`.
+//! - flex vs wgpu: with `--features wgpu`. Without a GPU this runs on lavapipe, Mesa's
+//!   Vulkan-on-the-CPU driver (`apt-get install mesa-vulkan-drivers libvulkan1`); the first
+//!   step compiles shaders for tens of seconds. Set `CATGAN_SKIP_WGPU_TESTS=1` to skip it.
+//!
+//! ```text
+//! cargo test --features ndarray,wgpu --test backend_parity -- --nocapture   # prints the tables
+//! ```
+#![cfg(feature = "flex")]
+
+use catgan::parity::{capture, compare, parity_table, Capture, ParityConfig, Tolerance};
+
+type FlexAd = burn::backend::Autodiff<burn::backend::Flex>;
+
+fn reference(config: &ParityConfig) -> Capture {
+    capture::<FlexAd>(config, "flex", &Default::default()).expect("flex runs the tiny model")
+}
+
+/// Compares with flex, prints the table, and fails with every out-of-tolerance tensor named.
+#[allow(dead_code)]
+fn assert_parity(other: &Capture) {
+    let reference = reference(&other.config);
+    let report = compare(&reference, other, Tolerance::for_backend(&other.backend));
+    println!("{}", parity_table(std::slice::from_ref(&report)));
+    assert!(
+        report.passed(),
+        "{} does not compute what flex computes:\n{}\n{}",
+        other.backend,
+        report.failures().join("\n"),
+        parity_table(std::slice::from_ref(&report))
+    );
+}
+
+#[test]
+fn a_different_model_fails_the_check_loudly() {
+    // The tolerance check must catch a real difference, not only pass identical runs.
+    let config = ParityConfig::tiny();
+    let other = capture::<FlexAd>(
+        &ParityConfig {
+            seed: config.seed + 1,
+            ..config.clone()
+        },
+        "flex (other seed)",
+        &Default::default(),
+    )
+    .unwrap();
+    let report = compare(&reference(&config), &other, Tolerance::default());
+    assert!(!report.passed());
+    assert!(report.failures().iter().any(|f| f.contains("G(z)")));
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn flex_and_ndarray_compute_the_same_step() {
+    type NdAd = burn::backend::Autodiff<burn::backend::NdArray>;
+    let other = capture::<NdAd>(&ParityConfig::tiny(), "ndarray", &Default::default()).unwrap();
+    assert_parity(&other);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn flex_and_wgpu_compute_the_same_step() {
+    use burn::backend::wgpu::{Wgpu, WgpuDevice};
+    use burn::tensor::Tensor;
+
+    if std::env::var("CATGAN_SKIP_WGPU_TESTS").as_deref() == Ok("1") {
+        eprintln!("flex vs wgpu parity skipped: CATGAN_SKIP_WGPU_TESTS=1");
+        return;
+    }
+    let device = WgpuDevice::DefaultDevice;
+    // burn panics when no adapter can be created; turn that into an actionable failure.
+    let probe = std::panic::catch_unwind(|| {
+        let t = Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &device);
+        t.into_data().to_vec::<f32>().unwrap()
+    });
+    if let Err(payload) = probe {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        panic!(
+            "no wgpu adapter could be created ({message}).\n\
+             Without a GPU, install Vulkan on the CPU (lavapipe): \
+             `sudo apt-get install mesa-vulkan-drivers libvulkan1`.\n\
+             To skip this test instead, set CATGAN_SKIP_WGPU_TESTS=1."
+        );
+    }
+    type WgpuAd = burn::backend::Autodiff<Wgpu>;
+    let other = capture::<WgpuAd>(&ParityConfig::tiny(), "wgpu", &device).unwrap();
+    assert_parity(&other);
+}
