@@ -102,17 +102,10 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         scores.n_a,
         reference.source
     );
-    match (&scores.kid, kid.is_some()) {
-        (Some(k), _) => println!(
-            "kid_std={} ({} subsets of {})",
-            k.std, k.subsets, k.subset_size
-        ),
-        (None, true) => println!("kid: skipped, the statistics file holds no features"),
-        (None, false) => {}
-    }
-    println!("fid={}", scores.fid);
-    if let Some(k) = &scores.kid {
-        println!("kid={}", k.mean);
-    }
+    super::print_scores(
+        &scores,
+        kid.is_some(),
+        "the statistics file holds no features",
+    );
     Ok(())
 }

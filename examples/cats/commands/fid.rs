@@ -110,17 +110,10 @@ pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()>
         scores.n_b,
         args.dir_b.display()
     );
-    match (&scores.kid, kid.is_some()) {
-        (Some(k), _) => println!(
-            "kid_std={} ({} subsets of {})",
-            k.std, k.subsets, k.subset_size
-        ),
-        (None, true) => println!("kid: skipped, a statistics file holds no features"),
-        (None, false) => {}
-    }
-    println!("fid={}", scores.fid);
-    if let Some(k) = &scores.kid {
-        println!("kid={}", k.mean);
-    }
+    super::print_scores(
+        &scores,
+        kid.is_some(),
+        "a statistics file holds no features",
+    );
     Ok(())
 }

@@ -45,3 +45,20 @@ pub fn run_fid(args: &fid::FidArgs, target: Target) -> anyhow::Result<ExitCode> 
     dispatch(target.backend, target.device, FidTask(args))??;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Prints FID/KID the same way for `eval` and `fid`: `key=value` lines last, so scripts can
+/// read them; `kid_requested` with no KID says why (`why_no_kid`).
+fn print_scores(scores: &dcgan_metrics::Scores, kid_requested: bool, why_no_kid: &str) {
+    match (&scores.kid, kid_requested) {
+        (Some(k), _) => println!(
+            "kid_std={} ({} subsets of {})",
+            k.std, k.subsets, k.subset_size
+        ),
+        (None, true) => println!("kid: skipped, {why_no_kid}"),
+        (None, false) => {}
+    }
+    println!("fid={}", scores.fid);
+    if let Some(k) = &scores.kid {
+        println!("kid={}", k.mean);
+    }
+}
