@@ -2,7 +2,7 @@
 //!
 //! The toolkit behind the `cats` command: backend selection ([`backend`]), whole training
 //! runs with their run folders ([`train`], [`run_dir`]), loss plots ([`plot`]), progress
-//! display ([`progress`]), throughput benchmarks ([`bench`]) and numerical parity between
+//! display ([`progress`]), throughput benchmarks ([`bench`](mod@bench)) and numerical parity between
 //! backends ([`parity`]). The models, trainer and
 //! checkpoints live in [`dcgan_core`]; images and batches in [`dcgan_data`]; FID and KID in
 //! [`dcgan_metrics`].
