@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::{
     cpu_threads, machine_info, median_result, median_torch, parse_list, ratio_table, run_on,
-    run_torch, torch_check, wait_until_quiet, BenchConfig, ConfigSpec, SideBySide,
+    run_torch, settle_before_run, torch_check, BenchConfig, ConfigSpec, SideBySide,
 };
 
 struct Args {
@@ -78,21 +78,6 @@ fn parse() -> Result<Args, String> {
         return Err("--steps, --rounds and --threads must be positive".into());
     }
     Ok(args)
-}
-
-/// With `--wait-quiet S`: waits (at most S seconds) until other programs use under 10% of
-/// the CPUs, and says how busy the machine was.
-fn quiet(args: &Args) {
-    if args.wait_quiet > 0 {
-        let busy = wait_until_quiet(
-            0.10,
-            std::time::Duration::from_secs(args.wait_quiet),
-            &mut |line| eprintln!("  {line}"),
-        );
-        if let Some(b) = busy {
-            eprintln!("  (machine {:.0}% busy before this run)", b * 100.0);
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -161,7 +146,7 @@ fn main() -> ExitCode {
         let mut ours = Vec::new();
         let mut torch = Vec::new();
         for round in 1..=args.rounds {
-            quiet(&args);
+            settle_before_run(args.wait_quiet);
             eprintln!("[{spec} round {round}/{}] PyTorch", args.rounds);
             let mut progress = |line: &str| eprintln!("  {line}");
             match run_torch(
@@ -178,7 +163,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => failures.push(format!("PyTorch {spec}: {e}")),
             }
-            quiet(&args);
+            settle_before_run(args.wait_quiet);
             eprintln!("[{spec} round {round}/{}] {}", args.rounds, args.backend);
             let mut progress = |line: &str| eprintln!("  [{}] {line}", args.backend);
             match run_on(args.backend, DeviceSpec::Default, &config, &mut progress) {

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::{
-    default_skip, machine_info, markdown_table, parse_list, run_on, wait_until_quiet, BenchConfig,
+    default_skip, machine_info, markdown_table, parse_list, run_on, settle_before_run, BenchConfig,
     ConfigSpec,
 };
 
@@ -118,14 +118,8 @@ fn main() -> ExitCode {
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for (i, (backend, spec)) in jobs.iter().enumerate() {
-        if args.wait_quiet > 0 && !backend.is_gpu() {
-            if let Some(b) = wait_until_quiet(
-                0.10,
-                std::time::Duration::from_secs(args.wait_quiet),
-                &mut |line| eprintln!("  {line}"),
-            ) {
-                eprintln!("  (machine {:.0}% busy before this run)", b * 100.0);
-            }
+        if !backend.is_gpu() {
+            settle_before_run(args.wait_quiet);
         }
         eprintln!("[{}/{}] {backend} {spec}", i + 1, jobs.len());
         let config = BenchConfig {

@@ -705,6 +705,23 @@ pub fn wait_until_quiet(
     }
 }
 
+/// For the bench binaries' `--wait-quiet S`: waits (at most `max_wait_s` seconds) until
+/// other programs use under 10% of the CPUs, reporting on stderr how busy the machine was.
+/// Does nothing for 0.
+pub fn settle_before_run(max_wait_s: u64) {
+    if max_wait_s == 0 {
+        return;
+    }
+    let busy = wait_until_quiet(
+        0.10,
+        std::time::Duration::from_secs(max_wait_s),
+        &mut |line| eprintln!("  {line}"),
+    );
+    if let Some(b) = busy {
+        eprintln!("  (machine {:.0}% busy before this run)", b * 100.0);
+    }
+}
+
 /// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_date(days: i64) -> String {
     let z = days + 719_468;
