@@ -11,90 +11,59 @@
 //! threads our CPU backends use (`RAYON_NUM_THREADS`, else every core) unless `--threads` is
 //! given. With `--rounds R` each config runs R times (PyTorch, ours, PyTorch, ours, ...) and
 //! the medians are compared, which evens out a noisy machine; `--wait-quiet S` waits before
-//! each run (at most S seconds) until other programs use under 10% of the CPUs. If `python3 -c 'import torch'`
-//! fails it says so and stops (exit code 2): `pip install torch`.
+//! each run (at most S seconds) until other programs use under 10% of the CPUs. If
+//! `python3 -c 'import torch'` fails it says so and stops (exit code 2): `pip install torch`.
+//! `--help` lists every flag.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::{
-    cpu_threads, machine_info, median_result, median_torch, parse_list, ratio_table, run_on,
-    run_torch, settle_before_run, torch_check, BenchConfig, ConfigSpec, SideBySide,
+    compiled_backend, cpu_threads, machine_info, median_result, median_torch, positive,
+    ratio_table, run_on, run_torch, settle_before_run, torch_check, BenchFlags, SideBySide,
 };
+use clap::Parser;
 
+/// PyTorch's identical model and ours, back to back, with the ratio per config.
+#[derive(Debug, Parser)]
+#[command(
+    name = "side_by_side",
+    override_usage = "cargo bench --bench side_by_side -- [OPTIONS]"
+)]
 struct Args {
-    configs: Vec<ConfigSpec>,
+    #[command(flatten)]
+    common: BenchFlags,
+    /// Our backend.
+    #[arg(long, default_value = "flex", value_parser = compiled_backend)]
     backend: BackendKind,
-    steps: usize,
-    warmup: usize,
+    /// Runs of each config (PyTorch, ours, PyTorch, ours, ...); medians are compared.
+    #[arg(long, default_value_t = 1, value_parser = positive, value_name = "N")]
     rounds: usize,
-    threads: usize,
-    python: String,
-    inference: bool,
-    json: Option<PathBuf>,
-    wait_quiet: u64,
-}
-
-const USAGE: &str = "usage: cargo bench --bench side_by_side -- [--configs preset:base:batch,...] \
-[--backend flex] [--steps N] [--warmup N] [--rounds N] [--threads N] [--python python3] \
-[--no-inference] [--wait-quiet SECONDS] [--json FILE]";
-
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        configs: parse_list("dcgan64:16:16,dcgan64:32:32,seed128:16:16")?,
-        backend: BackendKind::Flex,
-        steps: 10,
-        warmup: 2,
-        rounds: 1,
-        threads: cpu_threads(),
-        python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
-        inference: true,
-        json: None,
-        wait_quiet: 0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
-        match flag.as_str() {
-            "--configs" | "--presets" => args.configs = parse_list(&value()?)?,
-            "--backend" => {
-                args.backend = BackendKind::parse_compiled(&value()?).map_err(|e| e.to_string())?
-            }
-            "--steps" => args.steps = value()?.parse().map_err(|_| "bad --steps")?,
-            "--warmup" => args.warmup = value()?.parse().map_err(|_| "bad --warmup")?,
-            "--rounds" => args.rounds = value()?.parse().map_err(|_| "bad --rounds")?,
-            "--threads" => args.threads = value()?.parse().map_err(|_| "bad --threads")?,
-            "--python" => args.python = value()?,
-            "--no-inference" => args.inference = false,
-            "--json" => args.json = Some(value()?.into()),
-            "--wait-quiet" => args.wait_quiet = value()?.parse().map_err(|_| "bad --wait-quiet")?,
-            "--bench" => {} // added by `cargo bench`
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
-        }
-    }
-    if args.steps == 0 || args.rounds == 0 || args.threads == 0 {
-        return Err("--steps, --rounds and --threads must be positive".into());
-    }
-    Ok(args)
+    /// PyTorch's threads [default: the threads our CPU backends use].
+    #[arg(long, value_parser = positive, value_name = "N")]
+    threads: Option<usize>,
+    /// The Python that has torch [default: $PYTHON, else python3].
+    #[arg(long, value_name = "PATH")]
+    python: Option<String>,
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let torch_version = match torch_check(&args.python) {
+    let args = Args::parse();
+    let threads = args.threads.unwrap_or_else(cpu_threads);
+    let python = args
+        .python
+        .clone()
+        .or_else(|| std::env::var("PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let torch_version = match torch_check(&python) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("side_by_side: {e}");
             eprintln!(
                 "(our own figures alone: cargo bench --bench throughput -- --presets {})",
-                args.configs
+                args.common
+                    .configs
                     .iter()
                     .map(|c| c.to_string())
                     .collect::<Vec<_>>()
@@ -110,13 +79,13 @@ fn main() -> ExitCode {
          load {:.2}, commit {}, {} round(s) of {} warm-up + {} timed steps",
         args.backend,
         machine.cpu,
-        args.threads,
+        threads,
         machine.threads,
         machine.load_average.unwrap_or(f64::NAN),
         machine.commit.as_deref().unwrap_or("?"),
         args.rounds,
-        args.warmup,
-        args.steps
+        args.common.warmup,
+        args.common.steps
     );
     let busy = machine
         .load_average
@@ -134,36 +103,22 @@ fn main() -> ExitCode {
     }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
-    for spec in &args.configs {
-        let config = BenchConfig {
-            preset: spec.preset,
-            base: spec.base,
-            batch_size: spec.batch_size.unwrap_or(16),
-            warmup: args.warmup,
-            repeats: args.steps,
-            inference: args.inference,
-        };
+    for spec in &args.common.configs {
+        let config = args.common.config(spec);
         let mut ours = Vec::new();
         let mut torch = Vec::new();
         for round in 1..=args.rounds {
-            settle_before_run(args.wait_quiet);
+            settle_before_run(args.common.wait_quiet);
             eprintln!("[{spec} round {round}/{}] PyTorch", args.rounds);
             let mut progress = |line: &str| eprintln!("  {line}");
-            match run_torch(
-                &args.python,
-                &script,
-                &config,
-                args.threads,
-                &[],
-                &mut progress,
-            ) {
+            match run_torch(&python, &script, &config, threads, &[], &mut progress) {
                 Ok(t) => {
                     eprintln!("  => PyTorch {:.1} train img/s", t.train_img_per_s);
                     torch.push(t);
                 }
                 Err(e) => failures.push(format!("PyTorch {spec}: {e}")),
             }
-            settle_before_run(args.wait_quiet);
+            settle_before_run(args.common.wait_quiet);
             eprintln!("[{spec} round {round}/{}] {}", args.rounds, args.backend);
             let mut progress = |line: &str| eprintln!("  [{}] {line}", args.backend);
             match run_on(args.backend, DeviceSpec::Default, &config, &mut progress) {
@@ -188,10 +143,10 @@ fn main() -> ExitCode {
         machine.cpu,
         args.backend,
         machine.threads,
-        args.threads,
+        threads,
         machine.commit.as_deref().unwrap_or("?"),
         machine.date,
-        args.steps,
+        args.common.steps,
         args.rounds
     );
     print!("{}", ratio_table(&rows));
@@ -202,12 +157,12 @@ fn main() -> ExitCode {
             machine.threads
         );
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         let doc = serde_json::json!({
             "machine": machine,
             "busy": busy,
             "torch_version": torch_version,
-            "torch_threads": args.threads,
+            "torch_threads": threads,
             "rows": rows,
             "failures": failures,
         });

@@ -17,83 +17,49 @@ use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::{
-    default_skip, machine_info, markdown_table, parse_list, run_on, settle_before_run, BenchConfig,
-    ConfigSpec,
+    compiled_backend, default_skip, machine_info, markdown_table, positive, run_on,
+    settle_before_run, BenchFlags, ConfigSpec,
 };
+use clap::Parser;
 
+/// Training and generation throughput of every compiled backend over a grid of configs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "throughput",
+    override_usage = "cargo bench --bench throughput -- [OPTIONS]"
+)]
 struct Args {
-    backends: Option<Vec<BackendKind>>,
-    configs: Vec<ConfigSpec>,
+    #[command(flatten)]
+    common: BenchFlags,
+    /// Backends, comma-separated, or `all` [default: every compiled one, ndarray only on toy
+    /// models].
+    #[arg(long, value_name = "LIST")]
+    backends: Option<String>,
+    /// Batch sizes for the configs that name none.
+    #[arg(long, value_delimiter = ',', default_value = "16", value_parser = positive, value_name = "LIST")]
     batch_sizes: Vec<usize>,
-    steps: usize,
-    warmup: usize,
-    inference: bool,
+    /// Device of the GPU backends: default, N, integrated:N.
+    #[arg(long, default_value = "default", value_name = "SPEC")]
     device: DeviceSpec,
-    json: Option<std::path::PathBuf>,
-    wait_quiet: u64,
-}
-
-const USAGE: &str = "usage: cargo bench --bench throughput -- [--backends LIST] \
-[--presets preset[:base[:batch]],...] [--batch-sizes 16,32] [--steps N] [--warmup N] \
-[--no-inference] [--device SPEC] [--wait-quiet SECONDS] [--json FILE]";
-
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        backends: None,
-        configs: parse_list("dcgan64:16:16,dcgan64:32:32,seed128:16:16")?,
-        batch_sizes: vec![16],
-        steps: 10,
-        warmup: 2,
-        inference: true,
-        device: DeviceSpec::Default,
-        json: None,
-        wait_quiet: 0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
-        match flag.as_str() {
-            "--backends" => {
-                let list = value()?;
-                args.backends = Some(if list == "all" {
-                    BackendKind::compiled()
-                } else {
-                    list.split(',')
-                        .map(|b| BackendKind::parse_compiled(b.trim()).map_err(|e| e.to_string()))
-                        .collect::<Result<_, _>>()?
-                });
-            }
-            "--presets" | "--configs" => args.configs = parse_list(&value()?)?,
-            "--batch-sizes" => args.batch_sizes = parse_list(&value()?)?,
-            "--steps" => args.steps = value()?.parse().map_err(|_| "bad --steps")?,
-            "--warmup" => args.warmup = value()?.parse().map_err(|_| "bad --warmup")?,
-            "--no-inference" => args.inference = false,
-            "--device" => args.device = value()?.parse()?,
-            "--json" => args.json = Some(value()?.into()),
-            "--wait-quiet" => args.wait_quiet = value()?.parse().map_err(|_| "bad --wait-quiet")?,
-            "--bench" => {} // added by `cargo bench`
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
-        }
-    }
-    if args.steps == 0 || args.batch_sizes.contains(&0) {
-        return Err("--steps and --batch-sizes must be positive".into());
-    }
-    Ok(args)
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let args = Args::parse();
+    let backends = match args.backends.as_deref() {
+        None => None,
+        Some("all") => Some(BackendKind::compiled()),
+        Some(list) => match list.split(',').map(compiled_backend).collect() {
+            Ok(kinds) => Some(kinds),
+            Err(e) => {
+                eprintln!("--backends: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let machine = machine_info();
-    let explicit = args.backends.is_some();
-    let backends = args.backends.unwrap_or_else(BackendKind::compiled);
-    let configs = ConfigSpec::expand(&args.configs, &args.batch_sizes);
+    let explicit = backends.is_some();
+    let backends = backends.unwrap_or_else(BackendKind::compiled);
+    let configs = ConfigSpec::expand(&args.common.configs, &args.batch_sizes);
     let jobs: Vec<(BackendKind, ConfigSpec)> = configs
         .iter()
         .flat_map(|c| backends.iter().map(move |b| (*b, *c)))
@@ -112,24 +78,17 @@ fn main() -> ExitCode {
         machine.threads,
         machine.load_average.unwrap_or(f64::NAN),
         machine.commit.as_deref().unwrap_or("?"),
-        args.warmup,
-        args.steps
+        args.common.warmup,
+        args.common.steps
     );
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for (i, (backend, spec)) in jobs.iter().enumerate() {
         if !backend.is_gpu() {
-            settle_before_run(args.wait_quiet);
+            settle_before_run(args.common.wait_quiet);
         }
         eprintln!("[{}/{}] {backend} {spec}", i + 1, jobs.len());
-        let config = BenchConfig {
-            preset: spec.preset,
-            base: spec.base,
-            batch_size: spec.batch_size.unwrap_or(16),
-            warmup: args.warmup,
-            repeats: args.steps,
-            inference: args.inference,
-        };
+        let config = args.common.config(spec);
         let mut progress = |line: &str| eprintln!("  [{backend} {spec}] {line}");
         match run_on(*backend, args.device, &config, &mut progress) {
             Ok(r) => {
@@ -151,11 +110,11 @@ fn main() -> ExitCode {
         machine.threads,
         machine.commit.as_deref().unwrap_or("?"),
         machine.date,
-        args.steps,
-        args.warmup
+        args.common.steps,
+        args.common.warmup
     );
     print!("{}", markdown_table(&results));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         let doc =
             serde_json::json!({ "machine": machine, "results": results, "failures": failures });
         if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()) {

@@ -313,16 +313,64 @@ impl FromStr for ConfigSpec {
     }
 }
 
-/// Parses a comma-separated list (`"a,b,c"`), each item with `T::from_str`.
-pub fn parse_list<T: FromStr>(list: &str) -> Result<Vec<T>, String>
-where
-    T::Err: fmt::Display,
-{
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<T>().map_err(|e| format!("`{s}`: {e}")))
-        .collect()
+/// Flags shared by the bench binaries (`benches/throughput.rs`, `benches/side_by_side.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchFlags {
+    /// Configurations, `preset[:base[:batch]]`, comma-separated.
+    #[arg(
+        long,
+        visible_alias = "presets",
+        value_delimiter = ',',
+        default_value = "dcgan64:16:16,dcgan64:32:32,seed128:16:16",
+        value_name = "LIST"
+    )]
+    pub configs: Vec<ConfigSpec>,
+    /// Timed steps per run (the median is reported).
+    #[arg(long, default_value_t = 10, value_parser = positive, value_name = "N")]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub warmup: usize,
+    /// Skip the generator-inference measurement.
+    #[arg(long)]
+    pub no_inference: bool,
+    /// Before each CPU run, wait (at most this long) until other programs use under 10% of
+    /// the CPUs.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait_quiet: u64,
+    /// Also write the machine info and every result to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+impl BenchFlags {
+    /// The [`BenchConfig`] of one configuration (batch 16 where `spec` names none).
+    pub fn config(&self, spec: &ConfigSpec) -> BenchConfig {
+        BenchConfig {
+            preset: spec.preset,
+            base: spec.base,
+            batch_size: spec.batch_size.unwrap_or(16),
+            warmup: self.warmup,
+            repeats: self.steps,
+            inference: !self.no_inference,
+        }
+    }
+}
+
+/// A clap value parser for counts that must be at least 1.
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}`: expected a positive whole number")),
+    }
+}
+
+/// A clap value parser for a backend compiled into this binary.
+pub fn compiled_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::parse_compiled(s.trim()).map_err(|e| e.to_string())
 }
 
 /// Why `backend` is left out of `config` by default, if it is: ndarray is ~19× slower than
@@ -762,7 +810,20 @@ mod tests {
             (ModelPreset::Dcgan64, Some(32), Some(16))
         );
         assert_eq!(s.to_string(), "dcgan64:32:16");
-        let specs = parse_list::<ConfigSpec>("seed128, tiny32:4:2").unwrap();
+        // Through the bench binaries' own flags.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: BenchFlags,
+        }
+        use clap::Parser;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["bench"], args].concat());
+        let specs = parse(&["--configs", "seed128, tiny32:4:2", "--bench"])
+            .unwrap()
+            .flags
+            .configs;
+        assert!(parse(&["--steps", "0"]).is_err());
+        assert!(parse(&["--presets", "cat64"]).is_err());
         assert_eq!(specs[0].base(), 64);
         let all = ConfigSpec::expand(&specs, &[8, 16]);
         let names: Vec<String> = all.iter().map(|c| c.to_string()).collect();
