@@ -199,14 +199,24 @@ mod fast {
         }
     }
 
+    /// The bias of a convolution the fast path runs: fast path on, one group, no dilation,
+    /// and a bias (both networks' layers have one).
+    fn fast_path_bias<B: Backend>(
+        groups: usize,
+        dilation: [usize; 2],
+        bias: &Option<burn::module::Param<Tensor<B, 1>>>,
+    ) -> Option<&burn::module::Param<Tensor<B, 1>>> {
+        if !flex_kernels() || groups != 1 || dilation != [1, 1] {
+            return None;
+        }
+        bias.as_ref()
+    }
+
     pub(super) fn conv2d<B: Backend>(
         conv: &Conv2d<B>,
         x: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        if !flex_kernels() || conv.groups != 1 || conv.dilation != [1, 1] {
-            return Err(x);
-        }
-        let Some(bias) = &conv.bias else {
+        let Some(bias) = fast_path_bias(conv.groups, conv.dilation, &conv.bias) else {
             return Err(x);
         };
         let [batch, c_in, h, w] = x.dims();
@@ -251,10 +261,7 @@ mod fast {
         conv: &ConvTranspose2d<B>,
         x: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        if !flex_kernels() || conv.groups != 1 || conv.dilation != [1, 1] {
-            return Err(x);
-        }
-        let Some(bias) = &conv.bias else {
+        let Some(bias) = fast_path_bias(conv.groups, conv.dilation, &conv.bias) else {
             return Err(x);
         };
         let [batch, c_in, h, w] = x.dims();
