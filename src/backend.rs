@@ -263,6 +263,7 @@ pub fn dispatch<T: BackendTask>(
             #[cfg(feature = "wgpu")]
             {
                 use burn::backend::wgpu::WgpuDevice;
+                crate::kernel_cache::configure();
                 let wgpu_device = match device {
                     DeviceSpec::Default => WgpuDevice::DefaultDevice,
                     DeviceSpec::Gpu(n) => WgpuDevice::DiscreteGpu(n),
@@ -296,6 +297,7 @@ pub fn dispatch<T: BackendTask>(
                     DeviceSpec::Gpu(n) => n,
                     _ => 0,
                 };
+                crate::kernel_cache::configure();
                 type B = burn::backend::Autodiff<burn::backend::Cuda>;
                 task.run::<B>(backend, burn::backend::cuda::CudaDevice::new(index))
             }

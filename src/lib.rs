@@ -3,13 +3,14 @@
 //! The toolkit behind the `cats` command: backend selection ([`backend`]), whole training
 //! runs with their run folders ([`train`], [`run_dir`]), loss plots ([`plot`]), progress
 //! display ([`progress`]), throughput benchmarks ([`bench`](mod@bench)) and numerical parity between
-//! backends ([`parity`]). The models, trainer and
+//! backends ([`parity`]), and where GPU kernels are cached ([`kernel_cache`]). The models, trainer and
 //! checkpoints live in [`dcgan_core`]; images and batches in [`dcgan_data`]; FID and KID in
 //! [`dcgan_metrics`].
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod bench;
+pub mod kernel_cache;
 pub mod parity;
 pub mod plot;
 pub mod progress;

@@ -505,3 +505,51 @@ fn prepare_crops_cat_faces_and_reports_malformed_landmarks() {
     );
     assert!(log.contains("2.jpg.cat"), "{log}");
 }
+
+/// A GPU backend's compiled kernels and autotune results land in `CATGAN_KERNEL_CACHE`,
+/// even far from any `cubecl.toml` (lavapipe stands in for a GPU here).
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
+    if std::env::var("CATGAN_SKIP_WGPU_TESTS").as_deref() == Ok("1") {
+        eprintln!("kernel cache test skipped: CATGAN_SKIP_WGPU_TESTS=1");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("kernels");
+    let out = Command::new(cats_binary())
+        .args(["--backend", "wgpu", "bench", "--preset", "tiny32", "--batch-size", "4"])
+        .args(["--steps", "1", "--warmup", "0", "--no-inference"])
+        .env("CATGAN_KERNEL_CACHE", &cache)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "wgpu bench failed:\n{log}");
+    assert!(
+        log.contains(&format!("compiled kernels are kept in {}", cache.display())),
+        "the tool should say where kernels go:\n{log}"
+    );
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .flat_map(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    files_under(&path)
+                } else {
+                    vec![path]
+                }
+            })
+            .collect()
+    }
+    let files = files_under(&cache);
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().contains("autotune")),
+        "no autotune results under {}: {files:?}",
+        cache.display()
+    );
+}

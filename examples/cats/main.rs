@@ -83,6 +83,14 @@ impl Cli {
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let target = cli.target()?;
+    let uses_backend = !matches!(
+        cli.command,
+        Some(Command::Backends | Command::Prepare(_) | Command::InspectData(_))
+    );
+    if uses_backend && target.backend.is_gpu() {
+        // The first run of a configuration compiles kernels for minutes: say where they go.
+        eprintln!("{}: {}", target.backend, catgan::kernel_cache::configure());
+    }
     match cli.command {
         None => commands::train::run(&commands::train::TrainArgs::default(), target),
         Some(Command::Train(args)) => commands::train::run(&args, target),

@@ -1,0 +1,175 @@
+//! Where the GPU backends keep compiled kernels between runs.
+//!
+//! burn's CUDA and wgpu backends compile each kernel the first time a process launches it
+//! (through NVRTC on CUDA, ~0.8 s a kernel; a DCGAN training step needs hundreds) and by
+//! default forget them when the process ends, so every run pays minutes of cold start.
+//! cubecl (the compiler under those backends) can keep compiled kernels and autotune
+//! results on disk, but only when a `cubecl.toml` (or a `[cubecl]` table in `burn.toml`)
+//! is found from the working directory upward, which is not the case for a `cats` binary
+//! run from a data folder.
+//!
+//! [`configure`] closes that gap before the first GPU device is created:
+//!
+//! 1. `CATGAN_KERNEL_CACHE=off` leaves cubecl's own behaviour alone;
+//!    `CATGAN_KERNEL_CACHE=DIR` keeps kernels in `DIR`.
+//! 2. Otherwise a `cubecl.toml`/`burn.toml` above the working directory wins (the
+//!    repository has one that keeps kernels under `target/`).
+//! 3. Otherwise kernels go to the user's cache folder (`~/.cache/catgan/kernels` on Linux).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The environment variable that picks the kernel cache folder (`off` disables it).
+pub const KERNEL_CACHE_ENV: &str = "CATGAN_KERNEL_CACHE";
+
+/// Files cubecl reads its configuration from, searched from the working directory upward
+/// (cubecl-runtime 0.10 `config/base.rs`).
+const CUBECL_CONFIG_FILES: [&str; 4] = ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"];
+
+/// Where compiled GPU kernels are kept, as decided by [`resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelCache {
+    /// catgan sets cubecl's compilation and autotune caches to this folder.
+    Dir(PathBuf),
+    /// A cubecl configuration file was found; cubecl follows it.
+    ConfigFile(PathBuf),
+    /// No cache set by catgan (`CATGAN_KERNEL_CACHE=off`, or no user cache folder):
+    /// kernels are compiled again in every process unless cubecl is configured otherwise.
+    Off,
+}
+
+impl std::fmt::Display for KernelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelCache::Dir(dir) => write!(f, "compiled kernels are kept in {}", dir.display()),
+            KernelCache::ConfigFile(file) => {
+                write!(f, "kernel caching as configured in {}", file.display())
+            }
+            KernelCache::Off => write!(
+                f,
+                "no kernel cache: every run compiles its GPU kernels again \
+                 (set {KERNEL_CACHE_ENV}=DIR to keep them)"
+            ),
+        }
+    }
+}
+
+/// Decides where kernels go, from the value of [`KERNEL_CACHE_ENV`], the working directory
+/// and the user's cache folder (pure: [`configure`] passes the real ones).
+pub fn resolve(env_value: Option<&str>, cwd: &Path, user_cache: Option<&Path>) -> KernelCache {
+    match env_value.map(str::trim) {
+        Some(v) if ["off", "0", "none", "false"].contains(&v.to_ascii_lowercase().as_str()) => {
+            return KernelCache::Off
+        }
+        Some(v) if !v.is_empty() => return KernelCache::Dir(PathBuf::from(v)),
+        _ => {}
+    }
+    for dir in cwd.ancestors() {
+        for name in CUBECL_CONFIG_FILES {
+            let file = dir.join(name);
+            if file.is_file() {
+                return KernelCache::ConfigFile(file);
+            }
+        }
+    }
+    match user_cache {
+        Some(cache) => KernelCache::Dir(cache.join("catgan").join("kernels")),
+        None => KernelCache::Off,
+    }
+}
+
+/// Applies [`resolve`]'s decision to cubecl's global configuration, once per process, and
+/// returns it. Call it before the first GPU device is created (the backend dispatch does);
+/// later calls return the first decision. If cubecl's configuration was already read, it
+/// is left as it is (reported as [`KernelCache::Off`] unless a file configured it).
+pub fn configure() -> &'static KernelCache {
+    static DECISION: OnceLock<KernelCache> = OnceLock::new();
+    DECISION.get_or_init(|| {
+        let env_value = std::env::var(KERNEL_CACHE_ENV).ok();
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let decision = resolve(env_value.as_deref(), &cwd, dirs::cache_dir().as_deref());
+        apply(decision)
+    })
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn apply(decision: KernelCache) -> KernelCache {
+    use cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+
+    let KernelCache::Dir(dir) = &decision else {
+        return decision;
+    };
+    if std::fs::create_dir_all(dir).is_err() {
+        // An unwritable cache must not stop training; it only costs compile time.
+        return KernelCache::Off;
+    }
+    let mut storage = CubeClRuntimeConfig::storage().lock();
+    if storage.is_some() {
+        return KernelCache::Off;
+    }
+    // Same as cubecl's own loading (defaults, then CUBECL_* variables), plus the caches.
+    let mut config = CubeClRuntimeConfig::default().override_from_env();
+    config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+    config.autotune.cache = CacheConfig::File(dir.clone());
+    *storage = Some(std::sync::Arc::new(config));
+    decision
+}
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+fn apply(_decision: KernelCache) -> KernelCache {
+    // CPU-only builds compile no kernels.
+    KernelCache::Off
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_variable_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cubecl.toml"), "").unwrap();
+        assert_eq!(
+            resolve(Some("/tmp/k"), dir.path(), None),
+            KernelCache::Dir("/tmp/k".into())
+        );
+        assert_eq!(resolve(Some("OFF"), dir.path(), None), KernelCache::Off);
+        assert_eq!(resolve(Some(" 0 "), dir.path(), None), KernelCache::Off);
+    }
+
+    #[test]
+    fn a_cubecl_config_above_the_working_directory_is_left_in_charge() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(dir.path().join("burn.toml"), "").unwrap();
+        let user = dir.path().join("user-cache");
+        assert_eq!(
+            resolve(None, &nested, Some(&user)),
+            KernelCache::ConfigFile(dir.path().join("burn.toml"))
+        );
+        // An empty variable means "not set".
+        assert_eq!(
+            resolve(Some(""), &nested, Some(&user)),
+            KernelCache::ConfigFile(dir.path().join("burn.toml"))
+        );
+    }
+
+    #[test]
+    fn otherwise_kernels_go_to_the_user_cache_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user-cache");
+        let decision = resolve(None, dir.path(), Some(&user));
+        // A cubecl.toml in a parent of the temp folder would change the answer: only assert
+        // where none exists, as on a user's machine.
+        if !dir
+            .path()
+            .ancestors()
+            .any(|d| CUBECL_CONFIG_FILES.iter().any(|n| d.join(n).is_file()))
+        {
+            assert_eq!(decision, KernelCache::Dir(user.join("catgan").join("kernels")));
+            assert_eq!(resolve(None, dir.path(), None), KernelCache::Off);
+        }
+        assert!(decision.to_string().contains("kernel"));
+    }
+}
