@@ -15,7 +15,9 @@
 #
 # Knobs (environment): BUDGET_S (default 570: the whole script), RUNS (names to run, space
 # separated; default all, in the order below), STEPS (timed steps, 20), WARMUP (2),
-# CUBECL_LOG=1 (log every kernel compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own).
+# COLD_S (timeout of the cold CUDA run, 300;
+# on an H100 it needed ~410 s in all, 2026-11-27), CUBECL_LOG=1 (log every kernel
+# compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own: minimal|balanced|extensive|full).
 set -uo pipefail
 
 BUNDLE="${BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
@@ -108,12 +110,13 @@ cp "$BUNDLE/torch_dcgan.py" "$W/" 2>/dev/null || cp benches/reference/torch_dcga
 # second run of a config shows the warm start a user gets. No cubecl.toml above $W.
 export XDG_CACHE_HOME="$W/xdg"
 KCACHE="$XDG_CACHE_HOME/catgan/kernels"
-# Counts the kernels and autotune results in the cache (one JSON entry each).
+# Counts the compiled kernels (entries of cubecl's table of contents next to the PTX/SPIR-V
+# chunks) and autotune results (one JSON entry each), and lists the cache's files.
 cache_count() {
-  local ptx tune
-  ptx=$(find "$KCACHE" -path '*ptx*' -type f -exec cat {} + 2>/dev/null | grep -o '{"key"' | wc -l)
-  tune=$(find "$KCACHE" -path '*autotune*' -type f -exec cat {} + 2>/dev/null | grep -o '{"key"' | wc -l)
-  say "   kernel cache: $ptx compiled kernels, $tune autotune results ($(du -sh "$KCACHE" 2>/dev/null | cut -f1))"
+  local kernels tune
+  kernels=$(find "$KCACHE" -name 'toc*' -type f -exec cat {} + 2>/dev/null | grep -a -o '"key"' | wc -l)
+  tune=$(find "$KCACHE" -path '*autotune*' -type f -exec cat {} + 2>/dev/null | grep -a -o '"key"' | wc -l)
+  say "   kernel cache: $kernels compiled kernels, $tune autotune results ($(du -sh "$KCACHE" 2>/dev/null | cut -f1))"
   find "$KCACHE" -type f -printf '     %P %s bytes\n' 2>/dev/null | tee -a "$LOG"
 }
 if [ "${CUBECL_LOG:-0}" = 1 ]; then export CUBECL_DEBUG_LOG="$W/cubecl.log"; fi
@@ -133,7 +136,7 @@ fi
 # --- burn cuda (fp32): cold kernel cache, then warm ----------------------------------------
 if wants cuda-seed128-cold; then
   rm -rf "$XDG_CACHE_HOME"
-  step cuda-seed128-cold 300 ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
+  step cuda-seed128-cold "${COLD_S:-300}" ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
   cache_count
 fi
 wants cuda-seed128-warm && step cuda-seed128-warm 120 ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
