@@ -50,6 +50,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 keeps glibc's defaults).
+    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
     let threads = args.threads.unwrap_or_else(cpu_threads);
     let python = args
         .python

@@ -45,6 +45,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 keeps glibc's defaults).
+    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
     let backends = match args.backends.as_deref() {
         None => None,
         Some("all") => Some(BackendKind::compiled()),

@@ -167,7 +167,10 @@ mod tests {
             .ancestors()
             .any(|d| CUBECL_CONFIG_FILES.iter().any(|n| d.join(n).is_file()))
         {
-            assert_eq!(decision, KernelCache::Dir(user.join("catgan").join("kernels")));
+            assert_eq!(
+                decision,
+                KernelCache::Dir(user.join("catgan").join("kernels"))
+            );
             assert_eq!(resolve(None, dir.path(), None), KernelCache::Off);
         }
         assert!(decision.to_string().contains("kernel"));

@@ -518,7 +518,15 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("kernels");
     let out = Command::new(cats_binary())
-        .args(["--backend", "wgpu", "bench", "--preset", "tiny32", "--batch-size", "4"])
+        .args([
+            "--backend",
+            "wgpu",
+            "bench",
+            "--preset",
+            "tiny32",
+            "--batch-size",
+            "4",
+        ])
         .args(["--steps", "1", "--warmup", "0", "--no-inference"])
         .env("CATGAN_KERNEL_CACHE", &cache)
         .current_dir(dir.path())
@@ -548,7 +556,9 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
     }
     let files = files_under(&cache);
     assert!(
-        files.iter().any(|f| f.to_string_lossy().contains("autotune")),
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("autotune")),
         "no autotune results under {}: {files:?}",
         cache.display()
     );

@@ -82,6 +82,8 @@ impl Cli {
 
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Reuse freed multi-megabyte buffers instead of fresh pages each step (CPU training).
+    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
     let target = cli.target()?;
     let uses_backend = !matches!(
         cli.command,

@@ -84,6 +84,19 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
             );
         }
     }
+    let threads = layers::take_flex_thread_profile();
+    if !threads.is_empty() {
+        let per_step = (steps + 1) as f64;
+        println!("thread time inside the convolution pieces, summed over threads, ms per step:");
+        for (kind, t, flops) in threads {
+            let rate = if flops > 0.0 {
+                format!(" ({:.1} GFLOP/s per thread)", flops / t / 1e9)
+            } else {
+                String::new()
+            };
+            println!("  {:8.2} ms  {kind}{rate}", t * 1e3 / per_step);
+        }
+    }
     println!(
         "{} {} px base {base} batch {batch}: step {:.1} ms = {:.1} img/s | G forward {:.1} ms, D update {:.1} ms, G update {:.1} ms (medians of {steps})",
         if fast { "fast" } else { "burn" },
@@ -97,6 +110,8 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
 }
 
 fn main() {
+    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 to compare with glibc's defaults).
+    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     let preset: ModelPreset = arg(0, "dcgan64").parse().expect("a preset name");

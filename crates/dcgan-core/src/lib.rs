@@ -32,6 +32,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod discriminator;
 pub mod error;

@@ -72,6 +72,34 @@ pub(crate) mod profile {
         out
     }
 
+    static THREADS: Mutex<BTreeMap<&'static str, (f64, f64)>> = Mutex::new(BTreeMap::new());
+
+    /// Runs `f` (a GEMM, a gather, a scatter) on whichever thread calls it, adding its
+    /// time and `flops` to `kind`'s thread-time total: summed over threads, so the GEMMs'
+    /// own rate can be compared with the pieces' wall time.
+    pub fn thread_timed<T>(kind: &'static str, flops: f64, f: impl FnOnce() -> T) -> T {
+        if !enabled() {
+            return f();
+        }
+        let t = Instant::now();
+        let out = f();
+        let dt = t.elapsed().as_secs_f64();
+        let mut totals = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        let e = totals.entry(kind).or_insert((0.0, 0.0));
+        e.0 += dt;
+        e.1 += flops;
+        out
+    }
+
+    /// Thread-time totals so far, `(kind, seconds, flops)`; resets them.
+    pub fn take_threads() -> Vec<(String, f64, f64)> {
+        let mut totals = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *totals)
+            .into_iter()
+            .map(|(k, (t, f))| (k.to_string(), t, f))
+            .collect()
+    }
+
     /// The totals so far, slowest first; resets them.
     pub fn take() -> Vec<(String, f64, u64)> {
         let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,6 +112,32 @@ pub(crate) mod profile {
     }
 }
 use profile::timed;
+
+/// [`kernels::gemm`] (single-threaded: the callers run groups in parallel) under the
+/// thread-time profile, as `role`.
+fn gemm(
+    role: &'static str,
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+) {
+    let flops = 2.0 * (m * n * k) as f64;
+    profile::thread_timed(role, flops, || {
+        kernels::gemm((m, n, k), dst, accumulate, lhs, rhs, false)
+    })
+}
+
+/// [`kernels::im2col`] under the thread-time profile.
+fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
+    profile::thread_timed("im2col", 0.0, || kernels::im2col(w, big, cols))
+}
+
+/// [`kernels::col2im`] under the thread-time profile.
+fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
+    profile::thread_timed("col2im", 0.0, || kernels::col2im(w, cols, init, big))
+}
 
 /// The training backend this path serves.
 pub(crate) type Ad = Autodiff<Flex>;
@@ -276,14 +330,14 @@ impl ConvSpec {
                                 row.copy_from_slice(&bias);
                             }
                             let mut cols = vec![0.0f32; p * k];
-                            kernels::im2col(w, x, &mut cols);
-                            kernels::gemm(
+                            im2col(w, x, &mut cols);
+                            gemm(
+                                "gemm conv fwd",
                                 (p, g, k),
                                 out,
                                 true,
                                 Mat::rows(&cols, k),
                                 Mat::rows(&wkg, g),
-                                false,
                             );
                         });
                     out
@@ -296,15 +350,15 @@ impl ConvSpec {
                         .for_each(|(out, x)| {
                             let p = x.len() / g;
                             let mut cols = vec![0.0f32; p * k];
-                            kernels::gemm(
+                            gemm(
+                                "gemm convT fwd",
                                 (p, k, g),
                                 &mut cols,
                                 false,
                                 Mat::rows(x, g),
                                 Mat::transposed(&wkg, g),
-                                false,
                             );
-                            kernels::col2im(w, &cols, Some(&bias), out);
+                            col2im(w, &cols, Some(&bias), out);
                         });
                     out
                 }
@@ -364,56 +418,56 @@ impl ConvSpec {
                                 let dw = need_w.then(|| {
                                     let x = input.expect("kept for dW").slice();
                                     let mut cols = vec![0.0f32; p * k];
-                                    kernels::im2col(w, &x[i0 * big_len..i1 * big_len], &mut cols);
+                                    im2col(w, &x[i0 * big_len..i1 * big_len], &mut cols);
                                     let mut dw = vec![0.0f32; k * g];
-                                    kernels::gemm(
+                                    gemm(
+                                        "gemm conv dW",
                                         (k, g, p),
                                         &mut dw,
                                         false,
                                         Mat::transposed(&cols, k),
                                         Mat::rows(dy, g),
-                                        false,
                                     );
                                     dw
                                 });
                                 if need_x {
                                     let mut dcols = vec![0.0f32; p * k];
-                                    kernels::gemm(
+                                    gemm(
+                                        "gemm conv dX",
                                         (p, k, g),
                                         &mut dcols,
                                         false,
                                         Mat::rows(dy, g),
                                         Mat::transposed(wkg, g),
-                                        false,
                                     );
-                                    kernels::col2im(w, &dcols, None, dx);
+                                    col2im(w, &dcols, None, dx);
                                 }
                                 dw
                             }
                             ConvKind::Transposed => {
                                 let dy = &dy.slice()[i0 * big_len..i1 * big_len];
                                 let mut dcols = vec![0.0f32; p * k];
-                                kernels::im2col(w, dy, &mut dcols);
+                                im2col(w, dy, &mut dcols);
                                 if need_x {
-                                    kernels::gemm(
+                                    gemm(
+                                        "gemm convT dX",
                                         (p, g, k),
                                         dx,
                                         false,
                                         Mat::rows(&dcols, k),
                                         Mat::rows(wkg, g),
-                                        false,
                                     );
                                 }
                                 need_w.then(|| {
                                     let x = input.expect("kept for dW").slice();
                                     let mut dw = vec![0.0f32; k * g];
-                                    kernels::gemm(
+                                    gemm(
+                                        "gemm convT dW",
                                         (k, g, p),
                                         &mut dw,
                                         false,
                                         Mat::transposed(&dcols, k),
                                         Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
-                                        false,
                                     );
                                     dw
                                 })

@@ -105,6 +105,16 @@ pub fn take_flex_profile() -> Vec<(String, f64, u64)> {
     Vec::new()
 }
 
+/// Thread time spent in the fast path's GEMMs, window gathers (`im2col`) and scatters
+/// (`col2im`) since the last call, summed over threads: `(kind, seconds, flops)`. Empty
+/// unless `CATGAN_LAYER_PROFILE=1` (see [`take_flex_profile`]).
+pub fn take_flex_thread_profile() -> Vec<(String, f64, f64)> {
+    #[cfg(feature = "flex")]
+    return flex::profile::take_threads();
+    #[cfg(not(feature = "flex"))]
+    Vec::new()
+}
+
 /// `leaky_relu(x, slope)`, through the fast path where there is one.
 pub fn leaky_relu<B: Backend>(x: Tensor<B, 4>, slope: f64) -> Tensor<B, 4> {
     #[cfg(feature = "flex")]
