@@ -6,9 +6,9 @@
 //! `mmap` and returns it with `munmap`, so the kernel hands out, faults in and zeroes new
 //! pages for the same buffers every step. [`reuse_large_allocations`] keeps blocks up to
 //! 32 MiB on the heap instead, where freed memory is reused: the kernel time of a 64 px
-//! step halves and the step gets ~5% faster here (`docs/performance.md`, change 4). The price: the process keeps its peak heap
-//! instead of returning it to the system, which a training process reaches every step
-//! anyway.
+//! step halves and the step gets ~5% faster here (`docs/performance.md`, change 4). The
+//! price: the process keeps its peak heap instead of returning it to the system, which a
+//! training process reaches every step anyway.
 //!
 //! A process-wide setting, so the library never applies it by itself: the `cats` tool and
 //! the benchmarks call [`reuse_large_allocations_unless_disabled`] first thing
