@@ -57,19 +57,31 @@ pub(crate) mod profile {
         }
     }
 
-    /// Runs `f`, adding its wall time to `label()`'s total when profiling is on.
-    pub fn timed<T>(label: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+    /// Runs `f`; when profiling is on, times it and lets `add` fold the seconds into
+    /// `totals[key()]` (the one place both kinds of totals are taken).
+    fn measure<K: Ord, V: Default, T>(
+        totals: &Mutex<BTreeMap<K, V>>,
+        key: impl FnOnce() -> K,
+        f: impl FnOnce() -> T,
+        add: impl FnOnce(&mut V, f64),
+    ) -> T {
         if !enabled() {
             return f();
         }
         let t = Instant::now();
         let out = f();
         let dt = t.elapsed().as_secs_f64();
-        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-        let e = totals.entry(label()).or_insert((0.0, 0));
-        e.0 += dt;
-        e.1 += 1;
+        let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
+        add(totals.entry(key()).or_default(), dt);
         out
+    }
+
+    /// Runs `f`, adding its wall time to `label()`'s total when profiling is on.
+    pub fn timed<T>(label: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+        measure(&TOTALS, label, f, |(secs, calls): &mut (f64, u64), dt| {
+            *secs += dt;
+            *calls += 1;
+        })
     }
 
     static THREADS: Mutex<BTreeMap<&'static str, (f64, f64)>> = Mutex::new(BTreeMap::new());
@@ -78,17 +90,15 @@ pub(crate) mod profile {
     /// time and `flops` to `kind`'s thread-time total: summed over threads, so the GEMMs'
     /// own rate can be compared with the pieces' wall time.
     pub fn thread_timed<T>(kind: &'static str, flops: f64, f: impl FnOnce() -> T) -> T {
-        if !enabled() {
-            return f();
-        }
-        let t = Instant::now();
-        let out = f();
-        let dt = t.elapsed().as_secs_f64();
-        let mut totals = THREADS.lock().unwrap_or_else(|e| e.into_inner());
-        let e = totals.entry(kind).or_insert((0.0, 0.0));
-        e.0 += dt;
-        e.1 += flops;
-        out
+        measure(
+            &THREADS,
+            || kind,
+            f,
+            |(secs, work): &mut (f64, f64), dt| {
+                *secs += dt;
+                *work += flops;
+            },
+        )
     }
 
     /// Thread-time totals so far, `(kind, seconds, flops)`; resets them.
