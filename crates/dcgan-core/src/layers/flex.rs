@@ -34,6 +34,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::kernels::{self, Affine, Mat, Window};
+use super::scratch::with_scratch;
 
 /// Opt-in timing of the fast path's pieces (`CATGAN_LAYER_PROFILE=1`): totals per piece
 /// and shape, read with `layers::take_flex_profile`. Off, it costs one relaxed load.
@@ -330,25 +331,28 @@ impl ConvSpec {
             || self.tag("fwd"),
             || match self.kind {
                 ConvKind::Forward => {
-                    let mut out = vec![0.0f32; self.batch * w.grid() * g];
+                    // Every output row starts as the bias (written once, no zeroing first).
+                    let rows = self.batch * w.grid();
+                    let mut out = Vec::with_capacity(rows * g);
+                    for _ in 0..rows {
+                        out.extend_from_slice(&bias);
+                    }
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
                     out.par_chunks_mut(group * grid_len)
                         .zip(x.slice().par_chunks(group * big_len))
                         .for_each(|(out, x)| {
                             let p = out.len() / g;
-                            for row in out.chunks_exact_mut(g) {
-                                row.copy_from_slice(&bias);
-                            }
-                            let mut cols = vec![0.0f32; p * k];
-                            im2col(w, x, &mut cols);
-                            gemm(
-                                "gemm conv fwd",
-                                (p, g, k),
-                                out,
-                                true,
-                                Mat::rows(&cols, k),
-                                Mat::rows(&wkg, g),
-                            );
+                            with_scratch(p * k, |cols| {
+                                im2col(w, x, cols);
+                                gemm(
+                                    "gemm conv fwd",
+                                    (p, g, k),
+                                    out,
+                                    true,
+                                    Mat::rows(cols, k),
+                                    Mat::rows(&wkg, g),
+                                );
+                            });
                         });
                     out
                 }
@@ -359,16 +363,17 @@ impl ConvSpec {
                         .zip(x.slice().par_chunks(group * grid_len))
                         .for_each(|(out, x)| {
                             let p = x.len() / g;
-                            let mut cols = vec![0.0f32; p * k];
-                            gemm(
-                                "gemm convT fwd",
-                                (p, k, g),
-                                &mut cols,
-                                false,
-                                Mat::rows(x, g),
-                                Mat::transposed(&wkg, g),
-                            );
-                            col2im(w, &cols, Some(&bias), out);
+                            with_scratch(p * k, |cols| {
+                                gemm(
+                                    "gemm convT fwd",
+                                    (p, k, g),
+                                    cols,
+                                    false,
+                                    Mat::rows(x, g),
+                                    Mat::transposed(&wkg, g),
+                                );
+                                col2im(w, cols, Some(&bias), out);
+                            });
                         });
                     out
                 }
@@ -413,91 +418,89 @@ impl ConvSpec {
         let groups = self.batch.div_ceil(group);
         let mut dx_chunks: Vec<&mut [f32]> = dx.chunks_mut(group * dx_image).collect();
         dx_chunks.resize_with(groups, Default::default);
-        let parts: Vec<Option<Vec<f32>>> = timed(
-            || self.tag("bwd"),
-            || {
-                dx_chunks
-                    .into_par_iter()
-                    .enumerate()
-                    .map(|(i, dx)| {
-                        let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
-                        let p = (i1 - i0) * w.grid();
-                        match self.kind {
-                            ConvKind::Forward => {
-                                let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
-                                let dw = need_w.then(|| {
-                                    let x = input.expect("kept for dW").slice();
-                                    let mut cols = vec![0.0f32; p * k];
-                                    im2col(w, &x[i0 * big_len..i1 * big_len], &mut cols);
-                                    let mut dw = vec![0.0f32; k * g];
-                                    gemm(
-                                        "gemm conv dW",
-                                        (k, g, p),
-                                        &mut dw,
-                                        false,
-                                        Mat::transposed(&cols, k),
-                                        Mat::rows(dy, g),
-                                    );
-                                    dw
-                                });
-                                if need_x {
-                                    let mut dcols = vec![0.0f32; p * k];
-                                    gemm(
-                                        "gemm conv dX",
-                                        (p, k, g),
-                                        &mut dcols,
-                                        false,
-                                        Mat::rows(dy, g),
-                                        Mat::transposed(wkg, g),
-                                    );
-                                    col2im(w, &dcols, None, dx);
+        // Each group's part of the weight gradient `[K, G]`, summed in order afterwards.
+        let part_len = if need_w { k * g } else { 0 };
+        let dw = with_scratch(groups * part_len, |parts| {
+            let mut part_chunks: Vec<&mut [f32]> = parts.chunks_mut(part_len.max(1)).collect();
+            part_chunks.resize_with(groups, Default::default);
+            timed(
+                || self.tag("bwd"),
+                || {
+                    dx_chunks
+                        .into_par_iter()
+                        .zip(part_chunks)
+                        .enumerate()
+                        .for_each(|(i, (dx, dw))| {
+                            let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
+                            let p = (i1 - i0) * w.grid();
+                            match self.kind {
+                                ConvKind::Forward => {
+                                    let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
+                                    if need_w {
+                                        let x = input.expect("kept for dW").slice();
+                                        with_scratch(p * k, |cols| {
+                                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
+                                            gemm(
+                                                "gemm conv dW",
+                                                (k, g, p),
+                                                dw,
+                                                false,
+                                                Mat::transposed(cols, k),
+                                                Mat::rows(dy, g),
+                                            );
+                                        });
+                                    }
+                                    if need_x {
+                                        with_scratch(p * k, |dcols| {
+                                            gemm(
+                                                "gemm conv dX",
+                                                (p, k, g),
+                                                dcols,
+                                                false,
+                                                Mat::rows(dy, g),
+                                                Mat::transposed(wkg, g),
+                                            );
+                                            col2im(w, dcols, None, dx);
+                                        });
+                                    }
                                 }
-                                dw
-                            }
-                            ConvKind::Transposed => {
-                                let dy = &dy.slice()[i0 * big_len..i1 * big_len];
-                                let mut dcols = vec![0.0f32; p * k];
-                                im2col(w, dy, &mut dcols);
-                                if need_x {
-                                    gemm(
-                                        "gemm convT dX",
-                                        (p, g, k),
-                                        dx,
-                                        false,
-                                        Mat::rows(&dcols, k),
-                                        Mat::rows(wkg, g),
-                                    );
+                                ConvKind::Transposed => {
+                                    let dy = &dy.slice()[i0 * big_len..i1 * big_len];
+                                    with_scratch(p * k, |dcols| {
+                                        im2col(w, dy, dcols);
+                                        if need_x {
+                                            gemm(
+                                                "gemm convT dX",
+                                                (p, g, k),
+                                                dx,
+                                                false,
+                                                Mat::rows(dcols, k),
+                                                Mat::rows(wkg, g),
+                                            );
+                                        }
+                                        if need_w {
+                                            let x = input.expect("kept for dW").slice();
+                                            gemm(
+                                                "gemm convT dW",
+                                                (k, g, p),
+                                                dw,
+                                                false,
+                                                Mat::transposed(dcols, k),
+                                                Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
+                                            );
+                                        }
+                                    });
                                 }
-                                need_w.then(|| {
-                                    let x = input.expect("kept for dW").slice();
-                                    let mut dw = vec![0.0f32; k * g];
-                                    gemm(
-                                        "gemm convT dW",
-                                        (k, g, p),
-                                        &mut dw,
-                                        false,
-                                        Mat::transposed(&dcols, k),
-                                        Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
-                                    );
-                                    dw
-                                })
                             }
-                        }
-                    })
-                    .collect()
-            },
-        );
-        let dw = need_w.then(|| {
-            let mut sum = vec![0.0f32; k * g];
-            for part in parts.iter().flatten() {
-                for (s, v) in sum.iter_mut().zip(part) {
-                    *s += v;
-                }
-            }
-            tensor(
-                kernels::weight_from_kg(&sum, g, w.c, w.kh, w.kw),
-                &state.weight_shape,
-            )
+                        })
+                },
+            );
+            need_w.then(|| {
+                tensor(
+                    kernels::weight_from_kg_sum(parts, g, w.c, w.kh, w.kw),
+                    &state.weight_shape,
+                )
+            })
         });
         let dx = need_x.then(|| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
         let db = need_b.then(|| {

@@ -61,26 +61,81 @@ impl Window {
     }
 }
 
+/// The channel count of a map, either fixed at compile time ([`Fixed`]) or not
+/// ([`AnyChannels`]). The window kernels are generic over it so that the moves and sums of
+/// one position's few channels (3 for images) compile to straight-line code instead of
+/// calls to `memcpy` and short loops.
+trait Channels: Copy {
+    fn get(self) -> usize;
+}
+
+#[derive(Clone, Copy)]
+struct Fixed<const C: usize>;
+
+impl<const C: usize> Channels for Fixed<C> {
+    #[inline(always)]
+    fn get(self) -> usize {
+        C
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AnyChannels(usize);
+
+impl Channels for AnyChannels {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// Calls `$kernel` with the window's channel count as a [`Channels`] value: fixed for
+/// the image channels of the first and last layers, dynamic otherwise.
+macro_rules! with_channels {
+    ($c:expr, $kernel:ident ( $($arg:expr),* )) => {
+        match $c {
+            1 => $kernel($($arg,)* Fixed::<1>),
+            3 => $kernel($($arg,)* Fixed::<3>),
+            c => $kernel($($arg,)* AnyChannels(c)),
+        }
+    };
+}
+
 /// Gathers the windows of big maps `[n, hb, wb, c]` into rows `cols [n·hs·ws, kh·kw·c]`:
 /// `cols[(image, oy, ox), (ky, kx, c)] = big[image, oy·sh + ky − ph, ox·sw + kx − pw, c]`
 /// (zero over the padding). Overwrites all of `cols`.
 pub(crate) fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
-    let (k, c) = (w.k(), w.c);
+    with_channels!(w.c, im2col_with(w, big, cols))
+}
+
+#[inline(always)]
+fn im2col_with(w: &Window, big: &[f32], cols: &mut [f32], ch: impl Channels) {
+    let (k, c) = (w.k(), ch.get());
     debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
+    let strip = w.kw * c;
     for (index, dst) in cols.chunks_mut(w.ws * k).enumerate() {
         let (image, oy) = (index / w.hs, index % w.hs);
         let map = &big[image * w.big() * c..(image + 1) * w.big() * c];
-        for (ox, row) in dst.chunks_mut(k).enumerate() {
+        for (ox, row) in dst.chunks_exact_mut(k).enumerate() {
+            // The window's first column; with stride 1 the kw taps of a window row are
+            // one contiguous strip of the map when the window is inside it.
+            let x0 = (ox * w.sw) as isize - w.pw as isize;
+            let inside = x0 >= 0 && x0 as usize + w.kw <= w.wb;
             for ky in 0..w.kh {
                 let iy = (oy * w.sh + ky) as isize - w.ph as isize;
-                let taps = &mut row[ky * w.kw * c..(ky + 1) * w.kw * c];
+                let taps = &mut row[ky * strip..(ky + 1) * strip];
                 if iy < 0 || iy as usize >= w.hb {
                     taps.fill(0.0);
                     continue;
                 }
                 let line = &map[iy as usize * w.wb * c..(iy as usize + 1) * w.wb * c];
-                for (kx, tap) in taps.chunks_mut(c).enumerate() {
-                    let ix = (ox * w.sw + kx) as isize - w.pw as isize;
+                if inside && w.sw == 1 {
+                    let x0 = x0 as usize;
+                    taps.copy_from_slice(&line[x0 * c..x0 * c + strip]);
+                    continue;
+                }
+                for (kx, tap) in taps.chunks_exact_mut(c).enumerate() {
+                    let ix = x0 + kx as isize;
                     if ix >= 0 && (ix as usize) < w.wb {
                         let ix = ix as usize;
                         tap.copy_from_slice(&line[ix * c..(ix + 1) * c]);
@@ -93,37 +148,63 @@ pub(crate) fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
     }
 }
 
+/// For every big-map coordinate along one axis, the kernel taps that reach it: pairs
+/// `(kernel index, grid index)` with `grid·stride + kernel − pad = coordinate`.
+/// Returned flat, with the start of each coordinate's pairs (`starts.len() = big + 1`).
+fn covering_taps(
+    big: usize,
+    grid: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let mut taps = Vec::with_capacity(big * kernel.div_ceil(stride));
+    let mut starts = Vec::with_capacity(big + 1);
+    for coordinate in 0..big {
+        starts.push(taps.len());
+        let t = coordinate + pad;
+        for kernel_index in 0..kernel.min(t + 1) {
+            let offset = t - kernel_index;
+            if offset % stride == 0 && offset / stride < grid {
+                taps.push((kernel_index, offset / stride));
+            }
+        }
+    }
+    starts.push(taps.len());
+    (taps, starts)
+}
+
 /// The adjoint of [`im2col`]: every big-map position of `big [n, hb, wb, c]` becomes the
 /// sum of the window rows that cover it, on top of `init[c]` (a bias) if given.
 /// Overwrites all of `big`.
 pub(crate) fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
-    let (k, c) = (w.k(), w.c);
+    with_channels!(w.c, col2im_with(w, cols, init, big))
+}
+
+#[inline(always)]
+fn col2im_with(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32], ch: impl Channels) {
+    let (k, c) = (w.k(), ch.get());
     debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
-    // Each position is written once (a gather over the covering windows).
+    let (rows, row_starts) = covering_taps(w.hb, w.hs, w.kh, w.sh, w.ph);
+    let (columns, column_starts) = covering_taps(w.wb, w.ws, w.kw, w.sw, w.pw);
+    // Each position is written once (a gather over the covering windows), the taps
+    // added in the same order for every position.
     for (index, line) in big.chunks_mut(w.wb * c).enumerate() {
         let (image, iy) = (index / w.hb, index % w.hb);
         let image_cols = &cols[image * w.grid() * k..(image + 1) * w.grid() * k];
-        for (ix, acc) in line.chunks_mut(c).enumerate() {
+        let rows = &rows[row_starts[iy]..row_starts[iy + 1]];
+        for (ix, acc) in line.chunks_exact_mut(c).enumerate() {
+            let acc = &mut acc[..c];
             match init {
-                Some(init) => acc.copy_from_slice(init),
+                Some(init) => acc.copy_from_slice(&init[..c]),
                 None => acc.fill(0.0),
             }
-            for ky in 0..w.kh {
-                // oy·sh = iy + ph − ky
-                let t = iy + w.ph;
-                if t < ky || (t - ky) % w.sh != 0 || (t - ky) / w.sh >= w.hs {
-                    continue;
-                }
-                let oy = (t - ky) / w.sh;
-                for kx in 0..w.kw {
-                    let u = ix + w.pw;
-                    if u < kx || (u - kx) % w.sw != 0 || (u - kx) / w.sw >= w.ws {
-                        continue;
-                    }
-                    let ox = (u - kx) / w.sw;
+            for &(ky, oy) in rows {
+                for &(kx, ox) in &columns[column_starts[ix]..column_starts[ix + 1]] {
                     let start = (oy * w.ws + ox) * k + (ky * w.kw + kx) * c;
-                    for (a, v) in acc.iter_mut().zip(&image_cols[start..start + c]) {
-                        *a += v;
+                    let tap = &image_cols[start..start + c];
+                    for j in 0..c {
+                        acc[j] += tap[j];
                     }
                 }
             }
@@ -244,32 +325,56 @@ pub(crate) fn gemm(
 /// Rows per block of the per-channel reductions.
 const BLOCK_ROWS: usize = 2048;
 
+/// Output channels moved together by the weight reorders: one cache line of the `[K, g]`
+/// side, and a working set of `16 · K` floats of the other side that stays in L2.
+const WEIGHT_BLOCK: usize = 16;
+
+/// For every row `(ky, kx, c)` of the `[K, g]` matrix, where that tap sits inside one
+/// output channel's `[c, kh, kw]` weights.
+fn tap_offsets(c: usize, kh: usize, kw: usize) -> impl Iterator<Item = usize> {
+    (0..kh).flat_map(move |ky| {
+        (0..kw).flat_map(move |kx| (0..c).map(move |ci| (ci * kh + ky) * kw + kx))
+    })
+}
+
 /// A weight `[g, c, kh, kw]` (either module's layout) as the matrix `[(ky, kx, c), g]`.
 pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let per_channel = c * kh * kw;
     let mut out = vec![0.0f32; weight.len()];
-    for gi in 0..g {
-        for ci in 0..c {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    out[((ky * kw + kx) * c + ci) * g + gi] =
-                        weight[((gi * c + ci) * kh + ky) * kw + kx];
-                }
+    for g0 in (0..g).step_by(WEIGHT_BLOCK) {
+        let g1 = (g0 + WEIGHT_BLOCK).min(g);
+        for (row, offset) in tap_offsets(c, kh, kw).enumerate() {
+            for gi in g0..g1 {
+                out[row * g + gi] = weight[gi * per_channel + offset];
             }
         }
     }
     out
 }
 
-/// The inverse of [`weight_to_kg`].
-pub(crate) fn weight_from_kg(kg: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; kg.len()];
-    for gi in 0..g {
-        for ci in 0..c {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    out[((gi * c + ci) * kh + ky) * kw + kx] =
-                        kg[((ky * kw + kx) * c + ci) * g + gi];
-                }
+/// The inverse of [`weight_to_kg`], applied to the sum of `parts` such matrices (added in
+/// order): the weight gradient of a convolution from its groups' parts.
+pub(crate) fn weight_from_kg_sum(
+    parts: &mut [f32],
+    g: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<f32> {
+    let per_channel = c * kh * kw;
+    let len = g * per_channel;
+    let (sum, rest) = parts.split_at_mut(len);
+    for part in rest.chunks_exact(len) {
+        for (s, v) in sum.iter_mut().zip(part) {
+            *s += v;
+        }
+    }
+    let mut out = vec![0.0f32; len];
+    for g0 in (0..g).step_by(WEIGHT_BLOCK) {
+        let g1 = (g0 + WEIGHT_BLOCK).min(g);
+        for (row, offset) in tap_offsets(c, kh, kw).enumerate() {
+            for gi in g0..g1 {
+                out[gi * per_channel + offset] = sum[row * g + gi];
             }
         }
     }
@@ -551,30 +656,34 @@ mod tests {
         cols
     }
 
+    /// Windows of every kind the networks use (strides 1 and 2, padding, odd sizes), for
+    /// 1 and 3 channels (the compile-time channel counts) and 2 (the general path).
     fn windows() -> Vec<Window> {
         let mut v = Vec::new();
-        for (hb, s, p, k) in [
-            (8, 2, 2, 5),
-            (8, 1, 2, 5),
-            (7, 2, 2, 5),
-            (5, 1, 1, 3),
-            (4, 2, 0, 3),
-            (3, 1, 2, 5),
-        ] {
-            let hs = (hb + 2 * p - k) / s + 1;
-            v.push(Window {
-                c: 2,
-                hb,
-                wb: hb + 1,
-                hs,
-                ws: (hb + 1 + 2 * p - k) / s + 1,
-                kh: k,
-                kw: k,
-                sh: s,
-                sw: s,
-                ph: p,
-                pw: p,
-            });
+        for c in [1, 2, 3] {
+            for (hb, s, p, k) in [
+                (8, 2, 2, 5),
+                (8, 1, 2, 5),
+                (7, 2, 2, 5),
+                (5, 1, 1, 3),
+                (4, 2, 0, 3),
+                (3, 1, 2, 5),
+            ] {
+                let hs = (hb + 2 * p - k) / s + 1;
+                v.push(Window {
+                    c,
+                    hb,
+                    wb: hb + 1,
+                    hs,
+                    ws: (hb + 1 + 2 * p - k) / s + 1,
+                    kh: k,
+                    kw: k,
+                    sh: s,
+                    sw: s,
+                    ph: p,
+                    pw: p,
+                });
+            }
         }
         v
     }
@@ -610,10 +719,11 @@ mod tests {
             let rhs: f64 = x.iter().zip(&big).map(|(a, b)| (a * b) as f64).sum();
             assert_eq!(lhs, rhs, "{w:?}");
             // The initial value is added once per element.
+            let bias: Vec<f32> = (0..w.c).map(|j| j as f32 - 1.5).collect();
             let mut with_bias = vec![f32::NAN; x.len()];
-            col2im(&w, &y, Some(&[1.0, -2.0]), &mut with_bias);
+            col2im(&w, &y, Some(&bias), &mut with_bias);
             for (i, (a, b)) in with_bias.iter().zip(&big).enumerate() {
-                assert_eq!(*a, b + [1.0, -2.0][i % 2]);
+                assert_eq!(*a, b + bias[i % w.c]);
             }
         }
     }
@@ -624,8 +734,22 @@ mod tests {
         let t = transpose_batch(&x, 3, 37);
         assert_eq!(t[1], x[37], "image 0, position 0, channel 1");
         assert_eq!(transpose_batch(&t, 37, 3), x);
-        let w: Vec<f32> = (0..4 * 3 * 5 * 2).map(|i| i as f32).collect();
-        assert_eq!(weight_from_kg(&weight_to_kg(&w, 4, 3, 5, 2), 4, 3, 5, 2), w);
+        // 20 output channels: a full block of 16 and a partial one.
+        let (g, c, kh, kw) = (20, 3, 5, 2);
+        let w: Vec<f32> = (0..g * c * kh * kw).map(|i| i as f32).collect();
+        let kg = weight_to_kg(&w, g, c, kh, kw);
+        for (gi, ci, ky, kx) in [(0, 0, 0, 0), (19, 2, 4, 1), (17, 1, 3, 0)] {
+            assert_eq!(
+                kg[((ky * kw + kx) * c + ci) * g + gi],
+                w[((gi * c + ci) * kh + ky) * kw + kx]
+            );
+        }
+        let mut one_part = kg.clone();
+        assert_eq!(weight_from_kg_sum(&mut one_part, g, c, kh, kw), w);
+        // Three parts sum to three times the weight.
+        let mut parts = [kg.clone(), kg.clone(), kg].concat();
+        let tripled: Vec<f32> = w.iter().map(|v| 3.0 * v).collect();
+        assert_eq!(weight_from_kg_sum(&mut parts, g, c, kh, kw), tripled);
     }
 
     #[test]

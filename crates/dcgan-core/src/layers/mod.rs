@@ -22,6 +22,8 @@ use burn::prelude::*;
 mod flex;
 #[cfg(feature = "flex")]
 mod kernels;
+#[cfg(feature = "flex")]
+mod scratch;
 
 /// 0: not decided yet (read the environment), 1: on, 2: off.
 static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
