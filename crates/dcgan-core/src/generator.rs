@@ -10,7 +10,6 @@ use burn::module::Module;
 use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::tanh;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -204,7 +203,7 @@ impl<B: Backend> Generator<B> {
             x = block.forward(x, self.leaky_slope);
         }
         let x = layers::conv_transpose2d(&self.to_image, x);
-        tanh(layers::to_channels_first(x))
+        layers::tanh_channels_first(x)
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`

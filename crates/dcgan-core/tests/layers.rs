@@ -10,7 +10,7 @@ use burn::module::{AutodiffModule, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
+use burn::tensor::activation::{leaky_relu, tanh};
 use dcgan_core::layers;
 use dcgan_core::{DiscriminatorConfig, GeneratorConfig, LatentDistribution, WeightInit};
 use rand::{Rng, SeedableRng};
@@ -233,6 +233,27 @@ fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
             &values(leaky_relu(ref_bn.forward(x), slope)),
         );
     }
+}
+
+#[test]
+fn tanh_channels_first_matches_burn_in_training_and_inference() {
+    let _on = fast_on();
+    let ct = conv_t(4, 3, 5, 1, 84);
+    let z = random::<B, 4>([2, 4, 6, 5], 85, 1.5);
+    // On plain NCHW input, and on a transposed convolution's output (channels-last).
+    let fast = run(z.clone(), [], [], layers::tanh_channels_first);
+    let reference = run(z.clone(), [], [], tanh);
+    check("tanh", fast, reference);
+    let fast = run(z.clone(), [&ct.weight], [], |x| {
+        layers::tanh_channels_first(layers::conv_transpose2d(&ct, x))
+    });
+    let reference = run(z.clone(), [&ct.weight], [], |x| tanh(ct.forward(x)));
+    check("tanh after a transposed convolution", fast, reference);
+    // Inference.
+    let (ct, z) = (ct.valid(), z.inner());
+    let fast = layers::tanh_channels_first(layers::conv_transpose2d(&ct, z.clone()));
+    assert_eq!(fast.dims(), [2, 3, 6, 5]);
+    assert_close("tanh inference", &values(fast), &values(tanh(ct.forward(z))));
 }
 
 #[test]

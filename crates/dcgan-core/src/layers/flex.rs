@@ -20,7 +20,7 @@
 //! `[c_in, c_out, k, k]` for `ConvTranspose2d`, `γ`, `β`, running statistics), so records
 //! and checkpoints are unchanged.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -33,8 +33,8 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 
 use rayon::prelude::*;
 
+use super::buffers::{par_vec, with_scratch};
 use super::kernels::{self, Affine, Mat, Window};
-use super::scratch::with_scratch;
 
 /// Opt-in timing of the fast path's pieces (`CATGAN_LAYER_PROFILE=1`): totals per piece
 /// and shape, read with `layers::take_flex_profile`. Off, it costs one relaxed load.
@@ -331,51 +331,44 @@ impl ConvSpec {
             || self.tag("fwd"),
             || match self.kind {
                 ConvKind::Forward => {
-                    // Every output row starts as the bias (written once, no zeroing first).
-                    let rows = self.batch * w.grid();
-                    let mut out = Vec::with_capacity(rows * g);
-                    for _ in 0..rows {
-                        out.extend_from_slice(&bias);
-                    }
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
-                    out.par_chunks_mut(group * grid_len)
-                        .zip(x.slice().par_chunks(group * big_len))
-                        .for_each(|(out, x)| {
-                            let p = out.len() / g;
-                            with_scratch(p * k, |cols| {
-                                im2col(w, x, cols);
-                                gemm(
-                                    "gemm conv fwd",
-                                    (p, g, k),
-                                    out,
-                                    true,
-                                    Mat::rows(cols, k),
-                                    Mat::rows(&wkg, g),
-                                );
-                            });
+                    par_vec(self.batch * grid_len, group * grid_len, |i, out| {
+                        let p = out.len() / g;
+                        let x = &x.slice()[i * group * big_len..][..(p / w.grid()) * big_len];
+                        for row in out.chunks_exact_mut(g) {
+                            row.copy_from_slice(&bias);
+                        }
+                        with_scratch(p * k, |cols| {
+                            im2col(w, x, cols);
+                            gemm(
+                                "gemm conv fwd",
+                                (p, g, k),
+                                out,
+                                true,
+                                Mat::rows(cols, k),
+                                Mat::rows(&wkg, g),
+                            );
                         });
-                    out
+                    })
                 }
                 ConvKind::Transposed => {
-                    let mut out = vec![0.0f32; self.batch * w.big() * w.c];
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
-                    out.par_chunks_mut(group * big_len)
-                        .zip(x.slice().par_chunks(group * grid_len))
-                        .for_each(|(out, x)| {
-                            let p = x.len() / g;
-                            with_scratch(p * k, |cols| {
-                                gemm(
-                                    "gemm convT fwd",
-                                    (p, k, g),
-                                    cols,
-                                    false,
-                                    Mat::rows(x, g),
-                                    Mat::transposed(&wkg, g),
-                                );
-                                col2im(w, cols, Some(&bias), out);
-                            });
+                    par_vec(self.batch * big_len, group * big_len, |i, out| {
+                        let images = out.len() / big_len;
+                        let x = &x.slice()[i * group * grid_len..][..images * grid_len];
+                        let p = x.len() / g;
+                        with_scratch(p * k, |cols| {
+                            gemm(
+                                "gemm convT fwd",
+                                (p, k, g),
+                                cols,
+                                false,
+                                Mat::rows(x, g),
+                                Mat::transposed(&wkg, g),
+                            );
+                            col2im(w, cols, Some(&bias), out);
                         });
-                    out
+                    })
                 }
             },
         );
@@ -414,93 +407,102 @@ impl ConvSpec {
             ConvKind::Forward => big_len,
             ConvKind::Transposed => grid_len,
         };
-        let mut dx = vec![0.0f32; if need_x { self.batch * dx_image } else { 0 }];
         let groups = self.batch.div_ceil(group);
-        let mut dx_chunks: Vec<&mut [f32]> = dx.chunks_mut(group * dx_image).collect();
-        dx_chunks.resize_with(groups, Default::default);
-        // Each group's part of the weight gradient `[K, G]`, summed in order afterwards.
+        // Group `i`'s part of the input gradient (`dx`, empty if not needed) and of the
+        // weight gradient `[K, G]` (`dw`, empty if not needed; the parts are summed in
+        // order afterwards).
+        let run_group = |i: usize, dx: &mut [f32], dw: &mut [f32]| {
+            let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
+            let p = (i1 - i0) * w.grid();
+            match self.kind {
+                ConvKind::Forward => {
+                    let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
+                    if need_w {
+                        let x = input.expect("kept for dW").slice();
+                        with_scratch(p * k, |cols| {
+                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
+                            gemm(
+                                "gemm conv dW",
+                                (k, g, p),
+                                dw,
+                                false,
+                                Mat::transposed(cols, k),
+                                Mat::rows(dy, g),
+                            );
+                        });
+                    }
+                    if need_x {
+                        with_scratch(p * k, |dcols| {
+                            gemm(
+                                "gemm conv dX",
+                                (p, k, g),
+                                dcols,
+                                false,
+                                Mat::rows(dy, g),
+                                Mat::transposed(wkg, g),
+                            );
+                            col2im(w, dcols, None, dx);
+                        });
+                    }
+                }
+                ConvKind::Transposed => {
+                    let dy = &dy.slice()[i0 * big_len..i1 * big_len];
+                    with_scratch(p * k, |dcols| {
+                        im2col(w, dy, dcols);
+                        if need_x {
+                            gemm(
+                                "gemm convT dX",
+                                (p, g, k),
+                                dx,
+                                false,
+                                Mat::rows(dcols, k),
+                                Mat::rows(wkg, g),
+                            );
+                        }
+                        if need_w {
+                            let x = input.expect("kept for dW").slice();
+                            gemm(
+                                "gemm convT dW",
+                                (k, g, p),
+                                dw,
+                                false,
+                                Mat::transposed(dcols, k),
+                                Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
+                            );
+                        }
+                    });
+                }
+            }
+        };
         let part_len = if need_w { k * g } else { 0 };
-        let dw = with_scratch(groups * part_len, |parts| {
-            let mut part_chunks: Vec<&mut [f32]> = parts.chunks_mut(part_len.max(1)).collect();
-            part_chunks.resize_with(groups, Default::default);
-            timed(
+        let (dx, dw) = with_scratch(groups * part_len, |parts| {
+            // One slot per group; each task locks only its own (never contended).
+            let mut slots: Vec<&mut [f32]> = parts.chunks_mut(part_len.max(1)).collect();
+            slots.resize_with(groups, Default::default);
+            let slots: Vec<Mutex<&mut [f32]>> = slots.into_iter().map(Mutex::new).collect();
+            let part = |i: usize| slots[i].lock().unwrap_or_else(|e| e.into_inner());
+            let dx = timed(
                 || self.tag("bwd"),
                 || {
-                    dx_chunks
-                        .into_par_iter()
-                        .zip(part_chunks)
-                        .enumerate()
-                        .for_each(|(i, (dx, dw))| {
-                            let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
-                            let p = (i1 - i0) * w.grid();
-                            match self.kind {
-                                ConvKind::Forward => {
-                                    let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
-                                    if need_w {
-                                        let x = input.expect("kept for dW").slice();
-                                        with_scratch(p * k, |cols| {
-                                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
-                                            gemm(
-                                                "gemm conv dW",
-                                                (k, g, p),
-                                                dw,
-                                                false,
-                                                Mat::transposed(cols, k),
-                                                Mat::rows(dy, g),
-                                            );
-                                        });
-                                    }
-                                    if need_x {
-                                        with_scratch(p * k, |dcols| {
-                                            gemm(
-                                                "gemm conv dX",
-                                                (p, k, g),
-                                                dcols,
-                                                false,
-                                                Mat::rows(dy, g),
-                                                Mat::transposed(wkg, g),
-                                            );
-                                            col2im(w, dcols, None, dx);
-                                        });
-                                    }
-                                }
-                                ConvKind::Transposed => {
-                                    let dy = &dy.slice()[i0 * big_len..i1 * big_len];
-                                    with_scratch(p * k, |dcols| {
-                                        im2col(w, dy, dcols);
-                                        if need_x {
-                                            gemm(
-                                                "gemm convT dX",
-                                                (p, g, k),
-                                                dx,
-                                                false,
-                                                Mat::rows(dcols, k),
-                                                Mat::rows(wkg, g),
-                                            );
-                                        }
-                                        if need_w {
-                                            let x = input.expect("kept for dW").slice();
-                                            gemm(
-                                                "gemm convT dW",
-                                                (k, g, p),
-                                                dw,
-                                                false,
-                                                Mat::transposed(dcols, k),
-                                                Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
-                                            );
-                                        }
-                                    });
-                                }
-                            }
+                    if need_x {
+                        par_vec(self.batch * dx_image, group * dx_image, |i, dx| {
+                            run_group(i, dx, &mut part(i))
                         })
+                    } else {
+                        (0..groups)
+                            .into_par_iter()
+                            .for_each(|i| run_group(i, &mut [], &mut part(i)));
+                        Vec::new()
+                    }
                 },
             );
-            need_w.then(|| {
+            let dw = need_w.then(|| {
                 tensor(
                     kernels::weight_from_kg_sum(parts, g, w.c, w.kh, w.kw),
                     &state.weight_shape,
                 )
-            })
+            });
+            (dx, dw)
         });
         let dx = need_x.then(|| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
         let db = need_b.then(|| {
@@ -747,6 +749,61 @@ pub(crate) fn leaky_inference(x: Tensor<Flex, 4>, slope: f64) -> Tensor<Flex, 4>
         [input.n, input.c, input.h, input.w],
         input.was_nchw,
     ))
+}
+
+/// What the `tanh` backward keeps: the output (NCHW).
+#[derive(Clone, Debug)]
+pub(crate) struct TanhState {
+    output: FlexTensor,
+}
+
+#[derive(Debug)]
+struct TanhBackward;
+
+impl Backward<Flex, 1> for TanhBackward {
+    type State = TanhState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [px] = ops.parents;
+        let Some(node) = px else { return };
+        let y = &ops.state.output;
+        let dy = grad.to_contiguous();
+        let dx = kernels::tanh_backward(slice(y), slice(&dy));
+        grads.register::<Flex>(node.id, tensor(dx, y.layout().shape()));
+    }
+}
+
+/// `tanh` of maps in any layout, as a plain NCHW tensor (one pass).
+fn tanh_nchw(x: &FlexTensor) -> FlexTensor {
+    let maps = Maps::of(x);
+    let y = kernels::tanh_channels_first(maps.slice(), maps.h * maps.w, maps.c);
+    tensor(y, &[maps.n, maps.c, maps.h, maps.w])
+}
+
+/// `tanh(x)` on `Autodiff<Flex>` as a plain NCHW tensor, keeping the output for the
+/// backward pass.
+pub(crate) fn tanh_channels_first_autodiff(x: Tensor<Ad, 4>) -> Tensor<Ad, 4> {
+    let x = prim(x);
+    let out = tanh_nchw(&x.primitive);
+    let prep = TanhBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful();
+    from_prim(match prep {
+        OpsKind::Tracked(prep) => prep.finish(
+            TanhState {
+                output: out.clone(),
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    })
+}
+
+/// `tanh(x)` on plain `Flex`, as a plain NCHW tensor.
+pub(crate) fn tanh_channels_first_inference(x: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+    from_prim(tanh_nchw(&x.into_primitive().tensor()))
 }
 
 /// A plain NCHW copy of a flex tensor (itself if it already is one).

@@ -13,6 +13,8 @@
 
 use rayon::prelude::*;
 
+use super::buffers::par_vec;
+
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
 ///
@@ -216,27 +218,24 @@ fn col2im_with(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32], 
 /// Channels-first ↔ channels-last: `[n, c, hw]` → `[n, hw, c]` is `(rows, cols) = (c, hw)`.
 pub(crate) fn transpose_batch(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let per = rows * cols;
-    let mut dst = vec![0.0f32; src.len()];
     const T: usize = 32;
-    // Tasks: blocks of `T` source rows of one matrix.
+    // One task per matrix, moved in `T × T` tiles.
     let row_blocks = rows.div_ceil(T);
-    dst.par_chunks_mut(per)
-        .zip(src.par_chunks(per))
-        .for_each(|(d, s)| {
-            for rb in 0..row_blocks {
-                let r0 = rb * T;
-                let r1 = (r0 + T).min(rows);
-                for c0 in (0..cols).step_by(T) {
-                    let c1 = (c0 + T).min(cols);
-                    for r in r0..r1 {
-                        for cc in c0..c1 {
-                            d[cc * rows + r] = s[r * cols + cc];
-                        }
+    par_vec(src.len(), per, |i, d| {
+        let s = &src[i * per..(i + 1) * per];
+        for rb in 0..row_blocks {
+            let r0 = rb * T;
+            let r1 = (r0 + T).min(rows);
+            for c0 in (0..cols).step_by(T) {
+                let c1 = (c0 + T).min(cols);
+                for r in r0..r1 {
+                    for cc in c0..c1 {
+                        d[cc * rows + r] = s[r * cols + cc];
                     }
                 }
             }
-        });
-    dst
+        }
+    })
 }
 
 /// A read-only matrix operand of [`gemm`]: a slice and the strides of rows and columns.
@@ -329,33 +328,38 @@ const BLOCK_ROWS: usize = 2048;
 /// side, and a working set of `16 · K` floats of the other side that stays in L2.
 const WEIGHT_BLOCK: usize = 16;
 
-/// For every row `(ky, kx, c)` of the `[K, g]` matrix, where that tap sits inside one
-/// output channel's `[c, kh, kw]` weights.
-fn tap_offsets(c: usize, kh: usize, kw: usize) -> impl Iterator<Item = usize> {
-    (0..kh).flat_map(move |ky| {
-        (0..kw).flat_map(move |kx| (0..c).map(move |ci| (ci * kh + ky) * kw + kx))
-    })
+/// Where row `(ky, kx, ci)` of the `[K, g]` matrix sits inside one output channel's
+/// `[c, kh, kw]` weights.
+fn tap_offset(row: usize, c: usize, kh: usize, kw: usize) -> usize {
+    let (tap, ci) = (row / c, row % c);
+    let (ky, kx) = (tap / kw, tap % kw);
+    (ci * kh + ky) * kw + kx
 }
 
 /// A weight `[g, c, kh, kw]` (either module's layout) as the matrix `[(ky, kx, c), g]`.
 pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
     let per_channel = c * kh * kw;
-    let mut out = vec![0.0f32; weight.len()];
-    for g0 in (0..g).step_by(WEIGHT_BLOCK) {
-        let g1 = (g0 + WEIGHT_BLOCK).min(g);
-        for (row, offset) in tap_offsets(c, kh, kw).enumerate() {
-            for gi in g0..g1 {
-                out[row * g + gi] = weight[gi * per_channel + offset];
+    // Blocks of 64 rows in parallel; within one, `WEIGHT_BLOCK` channels at a time.
+    const ROWS: usize = 64;
+    par_vec(weight.len(), ROWS * g, |block, out| {
+        let row0 = block * ROWS;
+        for g0 in (0..g).step_by(WEIGHT_BLOCK) {
+            let g1 = (g0 + WEIGHT_BLOCK).min(g);
+            for (r, out_row) in out.chunks_exact_mut(g).enumerate() {
+                let offset = tap_offset(row0 + r, c, kh, kw);
+                for gi in g0..g1 {
+                    out_row[gi] = weight[gi * per_channel + offset];
+                }
             }
         }
-    }
-    out
+    })
 }
 
-/// The inverse of [`weight_to_kg`], applied to the sum of `parts` such matrices (added in
-/// order): the weight gradient of a convolution from its groups' parts.
+/// The inverse of [`weight_to_kg`], applied to the sum of the `[K, g]` matrices that
+/// `parts` holds one after another (added in order): the weight gradient of a
+/// convolution from its groups' parts.
 pub(crate) fn weight_from_kg_sum(
-    parts: &mut [f32],
+    parts: &[f32],
     g: usize,
     c: usize,
     kh: usize,
@@ -363,22 +367,27 @@ pub(crate) fn weight_from_kg_sum(
 ) -> Vec<f32> {
     let per_channel = c * kh * kw;
     let len = g * per_channel;
-    let (sum, rest) = parts.split_at_mut(len);
-    for part in rest.chunks_exact(len) {
-        for (s, v) in sum.iter_mut().zip(part) {
-            *s += v;
-        }
-    }
-    let mut out = vec![0.0f32; len];
-    for g0 in (0..g).step_by(WEIGHT_BLOCK) {
-        let g1 = (g0 + WEIGHT_BLOCK).min(g);
-        for (row, offset) in tap_offsets(c, kh, kw).enumerate() {
-            for gi in g0..g1 {
-                out[gi * per_channel + offset] = sum[row * g + gi];
+    // `WEIGHT_BLOCK` output channels per task: a contiguous block of the result.
+    par_vec(len, WEIGHT_BLOCK * per_channel, |block, out| {
+        let g0 = block * WEIGHT_BLOCK;
+        let width = out.len() / per_channel;
+        let mut sum = [0.0f32; WEIGHT_BLOCK];
+        for row in 0..per_channel {
+            let sum = &mut sum[..width];
+            let mut parts = parts.chunks_exact(len);
+            let first = parts.next().expect("at least one part");
+            sum.copy_from_slice(&first[row * g + g0..row * g + g0 + width]);
+            for part in parts {
+                for (s, v) in sum.iter_mut().zip(&part[row * g + g0..]) {
+                    *s += v;
+                }
+            }
+            let offset = tap_offset(row, c, kh, kw);
+            for (j, s) in sum.iter().enumerate() {
+                out[j * per_channel + offset] = *s;
             }
         }
-    }
-    out
+    })
 }
 
 /// Per-channel sums of `x [r, c]` over its rows.
@@ -508,48 +517,60 @@ fn leak(z: f32, slope: f32) -> f32 {
 /// `leaky_relu(x·scale[c] + shift[c])` for `x [r, c]`.
 pub(crate) fn affine_leaky(x: &[f32], affine: &Affine, slope: f32) -> Vec<f32> {
     let c = affine.scale.len();
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(BLOCK_ROWS * c)
-        .zip(x.par_chunks(BLOCK_ROWS * c))
-        .for_each(|(y, x)| {
-            // Equal-length slices and an indexed loop: no bounds checks, one SIMD loop.
-            let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
-            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                let (yr, xr) = (&mut yr[..c], &xr[..c]);
-                for j in 0..c {
-                    let z = xr[j] * a[j] + b[j];
-                    yr[j] = z * leak(z, slope);
-                }
+    par_vec(x.len(), BLOCK_ROWS * c, |i, y| {
+        let x = &x[i * BLOCK_ROWS * c..][..y.len()];
+        // Equal-length slices and an indexed loop: no bounds checks, one SIMD loop.
+        let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            let (yr, xr) = (&mut yr[..c], &xr[..c]);
+            for j in 0..c {
+                let z = xr[j] * a[j] + b[j];
+                yr[j] = z * leak(z, slope);
             }
-        });
-    y
+        }
+    })
 }
 
 /// `leaky_relu(x)`, elementwise.
 pub(crate) fn leaky(x: &[f32], slope: f32) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(1 << 16)
-        .zip(x.par_chunks(1 << 16))
-        .for_each(|(y, x)| {
-            for (o, &v) in y.iter_mut().zip(x) {
-                *o = v * leak(v, slope);
-            }
-        });
-    y
+    par_vec(x.len(), 1 << 16, |i, y| {
+        for (o, &v) in y.iter_mut().zip(&x[i << 16..]) {
+            *o = v * leak(v, slope);
+        }
+    })
 }
 
 /// Backward of [`leaky`]: `dy · (x < 0 ? slope : 1)`.
 pub(crate) fn leaky_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(1 << 16)
-        .zip(x.par_chunks(1 << 16))
-        .zip(dy.par_chunks(1 << 16))
-        .for_each(|((dx, x), dy)| {
-            for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                *o = g * leak(v, slope);
+    par_vec(x.len(), 1 << 16, |i, dx| {
+        for ((o, &v), &g) in dx.iter_mut().zip(&x[i << 16..]).zip(&dy[i << 16..]) {
+            *o = g * leak(v, slope);
+        }
+    })
+}
+
+/// `tanh` of channels-last maps `x [n, hw, c]`, written channels-first `[n, c, hw]`
+/// (one pass for the generator's last two steps, in parallel over images).
+pub(crate) fn tanh_channels_first(x: &[f32], hw: usize, c: usize) -> Vec<f32> {
+    let per = hw * c;
+    par_vec(x.len(), per, |i, y| {
+        let x = &x[i * per..(i + 1) * per];
+        for (position, pixel) in x.chunks_exact(c).enumerate() {
+            for (channel, v) in pixel.iter().enumerate() {
+                y[channel * hw + position] = v.tanh();
             }
-        });
-    dx
+        }
+    })
+}
+
+/// Backward of `y = tanh(x)` from its output: `dy · (1 − y²)`, elementwise (the same
+/// arithmetic as burn's, without computing `tanh` again).
+pub(crate) fn tanh_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
+    par_vec(y.len(), 1 << 16, |i, dx| {
+        for ((o, &v), &g) in dx.iter_mut().zip(&y[i << 16..]).zip(&dy[i << 16..]) {
+            *o = g * (-(v * v) + 1.0);
+        }
+    })
 }
 
 /// Backward of `y = leaky_relu(γ·x̂ + β)` with `x̂ = (x − mean)/√(var + ε)` and batch
@@ -596,25 +617,23 @@ pub(crate) fn batch_norm_leaky_backward(
     let mean_dzx: Vec<f32> = sums[c..].iter().map(|&v| (v / count) as f32).collect();
     let k: Vec<f32> = gamma.iter().zip(is).map(|(g, i)| g * i).collect();
     let (k, md, mx) = (&k[..c], &mean_dz[..c], &mean_dzx[..c]);
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(BLOCK_ROWS * c)
-        .zip(x.par_chunks(BLOCK_ROWS * c))
-        .zip(dy.par_chunks(BLOCK_ROWS * c))
-        .for_each(|((dx, x), dy)| {
-            for ((dr, xr), gr) in dx
-                .chunks_exact_mut(c)
-                .zip(x.chunks_exact(c))
-                .zip(dy.chunks_exact(c))
-            {
-                let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
-                for j in 0..c {
-                    let v = xr[j];
-                    let dz = gr[j] * leak(v * a[j] + b[j], slope);
-                    let xhat = (v - m[j]) * is[j];
-                    dr[j] = k[j] * (dz - md[j] - xhat * mx[j]);
-                }
+    let dx = par_vec(x.len(), BLOCK_ROWS * c, |i, dx| {
+        let x = &x[i * BLOCK_ROWS * c..][..dx.len()];
+        let dy = &dy[i * BLOCK_ROWS * c..][..dx.len()];
+        for ((dr, xr), gr) in dx
+            .chunks_exact_mut(c)
+            .zip(x.chunks_exact(c))
+            .zip(dy.chunks_exact(c))
+        {
+            let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
+            for j in 0..c {
+                let v = xr[j];
+                let dz = gr[j] * leak(v * a[j] + b[j], slope);
+                let xhat = (v - m[j]) * is[j];
+                dr[j] = k[j] * (dz - md[j] - xhat * mx[j]);
             }
-        });
+        }
+    });
     (dx, dgamma, dbeta)
 }
 
@@ -744,12 +763,11 @@ mod tests {
                 w[((gi * c + ci) * kh + ky) * kw + kx]
             );
         }
-        let mut one_part = kg.clone();
-        assert_eq!(weight_from_kg_sum(&mut one_part, g, c, kh, kw), w);
+        assert_eq!(weight_from_kg_sum(&kg, g, c, kh, kw), w);
         // Three parts sum to three times the weight.
-        let mut parts = [kg.clone(), kg.clone(), kg].concat();
+        let parts = [kg.clone(), kg.clone(), kg].concat();
         let tripled: Vec<f32> = w.iter().map(|v| 3.0 * v).collect();
-        assert_eq!(weight_from_kg_sum(&mut parts, g, c, kh, kw), tripled);
+        assert_eq!(weight_from_kg_sum(&parts, g, c, kh, kw), tripled);
     }
 
     #[test]

@@ -19,11 +19,11 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
+mod buffers;
+#[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
 mod kernels;
-#[cfg(feature = "flex")]
-mod scratch;
 
 /// 0: not decided yet (read the environment), 1: on, 2: off.
 static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
@@ -137,6 +137,18 @@ pub fn to_channels_first<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
         Err(x) => x,
     };
     x
+}
+
+/// `tanh(to_channels_first(x))` (the generator's last step), through the fast path where
+/// there is one: a single parallel pass that also keeps `tanh`'s output for the backward
+/// pass instead of computing `tanh` again there.
+pub fn tanh_channels_first<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    let x = match fast::tanh_channels_first(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::tanh(to_channels_first(x))
 }
 
 /// Output side of a convolution: `(size + pads − kernel) / stride + 1`.
@@ -380,6 +392,22 @@ mod fast {
                 let y = Tensor::<Flex, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(y));
                 Ok(same(y))
             }
+            Err(x) => Err(x),
+        }
+    }
+
+    pub(super) fn tanh_channels_first<B: Backend>(
+        x: Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+        if !is_f32(&x) {
+            return Err(x);
+        }
+        let x = match cast::<Tensor<B, 4>, Tensor<Ad, 4>>(x) {
+            Ok(x) => return Ok(same(flex::tanh_channels_first_autodiff(x))),
+            Err(x) => x,
+        };
+        match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
+            Ok(x) => Ok(same(flex::tanh_channels_first_inference(x))),
             Err(x) => Err(x),
         }
     }

@@ -1,0 +1,109 @@
+//! Buffers without a serial `memset`: working buffers that live on each thread and are
+//! reused from call to call ([`with_scratch`]), and outputs built by the worker threads
+//! ([`par_vec`]).
+//!
+//! The convolutions need large temporary matrices (window rows, their gradients, partial
+//! weight gradients) in every group of every call, and every layer a new output.
+//! Allocating them with `vec![0.0; n]` zeroes megabytes that the gather or the GEMM then
+//! overwrites: `memset` was 5–6% of a training step's CPU time, most of it on the calling
+//! thread while the other core waited (docs/performance.md, change 6).
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+thread_local! {
+    /// Buffers this thread has finished with, ready for the next request.
+    static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a buffer of `len` floats whose contents are left over from earlier use
+/// (zero only where the buffer grew): `f` must write every element before reading it.
+///
+/// Calls may nest; each gets its own buffer. A thread keeps as many buffers as it ever
+/// used at once, each as large as the largest request it served.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = FREE
+        .with(|free| {
+            let mut free = free.borrow_mut();
+            // The largest free buffer: requests of different sizes then grow one buffer
+            // each instead of all of them.
+            let largest = (0..free.len()).max_by_key(|&i| free[i].len())?;
+            Some(free.swap_remove(largest))
+        })
+        .unwrap_or_default();
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    FREE.with(|free| free.borrow_mut().push(buffer));
+    result
+}
+
+/// A vector of `len` floats made by the worker threads, chunk by chunk: chunk `i` (`chunk`
+/// elements, the last one shorter) is zeroed by the thread that then runs `fill(i, chunk)`
+/// on it. The zeroing is spread over the threads and happens in cache right before the
+/// kernel writes the same memory, instead of in one serial pass over cold memory.
+pub(crate) fn par_vec(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, part)| {
+            part.fill(MaybeUninit::new(0.0));
+            // SAFETY: every element of `part` was initialized on the line above, and
+            // `MaybeUninit<f32>` has the layout of `f32`.
+            let part = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(i, part);
+        });
+    // SAFETY: the chunks cover the first `len` elements, each initialized above (a
+    // panicking `fill` unwinds past this line, leaving `out` empty).
+    unsafe { out.set_len(len) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_requests_get_distinct_buffers_of_the_asked_length() {
+        with_scratch(10, |outer| {
+            outer.fill(1.0);
+            with_scratch(20, |inner| {
+                assert_eq!(inner.len(), 20);
+                inner.fill(2.0);
+            });
+            assert!(
+                outer.iter().all(|&v| v == 1.0),
+                "inner call wrote the outer buffer"
+            );
+            assert_eq!(outer.len(), 10);
+        });
+    }
+
+    #[test]
+    fn parallel_vectors_hand_each_chunk_to_fill_once() {
+        let v = par_vec(10, 4, |i, part| {
+            assert!(part.iter().all(|&x| x == 0.0), "chunk {i} not zeroed");
+            for (j, x) in part.iter_mut().enumerate() {
+                *x = (i * 100 + j) as f32;
+            }
+        });
+        let expected = [0., 1., 2., 3., 100., 101., 102., 103., 200., 201.];
+        assert_eq!(v, expected);
+        assert!(par_vec(0, 4, |_, _| panic!("no chunks")).is_empty());
+    }
+
+    #[test]
+    fn a_buffer_is_reused_without_growing_again() {
+        let first = with_scratch(1000, |b| b.as_ptr() as usize);
+        let second = with_scratch(500, |b| b.as_ptr() as usize);
+        assert_eq!(first, second, "the free buffer was not handed out again");
+    }
+}
