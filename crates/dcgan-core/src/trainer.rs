@@ -328,7 +328,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     ///
     /// `fake` must still be attached to the generator's graph. Returns the loss.
     pub fn update_generator(&mut self, fake: Tensor<B, 4>) -> Tensor<B, 1> {
-        let g_loss = generator_loss(self.discriminator.forward(fake));
+        // D's parameters get no gradients here (only G is stepped), so the backward pass
+        // skips D's weight gradients: the same update for less work. The copy shares
+        // D's batch-norm running statistics, which this forward updates as before.
+        let discriminator = self.discriminator.clone().no_grad();
+        let g_loss = generator_loss(discriminator.forward(fake));
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
         self.generator = self
             .optim_g
@@ -437,6 +441,43 @@ mod tests {
         let after = loss_of(&t);
         assert!((reported.into_scalar() - before).abs() < 1e-5);
         assert!(after < before - 1e-3, "d_loss {before} -> {after}");
+    }
+
+    #[test]
+    fn the_generator_update_changes_g_and_d_running_statistics_only() {
+        let device = Default::default();
+        let mut t = Trainer::<B>::new(tiny_config(), &device).unwrap();
+        let values = |x: Tensor<B, 1>| x.into_data().to_vec::<f32>().unwrap();
+        let d_weights = |t: &Trainer<B>| -> Vec<Vec<f32>> {
+            t.discriminator
+                .blocks
+                .iter()
+                .map(|b| values(b.conv.weight.val().flatten(0, 3)))
+                .collect()
+        };
+        let d_running_means = |t: &Trainer<B>| -> Vec<Vec<f32>> {
+            t.discriminator
+                .blocks
+                .iter()
+                .filter_map(|b| b.norm.as_ref())
+                .map(|n| values(n.running_mean.value_sync()))
+                .collect()
+        };
+        let g_weight = |t: &Trainer<B>| values(t.generator.to_image.weight.val().flatten(0, 3));
+        let (d_before, stats_before, g_before) = (d_weights(&t), d_running_means(&t), g_weight(&t));
+        assert!(!stats_before.is_empty(), "the tiny D has batch norm");
+        let z = LatentDistribution::Uniform.tensor::<B>(
+            4,
+            8,
+            &mut ChaCha8Rng::seed_from_u64(6),
+            &device,
+        );
+        let fake = t.generator.forward(z);
+        t.update_generator(fake);
+        assert_eq!(d_weights(&t), d_before, "the G update changed D's weights");
+        assert_ne!(g_weight(&t), g_before, "the G update did not change G");
+        // D's forward pass in training still updates its running statistics.
+        assert_ne!(d_running_means(&t), stats_before);
     }
 
     #[test]

@@ -253,7 +253,11 @@ fn tanh_channels_first_matches_burn_in_training_and_inference() {
     let (ct, z) = (ct.valid(), z.inner());
     let fast = layers::tanh_channels_first(layers::conv_transpose2d(&ct, z.clone()));
     assert_eq!(fast.dims(), [2, 3, 6, 5]);
-    assert_close("tanh inference", &values(fast), &values(tanh(ct.forward(z))));
+    assert_close(
+        "tanh inference",
+        &values(fast),
+        &values(tanh(ct.forward(z))),
+    );
 }
 
 #[test]

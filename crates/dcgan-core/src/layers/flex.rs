@@ -297,14 +297,22 @@ impl ConvSpec {
         kernels::weight_to_kg(&values(weight), self.grid_channels, w.c, w.kh, w.kw)
     }
 
-    /// Images per group: the batch is processed in groups whose window matrix is about
-    /// 4 MiB (it stays in cache between the GEMM and the gather or scatter, and is never
-    /// a fresh multi-megabyte allocation), at least 4 groups when the batch allows (both
-    /// cores busy). Depends on the shapes only, so results never depend on threads.
+    /// Images per group: the batch is processed in groups whose window matrix is at most
+    /// about 4 MiB (it stays in cache between the GEMM and the gather or scatter), at
+    /// least 4 groups and a multiple of 4 when the batch allows, so that 1, 2 or 4 threads
+    /// get equal shares (7 groups on 2 threads would leave one idle an eighth of the
+    /// time). Depends on the shapes only, so results never depend on threads.
     fn group(&self) -> usize {
         let per_image = self.window.grid() * self.window.k();
         let by_size = ((1usize << 20) / per_image.max(1)).max(1);
-        by_size.min(self.batch.div_ceil(4)).max(1)
+        let groups = self
+            .batch
+            .div_ceil(by_size)
+            .max(4)
+            .next_multiple_of(4)
+            .min(self.batch)
+            .max(1);
+        self.batch.div_ceil(groups)
     }
 
     /// The output, and what the backward pass keeps.
