@@ -50,8 +50,8 @@ pub struct CheckpointInfo {
 type Payload<B> = (
     <Generator<B> as Module<B>>::Record,
     <crate::Discriminator<B> as Module<B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, crate::Discriminator<B>, B> as Optimizer<
+    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
+    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, crate::Discriminator<B>, B> as Optimizer<
         crate::Discriminator<B>,
         B,
     >>::Record,

@@ -32,6 +32,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod adam;
 pub mod allocator;
 pub mod checkpoint;
 pub mod discriminator;

@@ -3,7 +3,7 @@
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::AutodiffBackend;
@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::adam::FusedAdam;
 use crate::discriminator::{Discriminator, DiscriminatorConfig};
 use crate::error::{Error, Result};
 use crate::generator::{Generator, GeneratorConfig};
@@ -118,12 +119,10 @@ impl TrainerConfig {
         Ok(())
     }
 
-    fn optimizer<M: AutodiffModule<B>, B: AutodiffBackend>(&self) -> OptimizerAdaptor<Adam, M, B> {
-        AdamConfig::new()
-            .with_beta_1(self.beta1)
-            .with_beta_2(self.beta2)
-            .with_epsilon(self.adam_epsilon)
-            .init()
+    fn optimizer<M: AutodiffModule<B>, B: AutodiffBackend>(
+        &self,
+    ) -> OptimizerAdaptor<FusedAdam, M, B> {
+        OptimizerAdaptor::from(FusedAdam::new(self.beta1, self.beta2, self.adam_epsilon))
     }
 }
 
@@ -168,8 +167,8 @@ pub struct Trainer<B: AutodiffBackend> {
     pub generator: Generator<B>,
     /// The discriminator being trained.
     pub discriminator: Discriminator<B>,
-    pub(crate) optim_g: OptimizerAdaptor<Adam, Generator<B>, B>,
-    pub(crate) optim_d: OptimizerAdaptor<Adam, Discriminator<B>, B>,
+    pub(crate) optim_g: OptimizerAdaptor<FusedAdam, Generator<B>, B>,
+    pub(crate) optim_d: OptimizerAdaptor<FusedAdam, Discriminator<B>, B>,
     pub(crate) config: TrainerConfig,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) preview_noise: Vec<f32>,

@@ -50,21 +50,42 @@ pub(crate) fn par_vec(
     chunk: usize,
     fill: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(i, part)| {
-            part.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element of `part` was initialized on the line above, and
-            // `MaybeUninit<f32>` has the layout of `f32`.
-            let part = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(i, part);
-        });
-    // SAFETY: the chunks cover the first `len` elements, each initialized above (a
-    // panicking `fill` unwinds past this line, leaving `out` empty).
-    unsafe { out.set_len(len) };
+    let [out] = par_vecs(len, chunk, |i, [part]| fill(i, part));
     out
+}
+
+/// [`par_vec`] for `N` vectors made together: `fill(i, parts)` gets chunk `i` of each.
+pub(crate) fn par_vecs<const N: usize>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    let chunk = chunk.max(1);
+    let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
+    {
+        let mut columns: Vec<_> = outs
+            .iter_mut()
+            .map(|out| out.spare_capacity_mut()[..len].chunks_mut(chunk))
+            .collect();
+        let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..len.div_ceil(chunk))
+            .map(|_| std::array::from_fn(|j| columns[j].next().expect("one chunk per task")))
+            .collect();
+        tasks.into_par_iter().enumerate().for_each(|(i, parts)| {
+            let parts = parts.map(|part| {
+                part.fill(MaybeUninit::new(0.0));
+                // SAFETY: every element of `part` was initialized on the line above, and
+                // `MaybeUninit<f32>` has the layout of `f32`.
+                unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
+            });
+            fill(i, parts);
+        });
+    }
+    for out in &mut outs {
+        // SAFETY: the chunks cover the first `len` elements of every output, each
+        // initialized above (a panicking `fill` unwinds past this line).
+        unsafe { out.set_len(len) };
+    }
+    outs
 }
 
 #[cfg(test)]
@@ -98,6 +119,14 @@ mod tests {
         let expected = [0., 1., 2., 3., 100., 101., 102., 103., 200., 201.];
         assert_eq!(v, expected);
         assert!(par_vec(0, 4, |_, _| panic!("no chunks")).is_empty());
+        let [a, b] = par_vecs(5, 2, |i, [a, b]| {
+            a.fill(i as f32);
+            b.fill(-(i as f32));
+        });
+        assert_eq!(
+            (a, b),
+            (vec![0., 0., 1., 1., 2.], vec![-0., -0., -1., -1., -2.])
+        );
     }
 
     #[test]

@@ -153,7 +153,8 @@ fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
 /// The training backend this path serves.
 pub(crate) type Ad = Autodiff<Flex>;
 
-fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+/// A contiguous f32 flex tensor of `shape` holding `data`.
+pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     debug_assert_eq!(data.len(), shape.iter().product::<usize>());
     FlexTensor::new(
         Bytes::from_elems(data),
@@ -226,7 +227,8 @@ impl Maps {
     }
 }
 
-fn slice(t: &FlexTensor) -> &[f32] {
+/// The values of a contiguous f32 flex tensor.
+pub(crate) fn slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 

@@ -19,11 +19,11 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
-mod buffers;
+pub(crate) mod buffers;
 #[cfg(feature = "flex")]
-mod flex;
+pub(crate) mod flex;
 #[cfg(feature = "flex")]
-mod kernels;
+pub(crate) mod kernels;
 
 /// 0: not decided yet (read the environment), 1: on, 2: off.
 static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
@@ -159,7 +159,7 @@ fn conv_out(size: usize, pads: usize, kernel: usize, stride: usize) -> Option<us
 }
 
 #[cfg(feature = "flex")]
-mod fast {
+pub(crate) mod fast {
     //! Dispatch: downcast burn's generic tensors to `Autodiff<Flex>` / `Flex` ones.
 
     use std::any::Any;
@@ -172,7 +172,7 @@ mod fast {
     use super::*;
 
     /// `T` as a `U` if they are the same type.
-    fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    pub(crate) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
         let mut slot = Some(value);
         match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
             Some(u) => Ok(u.take().expect("filled above")),
@@ -182,7 +182,7 @@ mod fast {
 
     /// [`cast`] where `T` and `U` are known to be the same type (the backend was matched
     /// just before).
-    fn same<T: 'static, U: 'static>(value: T) -> U {
+    pub(crate) fn same<T: 'static, U: 'static>(value: T) -> U {
         match cast(value) {
             Ok(u) => u,
             Err(_) => unreachable!("the backend type was matched just before"),
