@@ -1,13 +1,13 @@
-//! The layer computations of both networks: convolution, transposed convolution, and
-//! batch norm followed by leaky ReLU.
+//! The layer computations of both networks: convolution, transposed convolution, batch
+//! norm followed by leaky ReLU, and the generator's final `tanh`.
 //!
 //! Every function takes burn's own module (`Conv2d`, `ConvTranspose2d`, `BatchNorm`), so
 //! parameters, records and checkpoints are burn's. On most backends they simply call the
 //! module's `forward`. On flex (`Autodiff<Flex>` for training, `Flex` for inference, f32)
 //! they run hand-written operations instead (see `docs/performance.md` for why and how
 //! much): each convolution is one batched GEMM in both directions, batch norm + leaky
-//! ReLU is two passes forward and two backward. Results agree with burn's operations to
-//! float rounding (tested in `tests/layers.rs`).
+//! ReLU is two passes forward and two backward, `tanh` one pass each way. Results agree
+//! with burn's operations to float rounding (tested in `tests/layers.rs`).
 //!
 //! The fast path can be turned off at run time — [`set_flex_kernels`], or the
 //! environment variable `CATGAN_FLEX_KERNELS=0` — to compare against burn's operations.
