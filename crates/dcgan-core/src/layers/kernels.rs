@@ -150,32 +150,6 @@ fn im2col_with(w: &Window, big: &[f32], cols: &mut [f32], ch: impl Channels) {
     }
 }
 
-/// For every big-map coordinate along one axis, the kernel taps that reach it: pairs
-/// `(kernel index, grid index)` with `grid·stride + kernel − pad = coordinate`.
-/// Returned flat, with the start of each coordinate's pairs (`starts.len() = big + 1`).
-fn covering_taps(
-    big: usize,
-    grid: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-) -> (Vec<(usize, usize)>, Vec<usize>) {
-    let mut taps = Vec::with_capacity(big * kernel.div_ceil(stride));
-    let mut starts = Vec::with_capacity(big + 1);
-    for coordinate in 0..big {
-        starts.push(taps.len());
-        let t = coordinate + pad;
-        for kernel_index in 0..kernel.min(t + 1) {
-            let offset = t - kernel_index;
-            if offset % stride == 0 && offset / stride < grid {
-                taps.push((kernel_index, offset / stride));
-            }
-        }
-    }
-    starts.push(taps.len());
-    (taps, starts)
-}
-
 /// The adjoint of [`im2col`]: every big-map position of `big [n, hb, wb, c]` becomes the
 /// sum of the window rows that cover it, on top of `init[c]` (a bias) if given.
 /// Overwrites all of `big`.
@@ -183,30 +157,53 @@ pub(crate) fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [
     with_channels!(w.c, col2im_with(w, cols, init, big))
 }
 
+/// A scatter: the window rows are read once, in order, and each row's taps are added onto
+/// the image's map, which stays in cache (a gather per position would read `kh · kw`
+/// rows of the window matrix at once, which does not). The order of the additions onto a
+/// position is fixed by the shapes (windows in row-major order), never by threads.
 #[inline(always)]
 fn col2im_with(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32], ch: impl Channels) {
     let (k, c) = (w.k(), ch.get());
     debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
-    let (rows, row_starts) = covering_taps(w.hb, w.hs, w.kh, w.sh, w.ph);
-    let (columns, column_starts) = covering_taps(w.wb, w.ws, w.kw, w.sw, w.pw);
-    // Each position is written once (a gather over the covering windows), the taps
-    // added in the same order for every position.
-    for (index, line) in big.chunks_mut(w.wb * c).enumerate() {
-        let (image, iy) = (index / w.hb, index % w.hb);
-        let image_cols = &cols[image * w.grid() * k..(image + 1) * w.grid() * k];
-        let rows = &rows[row_starts[iy]..row_starts[iy + 1]];
-        for (ix, acc) in line.chunks_exact_mut(c).enumerate() {
-            let acc = &mut acc[..c];
-            match init {
-                Some(init) => acc.copy_from_slice(&init[..c]),
-                None => acc.fill(0.0),
-            }
-            for &(ky, oy) in rows {
-                for &(kx, ox) in &columns[column_starts[ix]..column_starts[ix + 1]] {
-                    let start = (oy * w.ws + ox) * k + (ky * w.kw + kx) * c;
-                    let tap = &image_cols[start..start + c];
-                    for j in 0..c {
-                        acc[j] += tap[j];
+    for position in big.chunks_exact_mut(c) {
+        match init {
+            Some(init) => position.copy_from_slice(&init[..c]),
+            None => position.fill(0.0),
+        }
+    }
+    let strip = w.kw * c;
+    for (map, image_cols) in big
+        .chunks_exact_mut(w.big() * c)
+        .zip(cols.chunks_exact(w.grid() * k))
+    {
+        for (index, row) in image_cols.chunks_exact(k).enumerate() {
+            let (oy, ox) = (index / w.ws, index % w.ws);
+            let x0 = (ox * w.sw) as isize - w.pw as isize;
+            let inside = x0 >= 0 && x0 as usize + w.kw <= w.wb;
+            for ky in 0..w.kh {
+                let iy = (oy * w.sh + ky) as isize - w.ph as isize;
+                if iy < 0 || iy as usize >= w.hb {
+                    continue;
+                }
+                let line = &mut map[iy as usize * w.wb * c..(iy as usize + 1) * w.wb * c];
+                let taps = &row[ky * strip..(ky + 1) * strip];
+                if inside && w.sw == 1 {
+                    // The kw taps land on one contiguous strip of the line.
+                    let x0 = x0 as usize;
+                    let dst = &mut line[x0 * c..x0 * c + strip];
+                    for j in 0..strip {
+                        dst[j] += taps[j];
+                    }
+                    continue;
+                }
+                for (kx, tap) in taps.chunks_exact(c).enumerate() {
+                    let ix = x0 + kx as isize;
+                    if ix >= 0 && (ix as usize) < w.wb {
+                        let ix = ix as usize;
+                        let dst = &mut line[ix * c..(ix + 1) * c];
+                        for j in 0..c {
+                            dst[j] += tap[j];
+                        }
                     }
                 }
             }
