@@ -208,6 +208,10 @@ mod fused {
 
 #[cfg(test)]
 mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::adaptor::OptimizerAdaptor;
+    use burn::optim::{GradientsParams, Optimizer};
+    use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
     use burn::tensor::backend::AutodiffBackend;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -258,5 +262,48 @@ mod tests {
         assert_eq!(values(&ours.moment_1), values(&theirs.moment_1));
         assert_eq!(values(&ours.moment_2), values(&theirs.moment_2));
         assert!(values(&ours.moment_2).iter().all(|&v| v > 0.0));
+    }
+
+    /// One optimizer step of `optimizer` on `model` with a fixed loss.
+    fn train_step<O: Optimizer<Linear<TestAutodiffBackend>, TestAutodiffBackend>>(
+        optimizer: &mut O,
+        model: Linear<TestAutodiffBackend>,
+    ) -> Linear<TestAutodiffBackend> {
+        let x = Tensor::<TestAutodiffBackend, 2>::from_data(
+            TensorData::new((0..12).map(|i| i as f32 / 6.0 - 1.0).collect(), [3, 4]),
+            &Default::default(),
+        );
+        let loss = model.forward(x).powi_scalar(2).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optimizer.step(1e-2, model, grads)
+    }
+
+    #[test]
+    fn optimizer_records_of_burns_adam_load_and_continue_the_same() {
+        // Checkpoints written while the trainer used burn's Adam hold its records.
+        let model = LinearConfig::new(4, 2).init::<TestAutodiffBackend>(&Default::default());
+        let mut theirs: OptimizerAdaptor<burn::optim::Adam, _, TestAutodiffBackend> =
+            OptimizerAdaptor::from(AdamConfig::new().with_beta_1(0.5).build());
+        let model = train_step(&mut theirs, model);
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes =
+            Recorder::<TestAutodiffBackend>::record(&recorder, theirs.to_record(), ()).unwrap();
+        let record = Recorder::<TestAutodiffBackend>::load(&recorder, bytes, &Default::default())
+            .expect("burn's Adam record loads as FusedAdam's");
+        let mut ours: OptimizerAdaptor<FusedAdam, _, TestAutodiffBackend> =
+            OptimizerAdaptor::from(FusedAdam::new(0.5, 0.999, 1e-5)).load_record(record);
+        let weight = |m: &Linear<TestAutodiffBackend>| {
+            m.weight.val().inner().into_data().to_vec::<f32>().unwrap()
+        };
+        let (a, b) = (
+            train_step(&mut ours, model.clone()),
+            train_step(&mut theirs, model.clone()),
+        );
+        assert_eq!(weight(&a), weight(&b), "the second step differs");
+        assert_ne!(
+            weight(&a),
+            weight(&model),
+            "the second step changed nothing"
+        );
     }
 }
