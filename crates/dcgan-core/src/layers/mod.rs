@@ -359,57 +359,61 @@ pub(crate) mod fast {
         }
     }
 
-    pub(super) fn leaky_relu<B: Backend>(
+    /// `on_autodiff(x)` or `on_flex(x)` if `B` is `Autodiff<Flex>` or `Flex` (f32), else
+    /// `x` back: the dispatch of the one-input operations.
+    fn on_flex_backends<B: Backend>(
         x: Tensor<B, 4>,
-        slope: f64,
-    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        if !flex_kernels() || !is_f32(&x) {
-            return Err(x);
-        }
-        let x = match cast::<Tensor<B, 4>, Tensor<Ad, 4>>(x) {
-            Ok(x) => return Ok(same(flex::leaky_autodiff(x, slope))),
-            Err(x) => x,
-        };
-        match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
-            Ok(x) => Ok(same(flex::leaky_inference(x, slope))),
-            Err(x) => Err(x),
-        }
-    }
-
-    pub(super) fn to_channels_first<B: Backend>(
-        x: Tensor<B, 4>,
+        on_autodiff: impl FnOnce(Tensor<Ad, 4>) -> Tensor<Ad, 4>,
+        on_flex: impl FnOnce(Tensor<Flex, 4>) -> Tensor<Flex, 4>,
     ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
         if !is_f32(&x) {
             return Err(x);
         }
         let x = match cast::<Tensor<B, 4>, Tensor<Ad, 4>>(x) {
-            Ok(x) => return Ok(same(flex::channels_first_autodiff(x))),
+            Ok(x) => return Ok(same(on_autodiff(x))),
             Err(x) => x,
         };
         match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
-            Ok(x) => {
-                let y = flex::channels_first(x.into_primitive().tensor());
-                let y = Tensor::<Flex, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(y));
-                Ok(same(y))
-            }
+            Ok(x) => Ok(same(on_flex(x))),
             Err(x) => Err(x),
         }
+    }
+
+    pub(super) fn leaky_relu<B: Backend>(
+        x: Tensor<B, 4>,
+        slope: f64,
+    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+        if !flex_kernels() {
+            return Err(x);
+        }
+        on_flex_backends(
+            x,
+            |x| flex::leaky_autodiff(x, slope),
+            |x| flex::leaky_inference(x, slope),
+        )
+    }
+
+    /// A layout change only, so it runs whether or not the fast path is switched on.
+    pub(super) fn to_channels_first<B: Backend>(
+        x: Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+        on_flex_backends(x, flex::channels_first_autodiff, |x| {
+            let y = flex::channels_first(x.into_primitive().tensor());
+            Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(y))
+        })
     }
 
     pub(super) fn tanh_channels_first<B: Backend>(
         x: Tensor<B, 4>,
     ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-        if !is_f32(&x) {
+        if !flex_kernels() {
             return Err(x);
         }
-        let x = match cast::<Tensor<B, 4>, Tensor<Ad, 4>>(x) {
-            Ok(x) => return Ok(same(flex::tanh_channels_first_autodiff(x))),
-            Err(x) => x,
-        };
-        match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
-            Ok(x) => Ok(same(flex::tanh_channels_first_inference(x))),
-            Err(x) => Err(x),
-        }
+        on_flex_backends(
+            x,
+            flex::tanh_channels_first_autodiff,
+            flex::tanh_channels_first_inference,
+        )
     }
 
     /// The running-statistics update of `BatchNorm::forward` in training, term for term.
