@@ -4,7 +4,7 @@
 //! burn's `Adam` updates a parameter with about ten tensor operations (moments, bias
 //! correction, square root, division, learning rate, subtraction), each a full pass
 //! over memory, most of them on one thread: ≈ 2–4% of a training step on CPU
-//! (docs/performance.md, change 8). [`FusedAdam`] does the same arithmetic, in the same
+//! (docs/performance.md, change 9). [`FusedAdam`] does the same arithmetic, in the same
 //! order, in one parallel pass on flex, and calls burn's `Adam` on every other backend.
 //! Its state is burn's [`AdamState`], so checkpoints are unchanged.
 
@@ -14,8 +14,12 @@ use burn::prelude::*;
 /// Adam without weight decay or AMSGrad (DCGAN's optimizer), as burn computes it.
 #[derive(Clone)]
 pub struct FusedAdam {
+    // Read by the fused pass only (the `flex` feature).
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     beta_1: f32,
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     beta_2: f32,
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     epsilon: f32,
     /// burn's own implementation, for backends without the fused pass.
     reference: burn::optim::Adam,
@@ -36,38 +40,6 @@ impl FusedAdam {
             reference,
         }
     }
-
-    /// The per-step scalars of burn's Adam at step `time` (1 for the first update).
-    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
-    fn coefficients(&self, time: usize, lr: LearningRate) -> Coefficients {
-        let t = time as i32;
-        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(t)).sqrt();
-        Coefficients {
-            beta_1: self.beta_1,
-            beta_2: self.beta_2,
-            factor_1: 1.0 - self.beta_1,
-            factor_2: 1.0 - self.beta_2,
-            combined: bias_correction2_sqrt / (1.0 - self.beta_1.powi(t)),
-            epsilon: self.epsilon * bias_correction2_sqrt,
-            lr: lr as f32,
-        }
-    }
-}
-
-/// The scalars of one Adam update, each computed as burn computes it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Coefficients {
-    beta_1: f32,
-    beta_2: f32,
-    /// `1 − β₁`.
-    factor_1: f32,
-    /// `1 − β₂`.
-    factor_2: f32,
-    /// `√(1 − β₂ᵗ) / (1 − β₁ᵗ)`.
-    combined: f32,
-    /// `ε · √(1 − β₂ᵗ)`.
-    epsilon: f32,
-    lr: f32,
 }
 
 impl<B: Backend> SimpleOptimizer<B> for FusedAdam {
@@ -112,6 +84,37 @@ mod fused {
     /// Elements per task.
     const CHUNK: usize = 1 << 14;
 
+    /// The per-step scalars of burn's Adam at step `time` (1 for the first update).
+    fn coefficients(adam: &FusedAdam, time: usize, lr: LearningRate) -> Coefficients {
+        let t = time as i32;
+        let bias_correction2_sqrt = (1.0 - adam.beta_2.powi(t)).sqrt();
+        Coefficients {
+            beta_1: adam.beta_1,
+            beta_2: adam.beta_2,
+            factor_1: 1.0 - adam.beta_1,
+            factor_2: 1.0 - adam.beta_2,
+            combined: bias_correction2_sqrt / (1.0 - adam.beta_1.powi(t)),
+            epsilon: adam.epsilon * bias_correction2_sqrt,
+            lr: lr as f32,
+        }
+    }
+
+    /// The scalars of one Adam update, each computed as burn computes it.
+    #[derive(Clone, Copy, Debug)]
+    struct Coefficients {
+        beta_1: f32,
+        beta_2: f32,
+        /// `1 − β₁`.
+        factor_1: f32,
+        /// `1 − β₂`.
+        factor_2: f32,
+        /// `√(1 − β₂ᵗ) / (1 − β₁ᵗ)`.
+        combined: f32,
+        /// `ε · √(1 − β₂ᵗ)`.
+        epsilon: f32,
+        lr: f32,
+    }
+
     /// The update on flex (f32), or the inputs back for burn's Adam.
     pub(super) fn step<B: Backend, const D: usize>(
         adam: &FusedAdam,
@@ -152,7 +155,7 @@ mod fused {
             }
             None => (1, None),
         };
-        let k = adam.coefficients(time, lr);
+        let k = coefficients(adam, time, lr);
         let (param, grad) = (slice(&param), slice(&grad));
         let moments = moments.as_ref().map(|(m1, m2)| (slice(m1), slice(m2)));
         let [new_param, moment_1, moment_2] =

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::nn::BatchNorm;
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
@@ -152,6 +152,7 @@ pub fn tanh_channels_first<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Output side of a convolution: `(size + pads − kernel) / stride + 1`.
+#[cfg(feature = "flex")]
 fn conv_out(size: usize, pads: usize, kernel: usize, stride: usize) -> Option<usize> {
     (size + pads)
         .checked_sub(kernel)
@@ -166,6 +167,8 @@ pub(crate) mod fast {
 
     use burn::backend::Flex;
     use burn::tensor::DType;
+
+    use burn::nn::PaddingConfig2d;
 
     use super::flex::{self, Ad, ConvKind, ConvSpec};
     use super::kernels::Window;
