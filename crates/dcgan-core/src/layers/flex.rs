@@ -314,7 +314,8 @@ impl ConvSpec {
             .next_multiple_of(4)
             .min(self.batch)
             .max(1);
-        self.batch.div_ceil(groups)
+        // At least one image, also for an empty batch.
+        self.batch.div_ceil(groups).max(1)
     }
 
     /// The output, and what the backward pass keeps.
