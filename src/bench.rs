@@ -22,7 +22,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use dcgan_core::{LatentDistribution, ModelPreset, Trainer, TrainerConfig};
+use dcgan_core::{LatentDistribution, ModelPreset, Precision, Trainer, TrainerConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Whether to also time generator inference.
     pub inference: bool,
+    /// Precision of the networks (training and inference).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// One measured configuration.
@@ -78,6 +81,9 @@ pub struct BenchResult {
     pub repeats: usize,
     /// Warm-up steps.
     pub warmup: usize,
+    /// Precision of the networks (results of older versions: f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Median of a non-empty slice.
@@ -108,6 +114,7 @@ pub fn run_bench<B: AutodiffBackend>(
     let base = d.base_channels;
     let trainer_config = TrainerConfig::new(g, d).with_batch_size(config.batch_size);
     let mut trainer = Trainer::<B>::new(trainer_config, device)?;
+    trainer.set_precision(config.precision)?;
     let params = trainer.generator.trainable_params() + trainer.discriminator.trainable_params();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = config.batch_size;
@@ -192,19 +199,21 @@ pub fn run_bench<B: AutodiffBackend>(
         gen_img_per_s,
         repeats: config.repeats.max(1),
         warmup: config.warmup,
+        precision: config.precision,
     })
 }
 
 /// A Markdown table of results.
 pub fn markdown_table(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| backend | preset | px | base | batch | first step (s) | train img/s | step ms (median) | best step ms | spread | G inference img/s |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | precision | preset | px | base | batch | first step (s) | train img/s | step ms (median) | best step ms | spread | G inference img/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
             r.backend,
+            r.precision,
             r.preset,
             r.image_size,
             r.base,
@@ -356,6 +365,7 @@ impl BenchFlags {
             warmup: self.warmup,
             repeats: self.steps,
             inference: !self.no_inference,
+            precision: Precision::F32,
         }
     }
 }
@@ -854,6 +864,7 @@ mod tests {
             gen_img_per_s: Some(100.0),
             repeats: 3,
             warmup: 1,
+            precision: Precision::F32,
         };
         let torch = TorchResult {
             torch_version: "2".into(),
@@ -901,6 +912,7 @@ mod tests {
             warmup: 1,
             repeats: 3,
             inference: true,
+            precision: Precision::F32,
         };
         let mut lines = 0;
         let r = run_bench::<B>(&config, BackendKind::Flex, &Default::default(), &mut |_| {
@@ -915,6 +927,9 @@ mod tests {
         assert!(r.gen_img_per_s.unwrap() > 0.0);
         assert_eq!(lines, 1 + 1 + 3);
         let table = markdown_table(&[r]);
-        assert!(table.contains("| flex | tiny32 | 32 | 4 | 4 |"), "{table}");
+        assert!(
+            table.contains("| flex | f32 | tiny32 | 32 | 4 | 4 |"),
+            "{table}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use dcgan_core::sample::{image_grid, square_columns, to_rgb_images};
-use dcgan_core::{Trainer, TrainerConfig};
+use dcgan_core::{Precision, Trainer, TrainerConfig};
 use dcgan_data::{CropMode, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,9 @@ pub struct RunConfig {
     pub schedule: Schedule,
     /// The backend it was started on.
     pub backend: BackendKind,
+    /// Precision of the networks (absent in runs started before bf16 existed: f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// How a run ended.
@@ -372,6 +375,7 @@ pub fn train<B: AutodiffBackend>(
         Start::Resume { checkpoint, config } => (*config, Some(checkpoint)),
     };
     config.trainer.validate()?;
+    config.precision.check_supported::<B>(device)?;
     let image_size = config.trainer.generator.image_size;
 
     // Data: decoded once into the cache, then served shuffled from memory.
@@ -403,14 +407,16 @@ pub fn train<B: AutodiffBackend>(
         None => {
             let run = RunDir::create(run_dir)?;
             let trainer = catch_device_failure(backend, || {
-                Trainer::<B>::new(config.trainer.clone(), device)
+                let mut trainer = Trainer::<B>::new(config.trainer.clone(), device)?;
+                trainer.set_precision(config.precision)?;
+                Ok::<_, dcgan_core::Error>(trainer)
             })??;
             (run, trainer, LoaderPosition::start(config.trainer.seed))
         }
         Some(checkpoint) => {
             let run = RunDir::open(run_dir)?;
             let (trainer, extra) = catch_device_failure(backend, || {
-                Trainer::<B>::load_checkpoint(checkpoint, device)
+                Trainer::<B>::load_checkpoint_in(checkpoint, device, Some(config.precision))
             })??;
             let state: ResumeState = serde_json::from_value(extra).map_err(|e| {
                 TrainError::Invalid(format!(
@@ -458,10 +464,11 @@ pub fn train<B: AutodiffBackend>(
 
     let mut progress = Progress::new("train", target_steps, Duration::from_secs(10));
     progress.println(&format!(
-        "{} images of {size}×{size} · {steps_per_epoch} steps/epoch · batch {} · {} backend · run folder {}",
+        "{} images of {size}×{size} · {steps_per_epoch} steps/epoch · batch {} · {} backend, {} · run folder {}",
         loader.dataset().len(),
         config.trainer.batch_size,
         backend,
+        config.precision,
         run.root().display(),
         size = image_size,
     ));

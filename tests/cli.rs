@@ -305,6 +305,73 @@ fn generate_writes_the_requested_files() {
 }
 
 #[test]
+fn a_bf16_run_resumes_exactly_and_can_continue_in_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let stopped = dir.path().join("stopped");
+    let bf16 = |out: &Path, steps: &str| {
+        let mut args = tiny_run_args(s(out), steps);
+        args.extend(["--precision", "bf16"]);
+        ok(&args)
+    };
+    let log = bf16(&straight, "6");
+    assert!(log.contains("flex backend, bf16"), "{log}");
+    bf16(&stopped, "3");
+    let config = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(&stopped)["precision"], "bf16");
+    // Resuming keeps the checkpoint's precision: the same numbers as the straight run.
+    let log = ok(&["train", "--resume", s(&stopped), "--steps", "6"]);
+    assert!(log.contains("flex backend, bf16"), "{log}");
+    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
+    let a: Vec<String> = metrics_lines(&straight).iter().map(cols).collect();
+    let b: Vec<String> = metrics_lines(&stopped).iter().map(cols).collect();
+    assert_eq!(a, b);
+
+    // The saved state is f32, so the run can go on in f32.
+    let log = ok(&[
+        "train",
+        "--resume",
+        s(&stopped),
+        "--steps",
+        "8",
+        "--precision",
+        "f32",
+    ]);
+    assert!(log.contains("flex backend, f32"), "{log}");
+    assert_eq!(config(&stopped)["precision"], "f32");
+    let info =
+        dcgan_core::CheckpointInfo::read(&stopped.join("checkpoints/latest.catgan")).unwrap();
+    assert_eq!((info.step, info.precision), (8, dcgan_core::Precision::F32));
+
+    // A backend without bf16 says so before it creates anything.
+    if cfg!(feature = "ndarray") {
+        let refused = dir.path().join("refused");
+        let out = Command::new(cats_binary())
+            .args([
+                "--backend",
+                "ndarray",
+                "train",
+                "--dry-run",
+                "--precision",
+                "bf16",
+                "--out",
+            ])
+            .arg(&refused)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("bf16 precision is not supported by the autodiff<ndarray> backend"),
+            "{}",
+            text(&out)
+        );
+        assert!(!refused.exists());
+    }
+}
+
+#[test]
 fn bad_flags_and_paths_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-folder");
@@ -371,6 +438,11 @@ fn bad_flags_and_paths_give_clear_errors() {
     assert_eq!(std::fs::read(run_dir.join("metrics.csv")).unwrap(), before);
     let err = fails(&["train", "--resume", s(&run_dir), "--lr-g", "0.1"]);
     assert!(err.contains("--lr-g cannot change a resumed run"), "{err}");
+    let err = fails(&["train", "--precision", "fp16"]);
+    assert!(
+        err.contains("unknown precision `fp16`") && err.contains("bf16"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@
 #   run(command="bash .device/run.sh", carry=[".device", ".gl"], timeout_s=600)
 #
 # In one call, on one card: PyTorch's reference (fp32, --tf32, --amp) and `cats bench --json`
-# on cuda (fp32; a cold kernel cache, then warm) and vulkan, at seed128 batch 64 and dcgan64
-# base 64 batch 64, in order of importance (PyTorch first: a baseline even if the rest runs
-# out of time). Every program runs under `timeout` and prints a line per step (plus a
+# on cuda (fp32: a cold kernel cache, then warm; then bf16 mixed precision) and vulkan, at
+# seed128 batch 64 and dcgan64 base 64 batch 64, in order of importance (PyTorch first: a
+# baseline even if the rest runs out of time). Every program runs under `timeout` and prints a line per step (plus a
 # heartbeat every 20 s while a first step compiles kernels); a step that does not fit in
 # what is left of BUDGET_S is skipped, and the table says so. The table is printed last and
 # written to $OUT/results.md, with $OUT/results.jsonl, $OUT/log.txt.gz (and
@@ -15,8 +15,8 @@
 #
 # Knobs (environment): BUDGET_S (default 570: the whole script), RUNS (names to run, space
 # separated; default all, in the order below), STEPS (timed steps, 20), WARMUP (2),
-# COLD_S (timeout of the cold CUDA run, 300;
-# on an H100 it needed ~410 s in all, 2026-11-27), CUBECL_LOG=1 (log every kernel
+# COLD_S (timeout of the cold CUDA run, 300; on an H100 it needed ~410 s in all,
+# 2026-11-27), BF16_S (timeout of the bf16 run, 240), CUBECL_LOG=1 (log every kernel
 # compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own: minimal|balanced|extensive|full).
 set -uo pipefail
 
@@ -27,7 +27,7 @@ W=/tmp/catgan-gpu
 BUDGET_S="${BUDGET_S:-570}"
 STEPS="${STEPS:-20}"
 WARMUP="${WARMUP:-2}"
-RUNS="${RUNS:-torch-seed128 cuda-seed128-cold cuda-seed128-warm vulkan-seed128 torch-dcgan64 cuda-dcgan64 vulkan-dcgan64}"
+RUNS="${RUNS:-torch-seed128 cuda-seed128-cold cuda-seed128-warm cuda-seed128-bf16 vulkan-seed128 torch-dcgan64 cuda-dcgan64 vulkan-dcgan64}"
 START=$(date +%s)
 mkdir -p "$OUT" "$W"
 LOG="$W/log.txt"
@@ -140,6 +140,12 @@ if wants cuda-seed128-cold; then
   cache_count
 fi
 wants cuda-seed128-warm && step cuda-seed128-warm 120 ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}"
+# --- burn cuda, bf16 mixed precision (`--precision bf16`): new kernels (bf16 convolutions,
+# casts) on top of the fp32 run's cache, so this is a partly cold start ---------------------
+if wants cuda-seed128-bf16; then
+  step cuda-seed128-bf16 "${BF16_S:-240}" ./cats --backend cuda "${BENCH[@]}" "${SEED128[@]}" --precision bf16
+  cache_count
+fi
 
 # --- burn vulkan (wgpu, SPIR-V through the NVIDIA driver) -------------------------------------
 wants vulkan-seed128 && step vulkan-seed128 150 ./cats --backend vulkan "${BENCH[@]}" "${SEED128[@]}"

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::generator::Generator;
+use crate::precision::Precision;
 use crate::trainer::{Trainer, TrainerConfig};
 
 const MAGIC: &[u8; 8] = b"CATGANCK";
@@ -41,6 +42,10 @@ pub struct CheckpointInfo {
     pub step: u64,
     /// The epoch counter.
     pub epoch: u64,
+    /// The precision the networks computed in (absent in checkpoints written before
+    /// bf16 existed: f32).
+    #[serde(default)]
+    pub precision: Precision,
     /// The caller's own state (loader position, counters, ...).
     pub extra: serde_json::Value,
     rng: ChaCha8Rng,
@@ -79,6 +84,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             config: self.config.clone(),
             step: self.step,
             epoch: self.epoch,
+            precision: self.precision(),
             extra,
             rng: self.rng.clone(),
             preview_noise: self.preview_noise.clone(),
@@ -103,8 +109,24 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Returns the trainer and the `extra` value given at save time. Continuing to train
     /// gives exactly the numbers the uninterrupted run would have given (on a deterministic
     /// backend such as flex).
+    ///
+    /// The networks compute in the precision the checkpoint was saved with; fails with
+    /// [`Error::UnsupportedPrecision`] if `B` cannot (see
+    /// [`Trainer::load_checkpoint_in`] to choose another).
     pub fn load_checkpoint(path: &Path, device: &B::Device) -> Result<(Self, serde_json::Value)> {
+        Self::load_checkpoint_in(path, device, None)
+    }
+
+    /// [`Trainer::load_checkpoint`], computing in `precision` instead of the checkpoint's
+    /// own if it is `Some` (the saved state is f32 in every precision).
+    pub fn load_checkpoint_in(
+        path: &Path,
+        device: &B::Device,
+        precision: Option<Precision>,
+    ) -> Result<(Self, serde_json::Value)> {
         let (info, payload) = read_file(path)?;
+        let precision = precision.unwrap_or(info.precision);
+        precision.check_supported::<B>(device)?;
         let (g, d, og, od): Payload<B> = Recorder::<B>::load(&recorder(), payload, device)
             .map_err(|e| corrupt(path, format!("its tensors cannot be decoded ({e})")))?;
         let mut trainer = Trainer::new(info.config.clone(), device).map_err(|e| {
@@ -121,6 +143,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         trainer.preview_noise = info.preview_noise;
         trainer.step = info.step;
         trainer.epoch = info.epoch;
+        trainer.set_precision(precision)?;
         Ok((trainer, info.extra))
     }
 }
@@ -139,11 +162,14 @@ impl CheckpointInfo {
 }
 
 /// Loads just the generator of a checkpoint, ready for inference on `B::InnerBackend`.
+///
+/// It computes in f32 whatever precision it was trained in (the weights are f32; set
+/// [`Generator::precision`] for bf16 inference).
 pub fn load_generator<B: AutodiffBackend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<(Generator<B::InnerBackend>, CheckpointInfo)> {
-    let (trainer, _) = Trainer::<B>::load_checkpoint(path, device)?;
+    let (trainer, _) = Trainer::<B>::load_checkpoint_in(path, device, Some(Precision::F32))?;
     let info = CheckpointInfo::read(path)?;
     Ok((trainer.inference_generator(), info))
 }

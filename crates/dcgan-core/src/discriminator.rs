@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::generator::{at_most, positive, validate_common, validate_image_size, MAX_WIDTH};
 use crate::init::WeightInit;
 use crate::layers;
+use crate::precision::Precision;
 
 /// Configuration of a [`Discriminator`].
 #[derive(Config, Debug, PartialEq)]
@@ -69,6 +70,9 @@ pub struct Discriminator<B: Backend> {
     pub classify: Linear<B>,
     /// Negative slope of the leaky ReLUs.
     pub leaky_slope: f64,
+    /// Precision of the matrix products ([`Precision::F32`] from `init`; not part of the
+    /// record: the parameters are f32 in every precision).
+    pub precision: Precision,
 }
 
 impl DiscriminatorConfig {
@@ -180,14 +184,15 @@ impl DiscriminatorConfig {
             blocks,
             classify,
             leaky_slope: self.leaky_slope,
+            precision: Precision::F32,
         })
     }
 }
 
 impl<B: Backend> DownBlock<B> {
-    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`.
-    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64) -> Tensor<B, 4> {
-        let x = layers::conv2d(&self.conv, x);
+    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, the convolution in `precision`.
+    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
+        let x = layers::conv2d(&self.conv, x, precision);
         match &self.norm {
             Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope),
             None => layers::leaky_relu(x, leaky_slope),
@@ -204,10 +209,16 @@ impl<B: Backend> Discriminator<B> {
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope);
+            x = block.forward(x, self.leaky_slope, self.precision);
         }
-        self.classify
-            .forward(layers::to_channels_first(x).flatten(1, 3))
+        let features = layers::to_channels_first(x).flatten(1, 3);
+        layers::dense(&self.classify, features, self.precision)
+    }
+
+    /// The same discriminator computing in `precision` (see [`crate::precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`

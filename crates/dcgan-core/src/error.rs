@@ -27,6 +27,25 @@ pub enum Error {
         expected: String,
     },
 
+    /// An unknown precision name.
+    #[error("unknown precision `{name}`: expected one of f32, bf16")]
+    UnknownPrecision {
+        /// The name that was asked for.
+        name: String,
+    },
+
+    /// The backend cannot compute in the precision asked for.
+    #[error(
+        "{precision} precision is not supported by the {backend} backend on this device: \
+         use f32, or a backend with {precision} arithmetic (cuda, flex)"
+    )]
+    UnsupportedPrecision {
+        /// The precision that was asked for.
+        precision: crate::precision::Precision,
+        /// The backend's name, as burn gives it.
+        backend: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("{action} {path}: {cause}")]
     Io {

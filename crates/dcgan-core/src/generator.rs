@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::init::WeightInit;
 use crate::layers;
+use crate::precision::Precision;
 
 /// Side of the first feature map, right after the dense projection (the seed's 8×8).
 pub const START_SIZE: usize = 8;
@@ -73,6 +74,9 @@ pub struct Generator<B: Backend> {
     pub start_channels: usize,
     /// Negative slope of the leaky ReLUs.
     pub leaky_slope: f64,
+    /// Precision of the matrix products ([`Precision::F32`] from `init`; not part of the
+    /// record: the parameters are f32 in every precision).
+    pub precision: Precision,
 }
 
 impl GeneratorConfig {
@@ -147,6 +151,7 @@ impl GeneratorConfig {
             to_image,
             start_channels: c0,
             leaky_slope: self.leaky_slope,
+            precision: Precision::F32,
         })
     }
 
@@ -175,9 +180,9 @@ impl GeneratorConfig {
 }
 
 impl<B: Backend> UpBlock<B> {
-    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`.
-    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64) -> Tensor<B, 4> {
-        let x = layers::conv_transpose2d(&self.conv, x);
+    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, the transposed convolution in `precision`.
+    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
+        let x = layers::conv_transpose2d(&self.conv, x, precision);
         layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope)
     }
 }
@@ -194,16 +199,24 @@ impl<B: Backend> Generator<B> {
     /// it uses the running statistics.
     pub fn forward(&self, z: Tensor<B, 2>) -> Tensor<B, 4> {
         let batch = z.dims()[0];
-        let x =
-            self.project
-                .forward(z)
-                .reshape([batch, self.start_channels, START_SIZE, START_SIZE]);
+        let x = layers::dense(&self.project, z, self.precision).reshape([
+            batch,
+            self.start_channels,
+            START_SIZE,
+            START_SIZE,
+        ]);
         let mut x = layers::leaky_relu(x, self.leaky_slope);
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope);
+            x = block.forward(x, self.leaky_slope, self.precision);
         }
-        let x = layers::conv_transpose2d(&self.to_image, x);
+        let x = layers::conv_transpose2d(&self.to_image, x, self.precision);
         layers::tanh_channels_first(x)
+    }
+
+    /// The same generator computing in `precision` (see [`crate::precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`

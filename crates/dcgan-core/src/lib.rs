@@ -41,6 +41,7 @@ pub mod generator;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod precision;
 pub mod preset;
 pub mod sample;
 pub mod summary;
@@ -54,6 +55,7 @@ pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use error::{Error, Result};
 pub use generator::{Generator, GeneratorConfig};
 pub use init::{LatentDistribution, WeightInit};
+pub use precision::Precision;
 pub use preset::ModelPreset;
 pub use trainer::{StepMetrics, Trainer, TrainerConfig};
 

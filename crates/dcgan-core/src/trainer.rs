@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::generator::{Generator, GeneratorConfig};
 use crate::init::LatentDistribution;
 use crate::loss::{discriminator_loss, generator_loss};
+use crate::precision::Precision;
 
 /// Everything that defines a training run (besides the data). Saved in every checkpoint.
 #[derive(Config, Debug, PartialEq)]
@@ -200,6 +201,7 @@ fn stream_seed(seed: u64, stream: u64) -> u64 {
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// Builds fresh networks (weights from `config.seed`), optimizers and preview noise.
+    /// The networks compute in f32; [`Trainer::set_precision`] switches to bf16.
     pub fn new(config: TrainerConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
         let generator = config
@@ -337,6 +339,25 @@ impl<B: AutodiffBackend> Trainer<B> {
             .optim_g
             .step(self.config.lr_g, self.generator.clone(), grads);
         g_loss
+    }
+
+    /// Switches both networks to `precision` (f32, or bf16 mixed precision with f32 master
+    /// weights, see [`crate::precision`]) from the next step on. The parameters and
+    /// optimizer states are f32 in every precision, so nothing else changes; checkpoints
+    /// record the precision.
+    ///
+    /// Fails with [`Error::UnsupportedPrecision`] (and changes nothing) if `B` cannot
+    /// compute in `precision` on this trainer's device.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        precision.check_supported::<B>(&self.device)?;
+        self.generator.precision = precision;
+        self.discriminator.precision = precision;
+        Ok(())
+    }
+
+    /// The precision both networks compute in (see [`Trainer::set_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.generator.precision
     }
 
     /// The run's configuration.

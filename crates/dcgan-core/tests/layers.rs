@@ -12,7 +12,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 use dcgan_core::layers;
-use dcgan_core::{DiscriminatorConfig, GeneratorConfig, LatentDistribution, WeightInit};
+use dcgan_core::{DiscriminatorConfig, GeneratorConfig, LatentDistribution, Precision, WeightInit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -129,7 +129,9 @@ fn convolutions_match_burn_forward_and_backward() {
         let c = conv(ci, co, k, s, p, 10 + i as u64);
         let x = random::<B, 4>([n, ci, side, side + 1], 20 + i as u64, 1.0);
         let bias = c.bias.as_ref().unwrap();
-        let fast = run(x.clone(), [&c.weight], [bias], |x| layers::conv2d(&c, x));
+        let fast = run(x.clone(), [&c.weight], [bias], |x| {
+            layers::conv2d(&c, x, Precision::F32)
+        });
         let reference = run(x, [&c.weight], [bias], |x| c.forward(x));
         check(&format!("conv2d case {i}"), fast, reference);
     }
@@ -153,7 +155,7 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         let x = random::<B, 4>([n, ci, side, side + 2], 40 + i as u64, 1.0);
         let bias = c.bias.as_ref().unwrap();
         let fast = run(x.clone(), [&c.weight], [bias], |x| {
-            layers::conv_transpose2d(&c, x)
+            layers::conv_transpose2d(&c, x, Precision::F32)
         });
         let reference = run(x, [&c.weight], [bias], |x| c.forward(x));
         check(&format!("conv_transpose2d case {i}"), fast, reference);
@@ -174,12 +176,15 @@ fn weight_gradients_need_no_input_gradient() {
     };
     assert_close(
         "conv2d dW, untracked input",
-        &grads_of(layers::conv2d(&c, x.clone()), &c.weight),
+        &grads_of(layers::conv2d(&c, x.clone(), Precision::F32), &c.weight),
         &grads_of(c.forward(x), &c.weight),
     );
     assert_close(
         "conv_transpose2d dW, untracked input",
-        &grads_of(layers::conv_transpose2d(&ct, z.clone()), &ct.weight),
+        &grads_of(
+            layers::conv_transpose2d(&ct, z.clone(), Precision::F32),
+            &ct.weight,
+        ),
         &grads_of(ct.forward(z), &ct.weight),
     );
 }
@@ -245,13 +250,14 @@ fn tanh_channels_first_matches_burn_in_training_and_inference() {
     let reference = run(z.clone(), [], [], tanh);
     check("tanh", fast, reference);
     let fast = run(z.clone(), [&ct.weight], [], |x| {
-        layers::tanh_channels_first(layers::conv_transpose2d(&ct, x))
+        layers::tanh_channels_first(layers::conv_transpose2d(&ct, x, Precision::F32))
     });
     let reference = run(z.clone(), [&ct.weight], [], |x| tanh(ct.forward(x)));
     check("tanh after a transposed convolution", fast, reference);
     // Inference.
     let (ct, z) = (ct.valid(), z.inner());
-    let fast = layers::tanh_channels_first(layers::conv_transpose2d(&ct, z.clone()));
+    let fast =
+        layers::tanh_channels_first(layers::conv_transpose2d(&ct, z.clone(), Precision::F32));
     assert_eq!(fast.dims(), [2, 3, 6, 5]);
     assert_close(
         "tanh inference",
@@ -269,12 +275,12 @@ fn inference_convolutions_match_burn() {
     let z = random::<Flex, 4>([2, 4, 4, 4], 83, 1.0);
     assert_close(
         "conv2d inference",
-        &values(layers::conv2d(&c, x.clone())),
+        &values(layers::conv2d(&c, x.clone(), Precision::F32)),
         &values(c.forward(x)),
     );
     assert_close(
         "conv_transpose2d inference",
-        &values(layers::conv_transpose2d(&ct, z.clone())),
+        &values(layers::conv_transpose2d(&ct, z.clone(), Precision::F32)),
         &values(ct.forward(z)),
     );
 }

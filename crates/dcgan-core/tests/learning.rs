@@ -5,7 +5,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use dcgan_core::sample::generate;
 use dcgan_core::{
-    DiscriminatorConfig, GeneratorConfig, LatentDistribution, Trainer, TrainerConfig,
+    DiscriminatorConfig, GeneratorConfig, LatentDistribution, Precision, Trainer, TrainerConfig,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,16 @@ fn mean_abs_error_to_target(trainer: &Trainer<B>) -> f32 {
 
 #[test]
 fn a_tiny_gan_learns_a_fixed_target() {
+    learns_the_fixed_target(Precision::F32);
+}
+
+/// bf16 mixed precision learns it too (on flex, bf16 is f32 rounded to bf16).
+#[test]
+fn a_tiny_gan_learns_a_fixed_target_in_bf16() {
+    learns_the_fixed_target(Precision::Bf16);
+}
+
+fn learns_the_fixed_target(precision: Precision) {
     let device = Default::default();
     let g = GeneratorConfig::new(16)
         .with_base_channels(8)
@@ -54,6 +64,7 @@ fn a_tiny_gan_learns_a_fixed_target() {
         .with_real_label(1.0)
         .with_seed(1);
     let mut trainer = Trainer::<B>::new(config, &device).unwrap();
+    trainer.set_precision(precision).unwrap();
     let real: Tensor<B, 4> =
         Tensor::<B, 1>::from_data(TensorData::new(target(), [3 * 16 * 16]), &device)
             .reshape([1, 3, 16, 16])
@@ -64,7 +75,7 @@ fn a_tiny_gan_learns_a_fixed_target() {
         trainer.step(real.clone()).unwrap();
     }
     let after = mean_abs_error_to_target(&trainer);
-    println!("mean |G(z) - target|: {before:.3} -> {after:.3}");
+    println!("{precision}: mean |G(z) - target|: {before:.3} -> {after:.3}");
     assert!(
         before > 0.4,
         "an untrained generator should not already draw the target ({before})"

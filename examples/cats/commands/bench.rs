@@ -9,7 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask, DeviceSpec};
 use catgan::bench::{markdown_table, run_on, BenchConfig, BenchResult};
 use catgan::parity::{capture, compare, parity_table, Capture, ParityConfig, Tolerance};
-use dcgan_core::ModelPreset;
+use dcgan_core::{ModelPreset, Precision};
 
 use crate::Target;
 
@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Skip the generator-inference measurement.
     #[arg(long)]
     pub no_inference: bool,
+    /// Precision of the networks: f32, or bf16 (mixed precision, f32 master weights; fast
+    /// on CUDA tensor cores, emulated and slow on CPU backends) [default: f32].
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Backends to run, comma-separated, or `all` (every compiled one) [default: --backend's;
     /// with --parity: all].
     #[arg(long, value_name = "LIST")]
@@ -88,16 +92,18 @@ pub fn run(args: &BenchArgs, target: Target) -> anyhow::Result<ExitCode> {
         warmup: args.warmup,
         repeats: args.steps,
         inference: !args.no_inference,
+        precision: args.precision.unwrap_or_default(),
     };
     let mut results: Vec<BenchResult> = Vec::new();
     let mut failed = false;
     for backend in args.backends(target, false)? {
         eprintln!(
-            "bench: {} base {} batch {} on {} ({} warm-up, {} timed steps)",
+            "bench: {} base {} batch {} on {} in {} ({} warm-up, {} timed steps)",
             config.preset,
             config.base.unwrap_or(config.preset.default_base()),
             config.batch_size,
             backend,
+            config.precision,
             config.warmup,
             config.repeats
         );
@@ -137,6 +143,10 @@ impl BackendTask for ParityTask<'_> {
 
 /// `cats bench --parity`: every backend against flex, in one run.
 fn run_parity(args: &BenchArgs, target: Target) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.precision.is_none(),
+        "--parity compares f32 computations with tight tolerances; drop --precision"
+    );
     anyhow::ensure!(
         BackendKind::Flex.is_compiled(),
         "--parity compares with flex, which this build lacks: rebuild with --features flex"

@@ -12,7 +12,7 @@ use catgan::train::{
     read_run_config, resolve_resume, train, DataSettings, DebugOptions, FidSchedule, Outcome,
     RunConfig, Schedule, Start,
 };
-use dcgan_core::{CheckpointInfo, LatentDistribution, ModelPreset, TrainerConfig};
+use dcgan_core::{CheckpointInfo, LatentDistribution, ModelPreset, Precision, TrainerConfig};
 use dcgan_data::CropMode;
 
 use crate::Target;
@@ -101,6 +101,11 @@ pub struct TrainArgs {
     /// FID Inception weights (see `cats fid --help`).
     #[arg(long, value_name = "FILE")]
     pub fid_weights: Option<PathBuf>,
+    /// Precision: f32, or bf16 mixed precision (matrix products in bf16 from f32 master
+    /// weights: fast on CUDA tensor cores, emulated and slower on CPU backends)
+    /// [default: f32; on --resume, the checkpoint's].
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Testing aid: make the batch NaN at this step.
     #[arg(long, hide = true, value_name = "STEP")]
     pub inject_nan_at_step: Option<u64>,
@@ -232,6 +237,7 @@ fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunC
             fid: fid_schedule(args)?,
         },
         backend,
+        precision: args.precision.unwrap_or_default(),
     })
 }
 
@@ -343,9 +349,12 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
                     },
                     schedule: Schedule::default(),
                     backend: target.backend,
+                    precision: info.precision,
                 }
             });
             config.trainer = info.config;
+            // The saved state is f32 in every precision, so a run may switch when it resumes.
+            config.precision = args.precision.unwrap_or(info.precision);
             if args.data.is_some() {
                 config.data.folder = args.data.clone();
             }

@@ -9,14 +9,22 @@
 //! ReLU is two passes forward and two backward, `tanh` one pass each way. Results agree
 //! with burn's operations to float rounding (tested in `tests/layers.rs`).
 //!
+//! The matrix-product layers ([`conv2d`], [`conv_transpose2d`], [`dense`]) take a
+//! [`Precision`]: with [`Precision::Bf16`] they compute in bf16 on every backend, from the
+//! f32 parameters (see [`crate::precision`]); the fast path is f32 only.
+//!
 //! The fast path can be turned off at run time — [`set_flex_kernels`], or the
 //! environment variable `CATGAN_FLEX_KERNELS=0` — to compare against burn's operations.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::BatchNorm;
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
+
+use crate::precision::Precision;
+
+mod autocast;
 
 #[cfg(feature = "flex")]
 pub(crate) mod buffers;
@@ -60,8 +68,11 @@ pub fn flex_kernels() -> bool {
     }
 }
 
-/// `conv.forward(x)`, through the fast path where there is one.
-pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// `conv.forward(x)` in `precision`, through the fast path where there is one.
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
+    if let Some(dtype) = precision.compute_dtype() {
+        return autocast::conv2d(conv, x, dtype);
+    }
     #[cfg(feature = "flex")]
     let x = match fast::conv2d(conv, x) {
         Ok(y) => return y,
@@ -70,14 +81,34 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     conv.forward(x)
 }
 
-/// `conv.forward(x)` of a transposed convolution, through the fast path where there is one.
-pub fn conv_transpose2d<B: Backend>(conv: &ConvTranspose2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// `conv.forward(x)` of a transposed convolution in `precision`, through the fast path
+/// where there is one.
+pub fn conv_transpose2d<B: Backend>(
+    conv: &ConvTranspose2d<B>,
+    x: Tensor<B, 4>,
+    precision: Precision,
+) -> Tensor<B, 4> {
+    if let Some(dtype) = precision.compute_dtype() {
+        return autocast::conv_transpose2d(conv, x, dtype);
+    }
     #[cfg(feature = "flex")]
     let x = match fast::conv_transpose2d(conv, x) {
         Ok(y) => return y,
         Err(x) => x,
     };
     conv.forward(x)
+}
+
+/// `layer.forward(x)` in `precision`.
+pub fn dense<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+    precision: Precision,
+) -> Tensor<B, D> {
+    match precision.compute_dtype() {
+        Some(dtype) => autocast::dense(layer, x, dtype),
+        None => layer.forward(x),
+    }
 }
 
 /// `leaky_relu(norm.forward(x), slope)`, through the fast path where there is one.
