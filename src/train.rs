@@ -472,6 +472,9 @@ pub fn train<B: AutodiffBackend>(
         run.root().display(),
         size = image_size,
     ));
+    if let Some(note) = precision_note(config.precision, backend) {
+        progress.println(&note);
+    }
     if start_step > 0 {
         progress.println(&format!(
             "resuming at step {start_step} (epoch {})",
@@ -628,4 +631,15 @@ fn plot_title(config: &RunConfig) -> String {
         config.trainer.discriminator.base_channels,
         config.trainer.batch_size
     )
+}
+
+/// A word on bf16 where it costs time: CPU backends have no bf16 arithmetic units and
+/// compute it by rounding through f32.
+pub fn precision_note(precision: Precision, backend: BackendKind) -> Option<String> {
+    (precision == Precision::Bf16 && !backend.is_gpu()).then(|| {
+        format!(
+            "note: {backend} computes bf16 by rounding through f32, which is slower than f32 \
+             (≈ 5× on flex); bf16 pays off on GPUs with bf16 tensor cores (--backend cuda)"
+        )
+    })
 }

@@ -316,6 +316,10 @@ fn a_bf16_run_resumes_exactly_and_can_continue_in_f32() {
     };
     let log = bf16(&straight, "6");
     assert!(log.contains("flex backend, bf16"), "{log}");
+    assert!(
+        log.contains("flex computes bf16 by rounding through f32"),
+        "{log}"
+    );
     bf16(&stopped, "3");
     let config = |run: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()

@@ -107,6 +107,9 @@ pub fn run(args: &BenchArgs, target: Target) -> anyhow::Result<ExitCode> {
             config.warmup,
             config.repeats
         );
+        if let Some(note) = catgan::train::precision_note(config.precision, backend) {
+            eprintln!("{note}");
+        }
         let mut progress = |line: &str| eprintln!("[{backend}] {line}");
         match run_on(backend, target.device, &config, &mut progress) {
             Ok(r) => results.push(r),
