@@ -4,8 +4,9 @@
 //! library on [burn](https://burn.dev): the [`Generator`] and [`Discriminator`] (the seed's
 //! 128 px model layer for layer, plus relatives at other sizes via [`ModelPreset`]),
 //! label-smoothed [losses](loss), a [`Trainer`] with two Adam optimizers, exact-resume
-//! [checkpoints](checkpoint), [sampling helpers](sample) and Keras-style
-//! [summaries](summary). Everything is generic over the burn backend.
+//! [checkpoints](checkpoint), [sampling helpers](sample), Keras-style
+//! [summaries](summary) and bf16 [mixed precision](precision). Everything is generic over
+//! the burn backend.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
