@@ -3,6 +3,7 @@
 //! [`crate::precision`]). The casts are autodiff operations, so gradients flow back to the
 //! f32 parameters as f32.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
@@ -16,7 +17,6 @@ pub(super) fn conv2d<B: Backend>(
     x: Tensor<B, 4>,
     dtype: FloatDType,
 ) -> Tensor<B, 4> {
-    let out_dtype = FloatDType::from(x.dtype());
     let [_, _, height, width] = x.dims();
     let ((top, bottom), (left, right)) = padding_pairs(
         &conv.padding,
@@ -31,13 +31,9 @@ pub(super) fn conv2d<B: Backend>(
         conv.dilation,
         conv.groups,
     );
-    conv2d_op(
-        x.cast(dtype),
-        conv.weight.val().cast(dtype),
-        conv.bias.as_ref().map(|bias| bias.val().cast(dtype)),
-        options,
-    )
-    .cast(out_dtype)
+    in_dtype(x, &conv.weight, &conv.bias, dtype, |x, w, b| {
+        conv2d_op(x, w, b, options)
+    })
 }
 
 /// `conv.forward(x)` of a transposed convolution with the arithmetic in `dtype`.
@@ -46,7 +42,6 @@ pub(super) fn conv_transpose2d<B: Backend>(
     x: Tensor<B, 4>,
     dtype: FloatDType,
 ) -> Tensor<B, 4> {
-    let out_dtype = FloatDType::from(x.dtype());
     let options = ConvTransposeOptions::new(
         conv.stride,
         conv.padding,
@@ -54,13 +49,9 @@ pub(super) fn conv_transpose2d<B: Backend>(
         conv.dilation,
         conv.groups,
     );
-    conv_transpose2d_op(
-        x.cast(dtype),
-        conv.weight.val().cast(dtype),
-        conv.bias.as_ref().map(|bias| bias.val().cast(dtype)),
-        options,
-    )
-    .cast(out_dtype)
+    in_dtype(x, &conv.weight, &conv.bias, dtype, |x, w, b| {
+        conv_transpose2d_op(x, w, b, options)
+    })
 }
 
 /// `layer.forward(x)` with the arithmetic in `dtype`.
@@ -69,11 +60,22 @@ pub(super) fn dense<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     dtype: FloatDType,
 ) -> Tensor<B, D> {
+    in_dtype(x, &layer.weight, &layer.bias, dtype, linear)
+}
+
+/// `op(x, weight, bias)` on copies cast to `dtype`, its result cast back to `x`'s type.
+fn in_dtype<B: Backend, const D: usize, const W: usize>(
+    x: Tensor<B, D>,
+    weight: &Param<Tensor<B, W>>,
+    bias: &Option<Param<Tensor<B, 1>>>,
+    dtype: FloatDType,
+    op: impl FnOnce(Tensor<B, D>, Tensor<B, W>, Option<Tensor<B, 1>>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
     let out_dtype = FloatDType::from(x.dtype());
-    linear(
+    op(
         x.cast(dtype),
-        layer.weight.val().cast(dtype),
-        layer.bias.as_ref().map(|bias| bias.val().cast(dtype)),
+        weight.val().cast(dtype),
+        bias.as_ref().map(|bias| bias.val().cast(dtype)),
     )
     .cast(out_dtype)
 }
