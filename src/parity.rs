@@ -56,6 +56,11 @@ pub struct ParityConfig {
     pub seed: u64,
     /// How many [`Trainer::step`]s to run for the `trainer metrics` row.
     pub trainer_steps: usize,
+    /// Turn every stabiliser on for those steps (relativistic-average LSGAN, WGAN-GP, 2 D
+    /// steps per G step, spectral norm on both networks, a generator average, all of
+    /// DiffAugment), and compare the average's images too.
+    #[serde(default)]
+    pub stabilized: bool,
 }
 
 impl ParityConfig {
@@ -67,15 +72,40 @@ impl ParityConfig {
             batch_size: 4,
             seed: 7,
             trainer_steps: 2,
+            stabilized: false,
+        }
+    }
+
+    /// [`ParityConfig::tiny`] with every stabiliser on and 4 trainer steps (two G updates).
+    pub fn tiny_stabilized() -> Self {
+        ParityConfig {
+            trainer_steps: 4,
+            stabilized: true,
+            ..Self::tiny()
         }
     }
 
     /// The trainer config this comparison uses (the training defaults otherwise).
     pub fn trainer_config(&self) -> TrainerConfig {
         let (g, d) = self.preset.configs(self.base);
-        TrainerConfig::new(g, d)
+        let config = TrainerConfig::new(g, d)
             .with_batch_size(self.batch_size)
-            .with_seed(self.seed)
+            .with_seed(self.seed);
+        if !self.stabilized {
+            return config;
+        }
+        let mut config = config
+            .with_loss(dcgan_core::GanLoss::Ralsgan)
+            .with_gradient_penalty(Some(dcgan_core::GradientPenalty {
+                kind: dcgan_core::PenaltyKind::Wgan,
+                weight: 10.0,
+            }))
+            .with_d_steps(2)
+            .with_ema(Some(dcgan_core::EmaConfig { decay: 0.9 }))
+            .with_augment(dcgan_core::Augment::ALL);
+        config.generator.spectral_norm = true;
+        config.discriminator.spectral_norm = true;
+        config
     }
 }
 
@@ -209,6 +239,11 @@ pub fn capture<B: AutodiffBackend>(
             values: metrics,
         });
     }
+    if trainer.average_generator().is_some() {
+        let z = trainer.preview_latents().slice([0..n]);
+        let images = trainer.sampling_generator(true).forward(z);
+        tensors.push(host(AVERAGE_IMAGES, images));
+    }
 
     Ok(Capture {
         backend: backend.into(),
@@ -267,7 +302,7 @@ impl Tolerance {
 
     /// The bound for the tensor called `name`.
     pub fn for_tensor(&self, name: &str) -> f64 {
-        if name == TRAINER_METRICS {
+        if name == TRAINER_METRICS || name == AVERAGE_IMAGES {
             self.after_steps
         } else {
             self.scaled
@@ -277,6 +312,10 @@ impl Tolerance {
 
 /// Name of the row holding the metrics of real [`Trainer::step`]s.
 pub const TRAINER_METRICS: &str = "trainer metrics";
+
+/// Name of the row holding the generator average's images after those steps (runs with
+/// [`ParityConfig::stabilized`]).
+pub const AVERAGE_IMAGES: &str = "EMA G(z) after steps";
 
 /// How one tensor differs from the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -84,7 +84,9 @@ impl Default for Schedule {
 /// Everything about a run; saved as the run folder's `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The model and optimisation settings.
+    /// The model and optimisation settings (fields added since the run was started take
+    /// their defaults).
+    #[serde(deserialize_with = "dcgan_core::trainer::deserialize_upgrading")]
     pub trainer: TrainerConfig,
     /// The preset the model came from (for humans; `trainer` is authoritative).
     pub preset: String,
@@ -472,6 +474,7 @@ pub fn train<B: AutodiffBackend>(
         run.root().display(),
         size = image_size,
     ));
+    progress.println(&format!("recipe: {}", config.trainer.recipe()));
     if let Some(note) = precision_note(config.precision, backend) {
         progress.println(&note);
     }
@@ -491,7 +494,7 @@ pub fn train<B: AutodiffBackend>(
         };
     let write_preview = |trainer: &Trainer<B>, path: &Path| -> Result<(), TrainError> {
         let images = trainer
-            .inference_generator()
+            .sampling_generator(true)
             .forward(trainer.preview_latents());
         let images = to_rgb_images(images)?;
         let grid = image_grid(&images, square_columns(images.len()), 2)?;
@@ -546,7 +549,8 @@ pub fn train<B: AutodiffBackend>(
                     "epoch {epoch_display}: measuring FID on {} images…",
                     probe.schedule.samples
                 ));
-                let fid = probe.measure(&trainer.inference_generator(), config.trainer.latent)?;
+                let fid =
+                    probe.measure(&trainer.sampling_generator(true), config.trainer.latent)?;
                 progress.println(&format!("epoch {epoch_display}: FID {fid:.2}"));
                 Some(fid)
             }
@@ -570,6 +574,19 @@ pub fn train<B: AutodiffBackend>(
             ),
         );
 
+        if metrics.step == start_step + EPOCH_ESTIMATE_AFTER.min(target_steps - start_step) {
+            let epoch_seconds = (steps_per_epoch * config.trainer.batch_size as u64) as f64
+                / (images_seen as f64 / train_time.as_secs_f64().max(1e-9));
+            progress.println(&format!(
+                "≈ {} per epoch at {:.1} img/s; {} steps to go ≈ {}",
+                human_duration(epoch_seconds),
+                images_seen as f64 / train_time.as_secs_f64().max(1e-9),
+                target_steps - metrics.step,
+                human_duration(
+                    epoch_seconds * (target_steps - metrics.step) as f64 / steps_per_epoch as f64
+                ),
+            ));
+        }
         if metrics.step % config.schedule.sample_every.max(1) == 0 {
             let path = run.sample_path(metrics.step);
             write_preview(&trainer, &path)?;
@@ -623,13 +640,27 @@ pub fn train<B: AutodiffBackend>(
     })
 }
 
+/// Steps measured before the time per epoch is estimated (the first ones warm up caches).
+const EPOCH_ESTIMATE_AFTER: u64 = 5;
+
+/// `42 s`, `3 min 20 s`, `2 h 05 min`.
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
 fn plot_title(config: &RunConfig) -> String {
     format!(
-        "{} · {} px · base {} · batch {}",
+        "{} · {} px · base {} · batch {} · {}",
         config.preset,
         config.trainer.generator.image_size,
         config.trainer.discriminator.base_channels,
-        config.trainer.batch_size
+        config.trainer.batch_size,
+        config.trainer.recipe()
     )
 }
 

@@ -61,9 +61,35 @@ fn flex_and_ndarray_compute_the_same_step() {
     assert_parity(&other);
 }
 
+/// The same with every stabiliser on (loss, penalty, D steps, spectral norm, average,
+/// DiffAugment) over four steps.
+#[cfg(feature = "ndarray")]
+#[test]
+fn flex_and_ndarray_compute_the_same_stabilized_steps() {
+    type NdAd = burn::backend::Autodiff<burn::backend::NdArray>;
+    let config = ParityConfig::tiny_stabilized();
+    let other = capture::<NdAd>(&config, "ndarray", &Default::default()).unwrap();
+    assert!(other
+        .tensors
+        .iter()
+        .any(|t| t.name == catgan::parity::AVERAGE_IMAGES));
+    assert_parity(&other);
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn flex_and_wgpu_compute_the_same_step() {
+    wgpu_parity(&ParityConfig::tiny());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn flex_and_wgpu_compute_the_same_stabilized_steps() {
+    wgpu_parity(&ParityConfig::tiny_stabilized());
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_parity(config: &ParityConfig) {
     use burn::backend::wgpu::{Wgpu, WgpuDevice};
     use burn::tensor::Tensor;
 
@@ -91,6 +117,6 @@ fn flex_and_wgpu_compute_the_same_step() {
         );
     }
     type WgpuAd = burn::backend::Autodiff<Wgpu>;
-    let other = capture::<WgpuAd>(&ParityConfig::tiny(), "wgpu", &device).unwrap();
+    let other = capture::<WgpuAd>(config, "wgpu", &device).unwrap();
     assert_parity(&other);
 }

@@ -639,3 +639,127 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
         cache.display()
     );
 }
+
+/// The stabiliser flags: a run with all of them resumes exactly through `cats`, the
+/// generator average is what `generate` draws unless `--no-ema`, bad values are refused
+/// with the flag named, and none of them can change a resumed run.
+#[test]
+fn stabilizer_flags_train_resume_exactly_and_generate_from_the_average() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let stopped = dir.path().join("stopped");
+    let flags = [
+        "--loss",
+        "ralsgan",
+        "--gp",
+        "5",
+        "--d-steps",
+        "2",
+        "--spectral-norm",
+        "both",
+        "--ema",
+        "0.9",
+        "--augment",
+        "color,translation,cutout",
+    ];
+    let with_flags = |out: &Path, steps: &str| -> String {
+        let mut args = tiny_run_args(s(out), steps);
+        args.extend(flags);
+        ok(&args)
+    };
+    let log = with_flags(&straight, "8");
+    assert!(
+        log.contains(
+            "recipe: ralsgan · wgan-gp 5 · 2 D steps · SN(G, D) · EMA 0.9 · DiffAugment color,translation,cutout"
+        ),
+        "{log}"
+    );
+    with_flags(&stopped, "5");
+    ok(&["train", "--resume", s(&stopped), "--steps", "8"]);
+    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
+    let a: Vec<String> = metrics_lines(&straight).iter().map(cols).collect();
+    let b: Vec<String> = metrics_lines(&stopped).iter().map(cols).collect();
+    assert_eq!(a, b);
+    assert_eq!(
+        generator_weights(&straight.join("checkpoints/latest.catgan")),
+        generator_weights(&stopped.join("checkpoints/latest.catgan"))
+    );
+
+    // `generate` draws from the average by default; --no-ema draws from the raw G.
+    let read = |folder: &Path| std::fs::read(folder.join("cat-0001.png")).unwrap();
+    let (average, raw, resumed) = (
+        dir.path().join("avg"),
+        dir.path().join("raw"),
+        dir.path().join("resumed"),
+    );
+    for (out, extra) in [(&average, None), (&raw, Some("--no-ema")), (&resumed, None)] {
+        let run = if out == &resumed { &stopped } else { &straight };
+        let mut args = vec![
+            "generate",
+            "--checkpoint",
+            s(run),
+            "-n",
+            "2",
+            "--out",
+            s(out),
+        ];
+        args.extend(extra);
+        ok(&args);
+    }
+    assert_ne!(read(&average), read(&raw));
+    assert_eq!(read(&average), read(&resumed));
+
+    for (flag, value, expected) in [
+        ("--loss", "softplus", "--loss softplus"),
+        ("--spectral-norm", "x", "--spectral-norm x"),
+        ("--ema", "1.5", "--ema 1.5"),
+        ("--augment", "flip", "--augment flip"),
+        ("--d-steps", "0", "--d-steps 0"),
+        ("--gp", "-1", "--gp -1"),
+    ] {
+        let err = fails(&["train", flag, value, "--out", s(&dir.path().join("bad"))]);
+        assert!(err.contains(expected), "{flag} {value}: {err}");
+    }
+    let err = fails(&["train", "--loss", "hinge", "--label-smoothing", "0.9"]);
+    assert!(
+        err.contains("--label-smoothing applies to --loss bce"),
+        "{err}"
+    );
+    let err = fails(&["train", "--resume", s(&stopped), "--augment", "all"]);
+    assert!(
+        err.contains("--augment cannot change a resumed run"),
+        "{err}"
+    );
+}
+
+/// `cats train --data DIR` without size flags says which model it picked for the machine.
+#[test]
+fn training_on_a_folder_without_size_flags_explains_its_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cats");
+    std::fs::create_dir(&data).unwrap();
+    for i in 0..4u8 {
+        let image = image::RgbImage::from_fn(40, 40, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 6) as u8, 40 * i])
+        });
+        image.save(data.join(format!("cat{i}.png"))).unwrap();
+    }
+    let log = ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--steps",
+        "1",
+        "--out",
+        s(&dir.path().join("run")),
+    ]);
+    assert!(
+        log.contains("defaults for a CPU (flex): dcgan64, width 16, batch 32"),
+        "{log}"
+    );
+    assert!(log.contains("per epoch"), "{log}");
+    let config = std::fs::read_to_string(dir.path().join("run/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["trainer"]["batch_size"], 32);
+    assert_eq!(config["trainer"]["discriminator"]["base_channels"], 16);
+}

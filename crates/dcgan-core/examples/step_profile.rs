@@ -53,10 +53,10 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
         let z = LatentDistribution::Uniform.tensor::<B>(batch, latent, &mut rng, &device);
         let fake = trainer.generator.forward(z);
         let t1 = Instant::now();
-        let (d_loss, _, _) = trainer.update_discriminator(real.clone(), fake.clone().detach());
-        let _ = d_loss.into_scalar();
+        let d = trainer.update_discriminator(real.clone(), fake.clone().detach());
+        let _ = d.loss.into_scalar();
         let t2 = Instant::now();
-        let g_loss = trainer.update_generator(fake);
+        let g_loss = trainer.update_generator(fake, real.clone());
         let _ = g_loss.into_scalar();
         let t3 = Instant::now();
         if step > 0 {

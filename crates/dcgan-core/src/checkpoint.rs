@@ -16,7 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -30,13 +30,16 @@ use crate::trainer::{Trainer, TrainerConfig};
 
 const MAGIC: &[u8; 8] = b"CATGANCK";
 const TRAILER: &[u8; 8] = b"CKPTEND!";
-/// The checkpoint format this version writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The checkpoint format this version writes. It reads this one and version 1 (written
+/// before the generator average existed: the payload then has no average).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The small, human-readable part of a checkpoint (readable without loading tensors).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointInfo {
-    /// The run's configuration.
+    /// The run's configuration (fields added since the checkpoint was written take their
+    /// defaults).
+    #[serde(deserialize_with = "crate::trainer::deserialize_upgrading")]
     pub config: TrainerConfig,
     /// Training steps done.
     pub step: u64,
@@ -50,16 +53,34 @@ pub struct CheckpointInfo {
     pub extra: serde_json::Value,
     rng: ChaCha8Rng,
     preview_noise: Vec<f32>,
+    /// G's loss at its latest update (absent before `d_steps` existed: not needed then).
+    #[serde(default)]
+    last_g_loss: Option<f32>,
 }
 
-type Payload<B> = (
-    <Generator<B> as Module<B>>::Record,
+type GeneratorRecord<B> = <Generator<B> as Module<B>>::Record;
+
+/// Format 1: both networks and both optimizers.
+type PayloadV1<B> = (
+    GeneratorRecord<B>,
     <crate::Discriminator<B> as Module<B>>::Record,
     <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
     <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, crate::Discriminator<B>, B> as Optimizer<
         crate::Discriminator<B>,
         B,
     >>::Record,
+);
+
+/// Format 2: format 1 and the generator average, if there is one.
+type Payload<B> = (
+    GeneratorRecord<B>,
+    <crate::Discriminator<B> as Module<B>>::Record,
+    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
+    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, crate::Discriminator<B>, B> as Optimizer<
+        crate::Discriminator<B>,
+        B,
+    >>::Record,
+    Option<GeneratorRecord<B>>,
 );
 
 fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
@@ -88,12 +109,18 @@ impl<B: AutodiffBackend> Trainer<B> {
             extra,
             rng: self.rng.clone(),
             preview_noise: self.preview_noise.clone(),
+            last_g_loss: self.last_g_loss.is_finite().then_some(self.last_g_loss),
         };
+        let average = self
+            .ema
+            .clone()
+            .map(|average| Generator::<B>::from_inner(average).into_record());
         let payload: Payload<B> = (
             self.generator.clone().into_record(),
             self.discriminator.clone().into_record(),
             self.optim_g.to_record(),
             self.optim_d.to_record(),
+            average,
         );
         let payload =
             Recorder::<B>::record(&recorder(), payload, ()).map_err(|e| Error::Checkpoint {
@@ -124,17 +151,39 @@ impl<B: AutodiffBackend> Trainer<B> {
         device: &B::Device,
         precision: Option<Precision>,
     ) -> Result<(Self, serde_json::Value)> {
-        let (info, payload) = read_file(path)?;
+        let (info, version, payload) = read_file(path)?;
         let precision = precision.unwrap_or(info.precision);
         precision.check_supported::<B>(device)?;
-        let (g, d, og, od): Payload<B> = Recorder::<B>::load(&recorder(), payload, device)
-            .map_err(|e| corrupt(path, format!("its tensors cannot be decoded ({e})")))?;
+        let undecodable = |e: burn::record::RecorderError| {
+            corrupt(path, format!("its tensors cannot be decoded ({e})"))
+        };
+        let (g, d, og, od, average): Payload<B> = if version == 1 {
+            let (g, d, og, od): PayloadV1<B> =
+                Recorder::<B>::load(&recorder(), payload, device).map_err(undecodable)?;
+            (g, d, og, od, None)
+        } else {
+            Recorder::<B>::load(&recorder(), payload, device).map_err(undecodable)?
+        };
         let mut trainer = Trainer::new(info.config.clone(), device).map_err(|e| {
             corrupt(
                 path,
                 format!("its configuration is not valid in this version ({e})"),
             )
         })?;
+        trainer.ema = match (trainer.ema.take(), average) {
+            (Some(fresh), Some(average)) => Some(
+                Generator::<B>::from_inner(fresh)
+                    .load_record(average)
+                    .valid(),
+            ),
+            (Some(_), None) => {
+                return Err(corrupt(
+                    path,
+                    "its configuration has a generator average but the file holds none".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         trainer.generator = trainer.generator.load_record(g);
         trainer.discriminator = trainer.discriminator.load_record(d);
         trainer.optim_g = trainer.optim_g.load_record(og);
@@ -143,6 +192,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         trainer.preview_noise = info.preview_noise;
         trainer.step = info.step;
         trainer.epoch = info.epoch;
+        trainer.last_g_loss = info.last_g_loss.unwrap_or(f32::NAN);
         trainer.set_precision(precision)?;
         Ok((trainer, info.extra))
     }
@@ -152,7 +202,7 @@ impl CheckpointInfo {
     /// Reads only the metadata of a checkpoint (fast: tensors are not decoded, though the
     /// checksum is verified).
     pub fn read(path: &Path) -> Result<Self> {
-        read_file(path).map(|(info, _)| info)
+        read_file(path).map(|(info, _, _)| info)
     }
 
     /// The fixed preview latents, `[n, latent_dim]` row-major.
@@ -161,7 +211,9 @@ impl CheckpointInfo {
     }
 }
 
-/// Loads just the generator of a checkpoint, ready for inference on `B::InnerBackend`.
+/// Loads the generator of a checkpoint to sample from, ready for inference on
+/// `B::InnerBackend`: the average of its weights when the run kept one, else the
+/// generator itself (see [`load_generator_with`] to choose).
 ///
 /// It computes in f32 whatever precision it was trained in (the weights are f32; set
 /// [`Generator::precision`] for bf16 inference).
@@ -169,9 +221,19 @@ pub fn load_generator<B: AutodiffBackend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<(Generator<B::InnerBackend>, CheckpointInfo)> {
+    load_generator_with::<B>(path, device, true)
+}
+
+/// [`load_generator`], taking the generator average only if `use_average` (and the run
+/// kept one); `false` gives the raw generator.
+pub fn load_generator_with<B: AutodiffBackend>(
+    path: &Path,
+    device: &B::Device,
+    use_average: bool,
+) -> Result<(Generator<B::InnerBackend>, CheckpointInfo)> {
     let (trainer, _) = Trainer::<B>::load_checkpoint_in(path, device, Some(Precision::F32))?;
     let info = CheckpointInfo::read(path)?;
-    Ok((trainer.inference_generator(), info))
+    Ok((trainer.sampling_generator(use_average), info))
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {
@@ -195,7 +257,7 @@ fn encode(meta: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn read_file(path: &Path) -> Result<(CheckpointInfo, Vec<u8>)> {
+fn read_file(path: &Path) -> Result<(CheckpointInfo, u32, Vec<u8>)> {
     let bytes = fs::read(path).map_err(|cause| Error::Io {
         action: "reading checkpoint",
         path: path.to_path_buf(),
@@ -204,7 +266,7 @@ fn read_file(path: &Path) -> Result<(CheckpointInfo, Vec<u8>)> {
     decode(path, bytes)
 }
 
-fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, Vec<u8>)> {
+fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, u32, Vec<u8>)> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(corrupt(
             path,
@@ -216,10 +278,13 @@ fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, Vec<u8>)> 
         return Err(truncated());
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(corrupt(
             path,
-            format!("format version {version}; this build reads version {FORMAT_VERSION}"),
+            format!(
+                "format version {version}; this build reads versions 1 to {FORMAT_VERSION} \
+                 (a newer catgan wrote it?)"
+            ),
         ));
     }
     let body_end = bytes.len() - 12;
@@ -250,7 +315,7 @@ fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, Vec<u8>)> 
         .map_err(|e| corrupt(path, format!("its metadata cannot be read ({e})")))?;
     bytes.truncate(body_end);
     let payload = bytes.split_off(payload_start);
-    Ok((info, payload))
+    Ok((info, version, payload))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -295,24 +360,29 @@ mod tests {
     use crate::TestAutodiffBackend;
     use burn::prelude::*;
 
-    use crate::test_util::{random_batch, tiny_config};
+    use crate::test_util::{random_batch, stabilized_config, tiny_config};
 
     type B = TestAutodiffBackend;
 
     fn weights(t: &Trainer<B>) -> Vec<f32> {
         let mut all = Vec::new();
+        let d_statistics = t.discriminator.blocks[1]
+            .norm
+            .as_ref()
+            .map(|norm| norm.running_var.value().into_data());
+        let spectral_vector = t.discriminator.blocks[0]
+            .spectral
+            .as_ref()
+            .map(|sn| sn.u.value().into_data());
         for p in [
             t.generator.project.weight.val().into_data(),
             t.generator.to_image.weight.val().into_data(),
             t.discriminator.classify.weight.val().into_data(),
-            t.discriminator.blocks[1]
-                .norm
-                .as_ref()
-                .unwrap()
-                .running_var
-                .value()
-                .into_data(),
-        ] {
+        ]
+        .into_iter()
+        .chain(d_statistics)
+        .chain(spectral_vector)
+        {
             all.extend(p.to_vec::<f32>().unwrap());
         }
         all
@@ -320,17 +390,73 @@ mod tests {
 
     #[test]
     fn resume_is_bit_identical() {
+        resumes_bit_identically(tiny_config(), 2);
+    }
+
+    /// Every stabiliser at once, saved after an odd step (mid-way through a D-steps
+    /// cycle): the spectral-norm vectors, the generator average, the augmentation draws
+    /// and the pending G loss all come back.
+    #[test]
+    fn resume_with_every_stabilizer_is_bit_identical() {
+        resumes_bit_identically(stabilized_config(), 3);
+        resumes_bit_identically(stabilized_config(), 2);
+    }
+
+    /// Each stabiliser on its own, and every loss.
+    #[test]
+    fn resume_with_each_stabilizer_is_bit_identical() {
+        use crate::{Augment, EmaConfig, GanLoss, GradientPenalty, PenaltyKind};
+        let mut configs: Vec<TrainerConfig> = GanLoss::ALL
+            .into_iter()
+            .map(|loss| tiny_config().with_loss(loss))
+            .collect();
+        for kind in [PenaltyKind::Wgan, PenaltyKind::R1] {
+            configs.push(
+                tiny_config().with_gradient_penalty(Some(GradientPenalty { kind, weight: 1.0 })),
+            );
+        }
+        configs.push(tiny_config().with_d_steps(3));
+        configs.push(tiny_config().with_ema(Some(EmaConfig { decay: 0.5 })));
+        configs.push(tiny_config().with_augment(Augment::ALL));
+        let mut spectral_d = tiny_config();
+        spectral_d.discriminator.spectral_norm = true;
+        configs.push(spectral_d);
+        let mut spectral_g = tiny_config();
+        spectral_g.generator.spectral_norm = true;
+        configs.push(spectral_g);
+        for config in configs {
+            resumes_bit_identically(config, 2);
+        }
+    }
+
+    fn average_weights(t: &Trainer<B>) -> Vec<f32> {
+        let average = t.average_generator().expect("the run keeps an average");
+        let mut all: Vec<f32> = average.project.weight.val().into_data().to_vec().unwrap();
+        all.extend(
+            average.blocks[0]
+                .norm
+                .running_var
+                .value()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap(),
+        );
+        all
+    }
+
+    fn resumes_bit_identically(config: TrainerConfig, saved_after: u64) {
         let device = Default::default();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.catgan");
+        let steps = 5;
 
-        let mut straight = Trainer::<B>::new(tiny_config(), &device).unwrap();
-        let straight_metrics: Vec<_> = (0..4)
+        let mut straight = Trainer::<B>::new(config.clone(), &device).unwrap();
+        let straight_metrics: Vec<_> = (0..steps)
             .map(|i| straight.step(random_batch(&device, i)).unwrap())
             .collect();
 
-        let mut first = Trainer::<B>::new(tiny_config(), &device).unwrap();
-        let mut resumed_metrics: Vec<_> = (0..2)
+        let mut first = Trainer::<B>::new(config.clone(), &device).unwrap();
+        let mut resumed_metrics: Vec<_> = (0..saved_after)
             .map(|i| first.step(random_batch(&device, i)).unwrap())
             .collect();
         first.epoch = 3;
@@ -340,12 +466,64 @@ mod tests {
         drop(first);
         let (mut second, extra) = Trainer::<B>::load_checkpoint(&path, &device).unwrap();
         assert_eq!(extra, serde_json::json!({"position": 2}));
-        assert_eq!((second.steps_done(), second.epoch), (2, 3));
-        resumed_metrics.extend((2..4).map(|i| second.step(random_batch(&device, i)).unwrap()));
+        assert_eq!((second.steps_done(), second.epoch), (saved_after, 3));
+        assert_eq!(second.config(), &config);
+        resumed_metrics
+            .extend((saved_after..steps).map(|i| second.step(random_batch(&device, i)).unwrap()));
 
         assert_eq!(straight_metrics, resumed_metrics);
         assert_eq!(weights(&straight), weights(&second));
         assert_eq!(straight.preview_noise(), second.preview_noise());
+        if config.ema.is_some() {
+            assert_eq!(average_weights(&straight), average_weights(&second));
+        }
+    }
+
+    /// A format-1 file (before the generator average and the stabilisers): its payload has
+    /// four records and its configuration lacks the new fields. It loads with them at
+    /// their defaults and trains on exactly as a current checkpoint of the same run.
+    #[test]
+    fn format_1_checkpoints_still_load() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trainer::<B>::new(tiny_config(), &device).unwrap();
+        t.step(random_batch(&device, 0)).unwrap();
+        let current = dir.path().join("current.catgan");
+        t.save_checkpoint(&current, serde_json::Value::Null)
+            .unwrap();
+
+        let mut info = serde_json::to_value(CheckpointInfo::read(&current).unwrap()).unwrap();
+        let config = info["config"].as_object_mut().unwrap();
+        for key in ["loss", "gradient_penalty", "d_steps", "ema", "augment"] {
+            assert!(config.remove(key).is_some(), "{key}");
+        }
+        for net in ["generator", "discriminator"] {
+            config[net].as_object_mut().unwrap().remove("spectral_norm");
+        }
+        info.as_object_mut().unwrap().remove("last_g_loss");
+        let payload: PayloadV1<B> = (
+            t.generator.clone().into_record(),
+            t.discriminator.clone().into_record(),
+            t.optim_g.to_record(),
+            t.optim_d.to_record(),
+        );
+        let payload = Recorder::<B>::record(&recorder(), payload, ()).unwrap();
+        let mut bytes = encode(&serde_json::to_vec(&info).unwrap(), &payload);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        // The checksum covers the version: recompute it.
+        let end = bytes.len() - 12;
+        let crc = crc32fast::hash(&bytes[..end]);
+        bytes[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        let old = dir.path().join("old.catgan");
+        fs::write(&old, bytes).unwrap();
+
+        let (mut from_old, _) = Trainer::<B>::load_checkpoint(&old, &device).unwrap();
+        let (mut from_current, _) = Trainer::<B>::load_checkpoint(&current, &device).unwrap();
+        assert_eq!(from_old.config(), &tiny_config());
+        assert_eq!(
+            from_old.step(random_batch(&device, 1)).unwrap(),
+            from_current.step(random_batch(&device, 1)).unwrap()
+        );
     }
 
     #[test]

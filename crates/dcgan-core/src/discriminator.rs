@@ -17,6 +17,7 @@ use crate::generator::{at_most, positive, validate_common, validate_image_size, 
 use crate::init::WeightInit;
 use crate::layers;
 use crate::precision::Precision;
+use crate::spectral_norm::{self, SpectralNorm};
 
 /// Configuration of a [`Discriminator`].
 #[derive(Config, Debug, PartialEq)]
@@ -50,6 +51,10 @@ pub struct DiscriminatorConfig {
     /// How weights are drawn.
     #[config(default = "WeightInit::new()")]
     pub init: WeightInit,
+    /// Spectral normalisation of every convolution and the dense layer (SNGAN's
+    /// discriminator: it then replaces batch norm, which this config's stages drop).
+    #[config(default = false)]
+    pub spectral_norm: bool,
 }
 
 /// One downsampling stage: convolution, optional batch norm, leaky ReLU.
@@ -59,6 +64,8 @@ pub struct DownBlock<B: Backend> {
     pub conv: Conv2d<B>,
     /// Batch norm over `c_out` channels, if this stage has one.
     pub norm: Option<BatchNorm<B>>,
+    /// Spectral normalisation of the convolution's weight, if on.
+    pub spectral: Option<SpectralNorm<B>>,
 }
 
 /// The DCGAN discriminator. Build it with [`DiscriminatorConfig::init`].
@@ -68,6 +75,8 @@ pub struct Discriminator<B: Backend> {
     pub blocks: Vec<DownBlock<B>>,
     /// Dense layer from the flattened last feature map to one logit.
     pub classify: Linear<B>,
+    /// Spectral normalisation of the dense layer's weight, if on.
+    pub classify_spectral: Option<SpectralNorm<B>>,
     /// Negative slope of the leaky ReLUs.
     pub leaky_slope: f64,
     /// Precision of the matrix products ([`Precision::F32`] from `init`; not part of the
@@ -165,13 +174,17 @@ impl DiscriminatorConfig {
             conv.weight = self
                 .init
                 .param([channels_out, channels_in, k, k], &mut rng, device);
-            let norm = (i > 0 || self.first_batch_norm).then(|| {
+            let norm = ((i > 0 || self.first_batch_norm) && !self.spectral_norm).then(|| {
                 BatchNormConfig::new(channels_out)
                     .with_momentum(self.bn_momentum)
                     .with_epsilon(self.bn_epsilon)
                     .init(device)
             });
-            blocks.push(DownBlock { conv, norm });
+            blocks.push(DownBlock {
+                conv,
+                norm,
+                spectral: None,
+            });
             channels_in = channels_out;
             channels_out *= 2;
         }
@@ -180,9 +193,20 @@ impl DiscriminatorConfig {
             .with_initializer(Initializer::Zeros)
             .init(device);
         classify.weight = self.init.param([features, 1], &mut rng, device);
+        // The power-iteration vectors are drawn after every weight, so turning spectral
+        // norm on does not change the weights a seed gives.
+        let mut classify_spectral = None;
+        if self.spectral_norm {
+            for block in &mut blocks {
+                let rows = block.conv.weight.dims()[0];
+                block.spectral = Some(SpectralNorm::new(rows, &mut rng, device));
+            }
+            classify_spectral = Some(SpectralNorm::new(features, &mut rng, device));
+        }
         Ok(Discriminator {
             blocks,
             classify,
+            classify_spectral,
             leaky_slope: self.leaky_slope,
             precision: Precision::F32,
         })
@@ -192,7 +216,8 @@ impl DiscriminatorConfig {
 impl<B: Backend> DownBlock<B> {
     /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, the convolution in `precision`.
     pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
-        let x = layers::conv2d(&self.conv, x, precision);
+        let conv = spectral_norm::normalized(&self.conv, &self.spectral);
+        let x = layers::conv2d(&conv, x, precision);
         match &self.norm {
             Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope),
             None => layers::leaky_relu(x, leaky_slope),
@@ -212,7 +237,8 @@ impl<B: Backend> Discriminator<B> {
             x = block.forward(x, self.leaky_slope, self.precision);
         }
         let features = layers::to_channels_first(x).flatten(1, 3);
-        layers::dense(&self.classify, features, self.precision)
+        let classify = spectral_norm::normalized(&self.classify, &self.classify_spectral);
+        layers::dense(&classify, features, self.precision)
     }
 
     /// The same discriminator computing in `precision` (see [`crate::precision`]).

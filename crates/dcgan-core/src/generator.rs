@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::init::WeightInit;
 use crate::layers;
 use crate::precision::Precision;
+use crate::spectral_norm::{self, SpectralNorm};
 
 /// Side of the first feature map, right after the dense projection (the seed's 8×8).
 pub const START_SIZE: usize = 8;
@@ -50,6 +51,10 @@ pub struct GeneratorConfig {
     /// How weights are drawn.
     #[config(default = "WeightInit::new()")]
     pub init: WeightInit,
+    /// Spectral normalisation of every layer's weight (SAGAN/BigGAN's generator: batch
+    /// norm stays).
+    #[config(default = false)]
+    pub spectral_norm: bool,
 }
 
 /// One upsampling stage: stride-2 transposed convolution, batch norm, leaky ReLU.
@@ -59,6 +64,8 @@ pub struct UpBlock<B: Backend> {
     pub conv: ConvTranspose2d<B>,
     /// Batch norm over `c_out` channels.
     pub norm: BatchNorm<B>,
+    /// Spectral normalisation of the convolution's weight, if on.
+    pub spectral: Option<SpectralNorm<B>>,
 }
 
 /// The DCGAN generator. Build it with [`GeneratorConfig::init`].
@@ -70,6 +77,10 @@ pub struct Generator<B: Backend> {
     pub blocks: Vec<UpBlock<B>>,
     /// Final stride-1 transposed convolution to the image channels, weight `[base, 3, k, k]`.
     pub to_image: ConvTranspose2d<B>,
+    /// Spectral normalisation of the projection's weight, if on.
+    pub project_spectral: Option<SpectralNorm<B>>,
+    /// Spectral normalisation of the last convolution's weight, if on.
+    pub to_image_spectral: Option<SpectralNorm<B>>,
     /// Channels of the first feature map, `C₀`.
     pub start_channels: usize,
     /// Negative slope of the leaky ReLUs.
@@ -140,15 +151,29 @@ impl GeneratorConfig {
                     .with_momentum(self.bn_momentum)
                     .with_epsilon(self.bn_epsilon)
                     .init(device),
+                spectral: None,
             });
             channels = out;
         }
         let to_image = self.conv_transpose(channels, self.image_channels, 1, &mut rng, device);
+        // The power-iteration vectors are drawn after every weight, so turning spectral
+        // norm on does not change the weights a seed gives.
+        let (mut project_spectral, mut to_image_spectral) = (None, None);
+        if self.spectral_norm {
+            project_spectral = Some(SpectralNorm::new(self.latent_dim, &mut rng, device));
+            for block in &mut blocks {
+                let rows = block.conv.weight.dims()[0];
+                block.spectral = Some(SpectralNorm::new(rows, &mut rng, device));
+            }
+            to_image_spectral = Some(SpectralNorm::new(channels, &mut rng, device));
+        }
 
         Ok(Generator {
             project,
             blocks,
             to_image,
+            project_spectral,
+            to_image_spectral,
             start_channels: c0,
             leaky_slope: self.leaky_slope,
             precision: Precision::F32,
@@ -182,7 +207,8 @@ impl GeneratorConfig {
 impl<B: Backend> UpBlock<B> {
     /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, the transposed convolution in `precision`.
     pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
-        let x = layers::conv_transpose2d(&self.conv, x, precision);
+        let conv = spectral_norm::normalized(&self.conv, &self.spectral);
+        let x = layers::conv_transpose2d(&conv, x, precision);
         layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope)
     }
 }
@@ -199,7 +225,8 @@ impl<B: Backend> Generator<B> {
     /// it uses the running statistics.
     pub fn forward(&self, z: Tensor<B, 2>) -> Tensor<B, 4> {
         let batch = z.dims()[0];
-        let x = layers::dense(&self.project, z, self.precision).reshape([
+        let project = spectral_norm::normalized(&self.project, &self.project_spectral);
+        let x = layers::dense(&project, z, self.precision).reshape([
             batch,
             self.start_channels,
             START_SIZE,
@@ -209,7 +236,8 @@ impl<B: Backend> Generator<B> {
         for block in &self.blocks {
             x = block.forward(x, self.leaky_slope, self.precision);
         }
-        let x = layers::conv_transpose2d(&self.to_image, x, self.precision);
+        let to_image = spectral_norm::normalized(&self.to_image, &self.to_image_spectral);
+        let x = layers::conv_transpose2d(&to_image, x, self.precision);
         layers::tanh_channels_first(x)
     }
 

@@ -3,7 +3,10 @@
 //! The cat DCGAN of the article "How AI can learn to generate pictures of cats", as a
 //! library on [burn](https://burn.dev): the [`Generator`] and [`Discriminator`] (the seed's
 //! 128 px model layer for layer, plus relatives at other sizes via [`ModelPreset`]),
-//! label-smoothed [losses](loss), a [`Trainer`] with two Adam optimizers, exact-resume
+//! label-smoothed [losses](loss) and seven other [`GanLoss`]es, a [`Trainer`] with two
+//! Adam optimizers and the modern stabilisers ([gradient penalties](penalty),
+//! [spectral normalisation](spectral_norm), a [generator average](ema),
+//! [DiffAugment](augment)), exact-resume
 //! [checkpoints](checkpoint), [sampling helpers](sample), Keras-style
 //! [summaries](summary) and bf16 [mixed precision](precision). Everything is generic over
 //! the burn backend.
@@ -35,30 +38,38 @@
 
 pub mod adam;
 pub mod allocator;
+pub mod augment;
 pub mod checkpoint;
 pub mod discriminator;
+pub mod ema;
 pub mod error;
 pub mod generator;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod penalty;
 pub mod precision;
 pub mod preset;
 pub mod sample;
+pub mod spectral_norm;
 pub mod summary;
 pub mod trainer;
 
 #[cfg(test)]
 mod test_util;
 
-pub use checkpoint::{load_generator, CheckpointInfo};
+pub use augment::Augment;
+pub use checkpoint::{load_generator, load_generator_with, CheckpointInfo};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
+pub use ema::EmaConfig;
 pub use error::{Error, Result};
 pub use generator::{Generator, GeneratorConfig};
 pub use init::{LatentDistribution, WeightInit};
+pub use loss::GanLoss;
+pub use penalty::{GradientPenalty, PenaltyKind};
 pub use precision::Precision;
 pub use preset::ModelPreset;
-pub use trainer::{StepMetrics, Trainer, TrainerConfig};
+pub use trainer::{DiscriminatorUpdate, StepMetrics, Trainer, TrainerConfig};
 
 /// The backend unit tests run on: flex unless only another CPU backend is compiled.
 #[cfg(all(test, feature = "flex"))]

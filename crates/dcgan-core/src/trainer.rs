@@ -1,5 +1,9 @@
 //! The training step: one discriminator update, then one generator update, each with its
-//! own Adam optimizer.
+//! own Adam optimizer; plus the stabilisers a modern GAN expects, each one knob of
+//! [`TrainerConfig`]: the [loss](crate::loss::GanLoss), a
+//! [gradient penalty](crate::penalty), several D updates per G update, a
+//! [generator average](crate::ema) and [DiffAugment](crate::augment). (Spectral
+//! normalisation is a knob of the networks' configs.)
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -12,11 +16,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::FusedAdam;
+use crate::augment::Augment;
 use crate::discriminator::{Discriminator, DiscriminatorConfig};
+use crate::ema::{update_average, EmaConfig};
 use crate::error::{Error, Result};
 use crate::generator::{Generator, GeneratorConfig};
 use crate::init::LatentDistribution;
-use crate::loss::{discriminator_loss, generator_loss};
+use crate::loss::GanLoss;
+use crate::penalty::{interpolate, GradientPenalty, PenaltyKind};
 use crate::precision::Precision;
 
 /// Everything that defines a training run (besides the data). Saved in every checkpoint.
@@ -56,6 +63,57 @@ pub struct TrainerConfig {
     /// How many fixed latent vectors to keep for preview grids.
     #[config(default = 64)]
     pub preview_count: usize,
+    /// The adversarial loss (the article's: BCE with smoothed real labels).
+    #[config(default = "GanLoss::Bce")]
+    pub loss: GanLoss,
+    /// A gradient penalty on D (WGAN-GP or R1), if any.
+    #[config(default = "None")]
+    pub gradient_penalty: Option<GradientPenalty>,
+    /// Discriminator updates per generator update (WGAN's critic iterations; 1 = DCGAN).
+    /// Each D update takes its own real batch, so a [`Trainer::step`] is one D update; G
+    /// is updated on steps 1, 1 + `d_steps`, 1 + 2·`d_steps`, ...
+    #[config(default = 1)]
+    pub d_steps: usize,
+    /// An exponential moving average of G's weights to sample from, if any.
+    #[config(default = "None")]
+    pub ema: Option<EmaConfig>,
+    /// DiffAugment policies applied to every image D sees.
+    #[config(default = "Augment::NONE")]
+    pub augment: Augment,
+}
+
+/// Upgrades a [`TrainerConfig`] saved as JSON by an earlier version: every field it lacks
+/// (the stabilisers, spectral norm, ...) takes its default, which is what that version did.
+pub fn upgrade_config_json(value: &mut serde_json::Value) {
+    let defaults = serde_json::to_value(TrainerConfig::new(
+        GeneratorConfig::new(64),
+        DiscriminatorConfig::new(64),
+    ))
+    .expect("a config serialises");
+    fill_missing(value, &defaults);
+}
+
+fn fill_missing(value: &mut serde_json::Value, defaults: &serde_json::Value) {
+    if let (Some(object), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
+        for (key, default) in defaults {
+            match object.get_mut(key) {
+                Some(present) => fill_missing(present, default),
+                None => {
+                    object.insert(key.clone(), default.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Deserialises a [`TrainerConfig`] written by this or an earlier version (see
+/// [`upgrade_config_json`]); for `#[serde(deserialize_with = ...)]`.
+pub fn deserialize_upgrading<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<TrainerConfig, D::Error> {
+    let mut value = serde_json::Value::deserialize(deserializer)?;
+    upgrade_config_json(&mut value);
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 impl TrainerConfig {
@@ -117,7 +175,63 @@ impl TrainerConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=100).contains(&self.d_steps) {
+            return Err(Error::invalid(
+                C,
+                "d_steps",
+                self.d_steps,
+                "must be 1 to 100 discriminator updates per generator update",
+            ));
+        }
+        if let Some(gp) = &self.gradient_penalty {
+            if !(gp.weight > 0.0 && gp.weight.is_finite()) {
+                return Err(Error::invalid(
+                    C,
+                    "gradient_penalty",
+                    gp,
+                    "its weight must be a positive number (WGAN-GP: 10; R1: 0.1 to 10)",
+                ));
+            }
+        }
+        if let Some(ema) = &self.ema {
+            if !(ema.decay > 0.0 && ema.decay < 1.0) {
+                return Err(Error::invalid(
+                    C,
+                    "ema",
+                    ema.decay,
+                    "the decay must be in (0, 1), e.g. 0.999",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The loss and the stabilisers in a few words, e.g. `hinge · SN(D) · EMA 0.999 ·
+    /// DiffAugment color,translation,cutout` (`bce` alone for the article's recipe).
+    pub fn recipe(&self) -> String {
+        let mut parts = vec![self.loss.to_string()];
+        if let Some(gp) = &self.gradient_penalty {
+            parts.push(gp.to_string());
+        }
+        if self.d_steps > 1 {
+            parts.push(format!("{} D steps", self.d_steps));
+        }
+        match (
+            self.generator.spectral_norm,
+            self.discriminator.spectral_norm,
+        ) {
+            (true, true) => parts.push("SN(G, D)".into()),
+            (false, true) => parts.push("SN(D)".into()),
+            (true, false) => parts.push("SN(G)".into()),
+            (false, false) => {}
+        }
+        if let Some(ema) = &self.ema {
+            parts.push(format!("EMA {}", ema.decay));
+        }
+        if self.augment.is_on() {
+            parts.push(format!("DiffAugment {}", self.augment));
+        }
+        parts.join(" · ")
     }
 
     fn optimizer<M: AutodiffModule<B>, B: AutodiffBackend>(
@@ -140,6 +254,17 @@ pub struct StepMetrics {
     pub d_real: f32,
     /// Mean `D(G(z))` over the fakes, before the discriminator update.
     pub d_fake: f32,
+}
+
+/// What [`Trainer::update_discriminator`] computed: the loss and both logit tensors
+/// (before the update, on the augmented images when DiffAugment is on).
+pub struct DiscriminatorUpdate<B: Backend> {
+    /// D's loss as reported: the adversarial loss plus the gradient penalty's value.
+    pub loss: Tensor<B, 1>,
+    /// D's logits on the real batch.
+    pub real_logits: Tensor<B, 2>,
+    /// D's logits on the fakes.
+    pub fake_logits: Tensor<B, 2>,
 }
 
 impl StepMetrics {
@@ -178,6 +303,10 @@ pub struct Trainer<B: AutodiffBackend> {
     pub epoch: u64,
     pub(crate) poisoned: bool,
     pub(crate) device: B::Device,
+    /// The average of G's weights, when [`TrainerConfig::ema`] is on.
+    pub(crate) ema: Option<Generator<B::InnerBackend>>,
+    /// The generator's loss at its latest update (reported on steps without one).
+    pub(crate) last_g_loss: f32,
 }
 
 /// RNG streams derived from the one seed, so adding draws to one never shifts another.
@@ -210,6 +339,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let discriminator = config
             .discriminator
             .init_seeded(device, stream_seed(config.seed, streams::DISCRIMINATOR))?;
+        let ema = config.ema.map(|_| generator.valid());
         let preview_noise = config.latent.sample(
             config.preview_count,
             config.generator.latent_dim,
@@ -226,16 +356,22 @@ impl<B: AutodiffBackend> Trainer<B> {
             epoch: 0,
             poisoned: false,
             device: device.clone(),
+            ema,
+            last_g_loss: f32::NAN,
             config,
         })
     }
 
     /// One training step on a batch of real images in [−1, 1]: fresh latents, then
-    /// [`Trainer::update_discriminator`] and [`Trainer::update_generator`].
+    /// [`Trainer::update_discriminator`] and, on the first of every
+    /// [`TrainerConfig::d_steps`] steps, [`Trainer::update_generator`] (and the generator
+    /// average); the other steps report G's latest loss.
     ///
-    /// (1) Update D: maximise `log D(x) + log(1 − D(G(z)))` with real labels smoothed to
-    /// `real_label`; the fakes are detached so G gets no gradient. (2) Update G: maximise
-    /// `log D(G(z))` on the same fakes, scored by the updated D.
+    /// (1) Update D: minimise the configured loss (the article's: maximise
+    /// `log D(x) + log(1 − D(G(z)))` with real labels smoothed to `real_label`) plus any
+    /// gradient penalty; the fakes are detached so G gets no gradient. (2) Update G:
+    /// minimise its loss (the article's: maximise `log D(G(z))`) on the same fakes, scored
+    /// by the updated D. With DiffAugment, every image D sees is augmented first.
     ///
     /// A non-finite loss returns [`Error::NonFiniteLoss`]; the trainer is then poisoned and
     /// refuses to save, so the last good checkpoint on disk stays the last one.
@@ -263,19 +399,26 @@ impl<B: AutodiffBackend> Trainer<B> {
             &mut self.rng,
             &self.device,
         );
+        // G is updated on the first step of every cycle of `d_steps` D updates.
+        let generator_turn = self.step % self.config.d_steps as u64 == 0;
         let fake = self.generator.forward(z);
-        let (d_loss, real_logits, fake_logits) =
-            self.update_discriminator(real, fake.clone().detach());
-        let g_loss = self.update_generator(fake);
+        let d = self.update_discriminator(real.clone(), fake.clone().detach());
+        let g_loss = if generator_turn {
+            let g_loss = self.update_generator(fake, real);
+            self.update_average();
+            g_loss.inner()
+        } else {
+            Tensor::from_data([self.last_g_loss], &self.device)
+        };
 
         self.step += 1;
         // One read-back for all four numbers.
         let summary = Tensor::cat(
             vec![
-                d_loss.inner(),
-                g_loss.inner(),
-                sigmoid(real_logits.inner()).mean(),
-                sigmoid(fake_logits.inner()).mean(),
+                d.loss.inner(),
+                g_loss,
+                sigmoid(d.real_logits.inner()).mean(),
+                sigmoid(d.fake_logits.inner()).mean(),
             ],
             0,
         );
@@ -284,6 +427,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("a float tensor converted to f32 reads back as f32");
+        self.last_g_loss = values[1];
         let metrics = StepMetrics {
             step: self.step,
             d_loss: values[0],
@@ -302,43 +446,89 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(metrics)
     }
 
-    /// (1) Update D: one Adam step on `d_loss = BCE(D(real), real_label) + BCE(D(fake), 0)`.
+    /// (1) Update D: one Adam step on the configured loss (the article's
+    /// `BCE(D(real), real_label) + BCE(D(fake), 0)`) plus the gradient penalty, if any,
+    /// with DiffAugment applied to both batches first, if on.
     ///
-    /// Pass detached fakes. Returns the loss and both logit tensors (before the update).
-    /// [`Trainer::step`] calls this; it is public for custom loops and tests.
+    /// Pass detached fakes. [`Trainer::step`] calls this; it is public for custom loops
+    /// and tests.
     pub fn update_discriminator(
         &mut self,
         real: Tensor<B, 4>,
         fake: Tensor<B, 4>,
-    ) -> (Tensor<B, 1>, Tensor<B, 2>, Tensor<B, 2>) {
-        let real_logits = self.discriminator.forward(real);
-        let fake_logits = self.discriminator.forward(fake);
-        let d_loss = discriminator_loss(
+    ) -> DiscriminatorUpdate<B> {
+        let augment = self.config.augment;
+        let real = augment.apply(real, &mut self.rng);
+        let fake = augment.apply(fake, &mut self.rng);
+        let real_logits = self.discriminator.forward(real.clone());
+        let fake_logits = self.discriminator.forward(fake.clone());
+        let mut loss = self.config.loss.discriminator(
             real_logits.clone(),
             fake_logits.clone(),
             self.config.real_label,
         );
-        let grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        let mut reported = loss.clone();
+        if let Some(penalty) = self.config.gradient_penalty {
+            let points = match penalty.kind {
+                PenaltyKind::R1 => real.detach(),
+                PenaltyKind::Wgan => {
+                    use rand::Rng;
+                    let weights = (0..real.dims()[0])
+                        .map(|_| self.rng.random::<f32>())
+                        .collect();
+                    interpolate(real, fake, weights)
+                }
+            };
+            let (surrogate, value) = penalty.surrogate(&self.discriminator, points);
+            reported = reported.detach() + value;
+            loss = loss + surrogate;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &self.discriminator);
         self.discriminator = self
             .optim_d
             .step(self.config.lr_d, self.discriminator.clone(), grads);
-        (d_loss, real_logits, fake_logits)
+        DiscriminatorUpdate {
+            loss: reported,
+            real_logits,
+            fake_logits,
+        }
     }
 
-    /// (2) Update G: one Adam step on the non-saturating `g_loss = BCE(D(fake), 1)`.
+    /// (2) Update G: one Adam step on the configured generator loss (the article's
+    /// non-saturating `BCE(D(fake), 1)`), with DiffAugment on the fakes if on. The
+    /// relativistic losses also score `real` (otherwise unused).
     ///
     /// `fake` must still be attached to the generator's graph. Returns the loss.
-    pub fn update_generator(&mut self, fake: Tensor<B, 4>) -> Tensor<B, 1> {
+    pub fn update_generator(&mut self, fake: Tensor<B, 4>, real: Tensor<B, 4>) -> Tensor<B, 1> {
         // D's parameters get no gradients here (only G is stepped), so the backward pass
         // skips D's weight gradients: the same update for less work. The copy shares
         // D's batch-norm running statistics, which this forward updates as before.
         let discriminator = self.discriminator.clone().no_grad();
-        let g_loss = generator_loss(discriminator.forward(fake));
+        let augment = self.config.augment;
+        let fake = augment.apply(fake, &mut self.rng);
+        let real_logits = self.config.loss.is_relativistic().then(|| {
+            let real = augment.apply(real, &mut self.rng);
+            discriminator.forward(real)
+        });
+        let g_loss = self
+            .config
+            .loss
+            .generator(real_logits, discriminator.forward(fake));
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
         self.generator = self
             .optim_g
             .step(self.config.lr_g, self.generator.clone(), grads);
         g_loss
+    }
+
+    /// Moves the generator average (if on) towards the generator just updated.
+    fn update_average(&mut self) {
+        let (Some(config), Some(average)) = (self.config.ema, self.ema.take()) else {
+            return;
+        };
+        let updates_before = self.step / self.config.d_steps as u64;
+        let keep = config.decay_at(updates_before);
+        self.ema = Some(update_average(average, &self.generator.valid(), keep));
     }
 
     /// Switches both networks to `precision` (f32, or bf16 mixed precision with f32 master
@@ -398,6 +588,21 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.generator.valid()
     }
 
+    /// The generator to draw samples from: the average of G's weights when
+    /// [`TrainerConfig::ema`] is on and `use_average` is true, else
+    /// [`Trainer::inference_generator`].
+    pub fn sampling_generator(&self, use_average: bool) -> Generator<B::InnerBackend> {
+        match (&self.ema, use_average) {
+            (Some(average), true) => average.clone().with_precision(self.precision()),
+            _ => self.inference_generator(),
+        }
+    }
+
+    /// The average of G's weights, if [`TrainerConfig::ema`] is on.
+    pub fn average_generator(&self) -> Option<&Generator<B::InnerBackend>> {
+        self.ema.as_ref()
+    }
+
     /// Whether a non-finite loss has made the in-memory state unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -407,6 +612,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::discriminator_loss;
     use crate::TestAutodiffBackend;
 
     use crate::test_util::{random_batch, tiny_config};
@@ -457,7 +663,7 @@ mod tests {
             .into_scalar()
         };
         let before = loss_of(&t);
-        let (reported, _, _) = t.update_discriminator(real.clone(), fake.clone());
+        let reported = t.update_discriminator(real.clone(), fake.clone()).loss;
         let after = loss_of(&t);
         assert!((reported.into_scalar() - before).abs() < 1e-5);
         assert!(after < before - 1e-3, "d_loss {before} -> {after}");
@@ -493,11 +699,94 @@ mod tests {
             &device,
         );
         let fake = t.generator.forward(z);
-        t.update_generator(fake);
+        t.update_generator(fake, random_batch(&device, 0));
         assert_eq!(d_weights(&t), d_before, "the G update changed D's weights");
         assert_ne!(g_weight(&t), g_before, "the G update did not change G");
         // D's forward pass in training still updates its running statistics.
         assert_ne!(d_running_means(&t), stats_before);
+    }
+
+    fn generator_weight(t: &Trainer<B>) -> Vec<f32> {
+        t.generator
+            .to_image
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn with_d_steps_g_moves_only_every_nth_step() {
+        let device = Default::default();
+        let mut t = Trainer::<B>::new(tiny_config().with_d_steps(3), &device).unwrap();
+        let mut g = generator_weight(&t);
+        let mut g_losses = Vec::new();
+        for i in 0..6 {
+            let m = t.step(random_batch(&device, i)).unwrap();
+            let now = generator_weight(&t);
+            // G moves on steps 1 and 4.
+            assert_eq!(now != g, i % 3 == 0, "step {}", i + 1);
+            g = now;
+            g_losses.push(m.g_loss);
+        }
+        // Steps without a G update repeat its latest loss.
+        assert!(g_losses.iter().all(|l| l.is_finite()));
+        assert_eq!((g_losses[1], g_losses[2]), (g_losses[0], g_losses[0]));
+        assert_ne!(g_losses[3], g_losses[0]);
+        assert_eq!(g_losses[5], g_losses[3]);
+    }
+
+    #[test]
+    fn the_generator_average_follows_the_generator_with_warm_up() {
+        let device = Default::default();
+        let config = tiny_config().with_ema(Some(EmaConfig { decay: 0.999 }));
+        let mut t = Trainer::<B>::new(config, &device).unwrap();
+        let first = |g: &Generator<<B as AutodiffBackend>::InnerBackend>| -> Vec<f32> {
+            g.to_image.weight.val().into_data().to_vec().unwrap()
+        };
+        let start = first(t.average_generator().unwrap());
+        assert_eq!(start, generator_weight(&t));
+        t.step(random_batch(&device, 0)).unwrap();
+        // First update: β = min(0.999, 1/10) = 0.1.
+        let g1 = generator_weight(&t);
+        for ((a, s), g) in first(t.average_generator().unwrap())
+            .iter()
+            .zip(&start)
+            .zip(&g1)
+        {
+            assert!((a - (0.1 * s + 0.9 * g)).abs() < 1e-6);
+        }
+        assert_ne!(first(&t.sampling_generator(true)), g1);
+        assert_eq!(first(&t.sampling_generator(false)), g1);
+    }
+
+    #[test]
+    fn every_stabilizer_steps_and_reports_finite_numbers() {
+        let device = Default::default();
+        let mut t = Trainer::<B>::new(crate::test_util::stabilized_config(), &device).unwrap();
+        for i in 0..4 {
+            let m = t.step(random_batch(&device, i)).unwrap();
+            assert!(m.is_finite(), "{m:?}");
+        }
+        assert!(t.config().recipe().contains("ralsgan"));
+    }
+
+    #[test]
+    fn configs_saved_before_the_stabilizers_read_with_their_defaults() {
+        let mut old = serde_json::to_value(tiny_config()).unwrap();
+        for key in ["loss", "gradient_penalty", "d_steps", "ema", "augment"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        old["discriminator"]
+            .as_object_mut()
+            .unwrap()
+            .remove("spectral_norm");
+        assert!(serde_json::from_value::<TrainerConfig>(old.clone()).is_err());
+        upgrade_config_json(&mut old);
+        let upgraded: TrainerConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(upgraded, tiny_config());
+        assert_eq!(upgraded.recipe(), "bce");
     }
 
     #[test]
@@ -530,6 +819,18 @@ mod tests {
             (tiny_config().with_beta1(1.0), "beta1"),
             (tiny_config().with_real_label(0.3), "real_label"),
             (tiny_config().with_batch_size(0), "batch_size"),
+            (tiny_config().with_d_steps(0), "d_steps"),
+            (
+                tiny_config().with_ema(Some(EmaConfig { decay: 1.0 })),
+                "ema",
+            ),
+            (
+                tiny_config().with_gradient_penalty(Some(GradientPenalty {
+                    kind: PenaltyKind::R1,
+                    weight: -1.0,
+                })),
+                "gradient_penalty",
+            ),
         ] {
             match Trainer::<B>::new(config, &device) {
                 Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),

@@ -44,6 +44,10 @@ pub struct EvalArgs {
     /// Largest KID subset size.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub kid_subset_size: usize,
+    /// Score the raw generator even when the run kept an average of its weights
+    /// (`cats train --ema`), which is scored by default.
+    #[arg(long)]
+    pub no_ema: bool,
 }
 
 /// Loads the generator (on `B`'s inner backend), the reference statistics and the FID
@@ -54,8 +58,14 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         "-n must be at least 2 (a covariance needs two images)"
     );
     let checkpoint = catgan::train::resolve_checkpoint(&args.checkpoint)?;
-    let (generator, info) = dcgan_core::load_generator::<B>(&checkpoint, device)
+    let (generator, info) = dcgan_core::load_generator_with::<B>(&checkpoint, device, !args.no_ema)
         .with_context(|| format!("cannot load checkpoint `{}`", args.checkpoint.display()))?;
+    if let (Some(ema), false) = (info.config.ema, args.no_ema) {
+        eprintln!(
+            "note: scoring the generator average (EMA {}); --no-ema scores the raw generator",
+            ema.decay
+        );
+    }
     let evaluator = FidEvaluator::<B::InnerBackend>::load(args.weights.as_deref(), device)
         .context("cannot load the FID Inception weights")?
         .with_batch_size(args.batch_size);

@@ -37,6 +37,10 @@ pub struct GenerateArgs {
     /// Output folder (created if missing; existing files of the same names are replaced).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Draw with the raw generator even when the run kept an average of its weights
+    /// (`cats train --ema`), which is used by default.
+    #[arg(long)]
+    pub no_ema: bool,
 }
 
 struct GenerateTask<'a> {
@@ -50,8 +54,14 @@ impl BackendTask for GenerateTask<'_> {
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
         let args = self.args;
         let (generator, info) = catch_device_failure(backend, || {
-            dcgan_core::load_generator::<B>(&self.checkpoint, &device)
+            dcgan_core::load_generator_with::<B>(&self.checkpoint, &device, !args.no_ema)
         })??;
+        if let (Some(ema), false) = (info.config.ema, args.no_ema) {
+            eprintln!(
+                "note: drawing from the generator average (EMA {}); --no-ema draws from the raw generator",
+                ema.decay
+            );
+        }
         let latent_dim = generator.latent_dim();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
         let distribution = info.config.latent;

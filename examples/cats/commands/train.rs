@@ -12,7 +12,10 @@ use catgan::train::{
     read_run_config, resolve_resume, train, DataSettings, DebugOptions, FidSchedule, Outcome,
     RunConfig, Schedule, Start,
 };
-use dcgan_core::{CheckpointInfo, LatentDistribution, ModelPreset, Precision, TrainerConfig};
+use dcgan_core::{
+    Augment, CheckpointInfo, EmaConfig, GanLoss, GradientPenalty, LatentDistribution, ModelPreset,
+    PenaltyKind, Precision, TrainerConfig,
+};
 use dcgan_data::CropMode;
 
 use crate::Target;
@@ -106,6 +109,34 @@ pub struct TrainArgs {
     /// [default: f32; on --resume, the checkpoint's].
     #[arg(long, value_name = "P")]
     pub precision: Option<Precision>,
+    /// Adversarial loss: bce (the article's, with --label-smoothing), lsgan, hinge,
+    /// wgan-gp (Wasserstein with --gp 10 and --d-steps 5 unless given), rsgan, rasgan,
+    /// ralsgan, rahinge [default: bce].
+    #[arg(long, value_name = "LOSS")]
+    pub loss: Option<String>,
+    /// WGAN-GP gradient penalty of this weight on random real/fake interpolates
+    /// (`λ·(‖∇D‖ − 1)²`; the paper's λ is 10). Works with any --loss.
+    #[arg(long, value_name = "WEIGHT", conflicts_with = "r1")]
+    pub gp: Option<f64>,
+    /// R1 gradient penalty of this weight on the real images (`γ/2·‖∇D‖²`, e.g. 1).
+    #[arg(long, value_name = "GAMMA")]
+    pub r1: Option<f64>,
+    /// Discriminator updates per generator update; each takes its own batch [default: 1;
+    /// 5 with --loss wgan-gp].
+    #[arg(long, value_name = "N")]
+    pub d_steps: Option<usize>,
+    /// Spectral normalisation: d (replaces D's batch norm, as in SNGAN), g, both, none
+    /// [default: none].
+    #[arg(long, value_name = "WHICH")]
+    pub spectral_norm: Option<String>,
+    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999);
+    /// previews, `cats generate`, `cats eval` and FID then draw from it.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
+    /// DiffAugment for every image D sees: any of color,translation,cutout, or all
+    /// [default: none].
+    #[arg(long, value_name = "POLICIES")]
+    pub augment: Option<String>,
     /// Testing aid: make the batch NaN at this step.
     #[arg(long, hide = true, value_name = "STEP")]
     pub inject_nan_at_step: Option<u64>,
@@ -161,25 +192,90 @@ fn latent(name: &str) -> anyhow::Result<LatentDistribution> {
     }
 }
 
-/// The configuration of a new run from the flags.
-fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunConfig> {
+/// On a CPU backend, `cats train --data DIR` without size flags trains the README's 64 px
+/// recipe: width 16, batch 32, both learning rates 2e-4. Measured on 2 cores (12 minutes
+/// each, docs/quality.md): it draws recognisable cat faces where the article's width 64,
+/// batch 64 and lr_D 5e-5 manage 112 steps of speckle.
+const CPU_BASE: usize = 16;
+const CPU_BATCH: usize = 32;
+const CPU_LR: f64 = 2e-4;
+
+/// Sizes that fit the machine when the user gave none, and why (printed).
+struct MachineDefaults {
+    base: Option<usize>,
+    batch: usize,
+    lr: Option<f64>,
+    why: Option<String>,
+}
+
+fn machine_defaults(
+    args: &TrainArgs,
+    preset: ModelPreset,
+    backend: BackendKind,
+) -> MachineDefaults {
+    let demo = args.data.is_none();
+    if args.dry_run {
+        return MachineDefaults {
+            base: Some(4),
+            batch: 4,
+            lr: None,
+            why: None,
+        };
+    }
+    if demo {
+        let base = (preset == ModelPreset::Dcgan64).then_some(DEMO_BASE);
+        return MachineDefaults {
+            base,
+            batch: DEMO_BATCH,
+            lr: Some(DEMO_LR),
+            why: None,
+        };
+    }
+    let sized_by_user = args.preset.is_some()
+        || args.image_size.is_some()
+        || args.base.is_some()
+        || args.batch_size.is_some();
+    if sized_by_user || backend.is_gpu() {
+        let why = (!sized_by_user).then(|| {
+            format!(
+                "defaults for a GPU ({backend}): {preset}, the article's width 64, batch 64, \
+                 lr_D 5e-5 / lr_G 2e-4"
+            )
+        });
+        return MachineDefaults {
+            base: None,
+            batch: 64,
+            lr: None,
+            why,
+        };
+    }
+    MachineDefaults {
+        base: Some(CPU_BASE),
+        batch: CPU_BATCH,
+        lr: Some(CPU_LR),
+        why: Some(format!(
+            "defaults for a CPU ({backend}): {preset}, width {CPU_BASE}, batch {CPU_BATCH}, \
+             lr {CPU_LR:e} for both: a model that learns cat faces in minutes on a few cores \
+             (the article's width 64 needs a GPU); --base, --batch-size, --preset choose yourself"
+        )),
+    }
+}
+
+/// The configuration of a new run from the flags, and why its sizes were chosen (if not
+/// by the flags).
+fn new_run_config(
+    args: &TrainArgs,
+    backend: BackendKind,
+) -> anyhow::Result<(RunConfig, Option<String>)> {
     let demo = args.data.is_none();
     let preset = preset(args)?;
-    let base = args.base.or(args.dry_run.then_some(4)).or(demo
-        .then_some(DEMO_BASE)
-        .filter(|_| preset == ModelPreset::Dcgan64));
-    let (g, d) = preset.configs(base);
+    let defaults = machine_defaults(args, preset, backend);
+    let (g, d) = preset.configs(args.base.or(defaults.base));
     let mut trainer =
-        TrainerConfig::new(g, d).with_batch_size(args.batch_size.unwrap_or(if args.dry_run {
-            4
-        } else if demo {
-            DEMO_BATCH
-        } else {
-            64
-        }));
-    if demo && !args.dry_run {
-        trainer.lr_d = DEMO_LR;
-        trainer.lr_g = DEMO_LR;
+        TrainerConfig::new(g, d).with_batch_size(args.batch_size.unwrap_or(defaults.batch));
+    if let Some(lr) = defaults.lr {
+        trainer.lr_d = lr;
+        trainer.lr_g = lr;
     }
     if let Some(v) = args.lr_d {
         trainer.lr_d = v;
@@ -199,6 +295,7 @@ fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunC
     if let Some(v) = args.seed {
         trainer.seed = v;
     }
+    apply_stabilizers(args, &mut trainer)?;
     trainer
         .validate()
         .map_err(|e| anyhow::anyhow!("{e} (check the flags)"))?;
@@ -209,7 +306,7 @@ fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunC
     } else {
         args.steps
     };
-    Ok(RunConfig {
+    let config = RunConfig {
         trainer,
         preset: preset.name().into(),
         data: DataSettings {
@@ -238,7 +335,74 @@ fn new_run_config(args: &TrainArgs, backend: BackendKind) -> anyhow::Result<RunC
         },
         backend,
         precision: args.precision.unwrap_or_default(),
-    })
+    };
+    Ok((config, defaults.why))
+}
+
+/// `--loss`, `--gp`, `--r1`, `--d-steps`, `--spectral-norm`, `--ema`, `--augment`.
+fn apply_stabilizers(args: &TrainArgs, trainer: &mut TrainerConfig) -> anyhow::Result<()> {
+    let mut wgan_gp = false;
+    if let Some(name) = &args.loss {
+        trainer.loss = name.parse::<GanLoss>().map_err(|_| {
+            anyhow::anyhow!(
+                "--loss {name}: expected one of bce, lsgan, hinge, wgan-gp, rsgan, rasgan, \
+                 ralsgan, rahinge"
+            )
+        })?;
+        wgan_gp = trainer.loss == GanLoss::Wgan;
+    }
+    if args.label_smoothing.is_some() && trainer.loss != GanLoss::Bce {
+        bail!(
+            "--label-smoothing applies to --loss bce only (this run uses {})",
+            trainer.loss
+        );
+    }
+    let penalty = |kind, weight: f64, flag: &str| -> anyhow::Result<GradientPenalty> {
+        anyhow::ensure!(
+            weight > 0.0 && weight.is_finite(),
+            "{flag} {weight}: the penalty's weight must be a positive number"
+        );
+        Ok(GradientPenalty { kind, weight })
+    };
+    trainer.gradient_penalty = match (args.gp, args.r1) {
+        (Some(w), _) => Some(penalty(PenaltyKind::Wgan, w, "--gp")?),
+        (None, Some(w)) => Some(penalty(PenaltyKind::R1, w, "--r1")?),
+        (None, None) if wgan_gp => Some(GradientPenalty {
+            kind: PenaltyKind::Wgan,
+            weight: 10.0,
+        }),
+        (None, None) => None,
+    };
+    trainer.d_steps = args.d_steps.unwrap_or(if wgan_gp { 5 } else { 1 });
+    anyhow::ensure!(
+        (1..=100).contains(&trainer.d_steps),
+        "--d-steps {}: give 1 to 100 discriminator updates per generator update",
+        trainer.d_steps
+    );
+    if let Some(which) = &args.spectral_norm {
+        let (g, d) = match which.to_ascii_lowercase().as_str() {
+            "d" => (false, true),
+            "g" => (true, false),
+            "both" | "gd" | "dg" => (true, true),
+            "none" => (false, false),
+            other => bail!("--spectral-norm {other}: expected d, g, both or none"),
+        };
+        trainer.generator.spectral_norm = g;
+        trainer.discriminator.spectral_norm = d;
+    }
+    if let Some(decay) = args.ema {
+        anyhow::ensure!(
+            decay > 0.0 && decay < 1.0,
+            "--ema {decay}: the decay must be between 0 and 1 (e.g. 0.999)"
+        );
+        trainer.ema = Some(EmaConfig { decay });
+    }
+    if let Some(policies) = &args.augment {
+        trainer.augment = policies
+            .parse::<Augment>()
+            .map_err(|_| anyhow::anyhow!("--augment {policies}: expected any of color,translation,cutout (comma-separated), all or none"))?;
+    }
+    Ok(())
 }
 
 fn fid_schedule(args: &TrainArgs) -> anyhow::Result<Option<FidSchedule>> {
@@ -292,6 +456,13 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
         ("--latent", args.latent.is_some()),
         ("--seed", args.seed.is_some()),
         ("--dry-run", args.dry_run),
+        ("--loss", args.loss.is_some()),
+        ("--gp", args.gp.is_some()),
+        ("--r1", args.r1.is_some()),
+        ("--d-steps", args.d_steps.is_some()),
+        ("--spectral-norm", args.spectral_norm.is_some()),
+        ("--ema", args.ema.is_some()),
+        ("--augment", args.augment.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, set)| set.then_some(flag))
@@ -382,7 +553,10 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
             )
         }
         None => {
-            let config = new_run_config(args, target.backend)?;
+            let (config, why) = new_run_config(args, target.backend)?;
+            if let Some(why) = why {
+                eprintln!("note: {why}");
+            }
             let run_dir = match (&args.out, args.dry_run) {
                 (Some(out), _) => out.clone(),
                 (None, true) => {
