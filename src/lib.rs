@@ -1,7 +1,8 @@
 //! # catgan
 //!
 //! The toolkit behind the `cats` command: backend selection ([`backend`]), whole training
-//! runs with their run folders ([`train`], [`run_dir`]), loss plots ([`plot`]), progress
+//! runs with their run folders ([`train`], [`run_dir`]), checked image writes
+//! ([`image_file`]), loss plots ([`plot`]), progress
 //! display ([`progress`]), throughput benchmarks ([`bench`](mod@bench)) and numerical parity between
 //! backends ([`parity`]), and where GPU kernels are cached ([`kernel_cache`]). The models, trainer and
 //! checkpoints live in [`dcgan_core`]; images and batches in [`dcgan_data`]; FID and KID in
@@ -10,6 +11,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod image_file;
 pub mod kernel_cache;
 pub mod parity;
 pub mod plot;

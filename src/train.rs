@@ -149,27 +149,22 @@ pub enum TrainError {
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
     /// Writing a preview image.
-    #[error("writing preview {path}: {cause}")]
-    Image {
-        /// The image file.
-        path: PathBuf,
-        /// The cause.
-        cause: image::ImageError,
-    },
+    #[error(transparent)]
+    Image(#[from] crate::image_file::ImageWriteError),
     /// The backend failed (driver, memory).
     #[error(transparent)]
     Device(#[from] DeviceFailure),
     /// A loss became NaN or infinite.
-    #[error(
-        "training stopped: {source}\nThe last good checkpoint was kept{}; resume from it with \
-         a lower learning rate (e.g. --lr-d and --lr-g halved).",
-        .checkpoint.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
-    )]
+    #[error("training stopped: {cause}\n{}", diverged_advice(.checkpoint, *.lr_d, *.lr_g))]
     Diverged {
-        /// The underlying error (with the step and the losses).
-        source: dcgan_core::Error,
-        /// The last good checkpoint, if any.
+        /// What happened (with the step and the losses).
+        cause: dcgan_core::Error,
+        /// The last good checkpoint, if one was written.
         checkpoint: Option<PathBuf>,
+        /// The run's discriminator learning rate.
+        lr_d: f64,
+        /// The run's generator learning rate.
+        lr_g: f64,
     },
     /// Settings that do not fit together.
     #[error("{0}")]
@@ -177,6 +172,23 @@ pub enum TrainError {
     /// Measuring FID failed.
     #[error("measuring FID")]
     Fid(#[from] dcgan_metrics::Error),
+}
+
+/// What to do after a divergence: resume the last good checkpoint with halved learning
+/// rates (a command that works), or start again if there is none.
+fn diverged_advice(checkpoint: &Option<PathBuf>, lr_d: f64, lr_g: f64) -> String {
+    let (lr_d, lr_g) = (lr_d / 2.0, lr_g / 2.0);
+    match checkpoint {
+        Some(path) => format!(
+            "The last good checkpoint was kept ({path}). Resume from it with lower learning \
+             rates, e.g. halved:\n  cats train --resume {path} --lr-d {lr_d:e} --lr-g {lr_g:e}",
+            path = path.display()
+        ),
+        None => format!(
+            "No checkpoint had been written yet. Start again with lower learning rates, e.g. \
+             halved: --lr-d {lr_d:e} --lr-g {lr_g:e}"
+        ),
+    }
 }
 
 /// Debug knobs for tests.
@@ -417,9 +429,15 @@ pub fn train<B: AutodiffBackend>(
         }
         Some(checkpoint) => {
             let run = RunDir::open(run_dir)?;
-            let (trainer, extra) = catch_device_failure(backend, || {
+            let (mut trainer, extra) = catch_device_failure(backend, || {
                 Trainer::<B>::load_checkpoint_in(checkpoint, device, Some(config.precision))
             })??;
+            // New learning rates are the one change a resumed run accepts (the advice
+            // after a divergence).
+            let (lr_d, lr_g) = (config.trainer.lr_d, config.trainer.lr_g);
+            if (lr_d, lr_g) != (trainer.config().lr_d, trainer.config().lr_g) {
+                trainer.set_learning_rates(lr_d, lr_g)?;
+            }
             let state: ResumeState = serde_json::from_value(extra).map_err(|e| {
                 TrainError::Invalid(format!(
                     "{} has no data-loader position ({e}); it was not written by `cats train`",
@@ -498,10 +516,7 @@ pub fn train<B: AutodiffBackend>(
             .forward(trainer.preview_latents());
         let images = to_rgb_images(images)?;
         let grid = image_grid(&images, square_columns(images.len()), 2)?;
-        grid.save(path).map_err(|cause| TrainError::Image {
-            path: path.to_path_buf(),
-            cause,
-        })
+        Ok(crate::image_file::save_png(&grid, path)?)
     };
 
     let mut images_seen = 0u64;
@@ -529,8 +544,10 @@ pub fn train<B: AutodiffBackend>(
                 metrics_log.flush()?;
                 progress.finish();
                 return Err(TrainError::Diverged {
-                    source,
+                    cause: source,
                     checkpoint: last_checkpoint,
+                    lr_d: trainer.config().lr_d,
+                    lr_g: trainer.config().lr_g,
                 });
             }
             Err(other) => return Err(other.into()),

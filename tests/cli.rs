@@ -200,6 +200,24 @@ fn resume_after_a_stop_continues_the_log_and_matches_an_uninterrupted_run() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_resume_finishes_identically() {
+    a_stop_signal_saves_and_resume_finishes_identically("INT", 130);
+}
+
+/// What `docker stop`, Kubernetes and Slurm send: the same as Ctrl-C, exit code 143.
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_a_checkpoint_and_resume_finishes_identically() {
+    a_stop_signal_saves_and_resume_finishes_identically("TERM", 143);
+}
+
+/// A closed terminal: the same, exit code 129.
+#[cfg(unix)]
+#[test]
+fn sighup_saves_a_checkpoint_and_resume_finishes_identically() {
+    a_stop_signal_saves_and_resume_finishes_identically("HUP", 129);
+}
+
+fn a_stop_signal_saves_and_resume_finishes_identically(signal: &str, exit_code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let interrupted = dir.path().join("interrupted");
@@ -210,7 +228,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_identically() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until training has visibly started, then press Ctrl-C.
+    // Wait until training has visibly started, then send the signal.
     let metrics = interrupted.join("metrics.csv");
     let start = std::time::Instant::now();
     while std::fs::read_to_string(&metrics)
@@ -223,17 +241,20 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_identically() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let log = text(&out);
-    assert!(out.status.success(), "{log}");
     eprintln!("{log}");
     if log.contains("interrupted at step") {
+        // An interrupted run is not a finished one: 128 + the signal's number.
+        assert_eq!(out.status.code(), Some(exit_code), "{log}");
         assert!(log.contains("cats train --resume"), "{log}");
         ok(&["train", "--resume", s(&interrupted)]);
+    } else {
+        assert!(out.status.success(), "{log}");
     }
     assert_eq!(
         generator_weights(&straight.join("checkpoints/latest.catgan")),
@@ -440,8 +461,8 @@ fn bad_flags_and_paths_give_clear_errors() {
         "{err}"
     );
     assert_eq!(std::fs::read(run_dir.join("metrics.csv")).unwrap(), before);
-    let err = fails(&["train", "--resume", s(&run_dir), "--lr-g", "0.1"]);
-    assert!(err.contains("--lr-g cannot change a resumed run"), "{err}");
+    let err = fails(&["train", "--resume", s(&run_dir), "--beta1", "0.9"]);
+    assert!(err.contains("--beta1 cannot change a resumed run"), "{err}");
     let err = fails(&["train", "--precision", "fp16"]);
     assert!(
         err.contains("unknown precision `fp16`") && err.contains("bf16"),
@@ -457,6 +478,11 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     args.extend(["--inject-nan-at-step", "6"]);
     let err = fails(&args);
     assert!(err.contains("non-finite loss at step 6"), "{err}");
+    assert_eq!(
+        err.matches("non-finite loss").count(),
+        1,
+        "said once: {err}"
+    );
     assert!(
         err.contains("last good checkpoint was kept") && err.contains("epoch-0001.catgan"),
         "{err}"
@@ -468,6 +494,29 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(!run_dir.join("checkpoints/epoch-0002.catgan").exists());
     // The log stops before the broken step.
     assert_eq!(metrics_lines(&run_dir).len(), 6);
+
+    // The advice's command works: resume from that checkpoint at halved learning rates.
+    let command = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cats train "))
+        .unwrap_or_else(|| panic!("no command in the advice: {err}"));
+    let mut resume: Vec<&str> = vec!["train"];
+    resume.extend(command.split_whitespace());
+    resume.extend(["--steps", "8"]);
+    ok(&resume);
+    let info = dcgan_core::CheckpointInfo::read(&latest).unwrap();
+    assert_eq!(info.step, 8);
+    assert_eq!((info.config.lr_d, info.config.lr_g), (1e-4, 1e-4));
+
+    // With no checkpoint written yet, the advice says so instead of claiming one.
+    let early = dir.path().join("early");
+    let mut args = tiny_run_args(s(&early), "12");
+    args.extend(["--inject-nan-at-step", "2"]);
+    let err = fails(&args);
+    assert!(
+        err.contains("No checkpoint had been written yet") && !err.contains("was kept"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -709,16 +758,20 @@ fn stabilizer_flags_train_resume_exactly_and_generate_from_the_average() {
     assert_ne!(read(&average), read(&raw));
     assert_eq!(read(&average), read(&resumed));
 
-    for (flag, value, expected) in [
-        ("--loss", "softplus", "--loss softplus"),
-        ("--spectral-norm", "x", "--spectral-norm x"),
-        ("--ema", "1.5", "--ema 1.5"),
-        ("--augment", "flip", "--augment flip"),
-        ("--d-steps", "0", "--d-steps 0"),
-        ("--gp", "-1", "--gp -1"),
+    for (flag, expected) in [
+        ("--loss=softplus", "--loss softplus"),
+        ("--spectral-norm=x", "--spectral-norm x"),
+        ("--ema=1.5", "--ema 1.5"),
+        ("--augment=flip", "--augment flip"),
+        ("--d-steps=0", "--d-steps 0"),
+        ("--gp=-1", "--gp -1"),
     ] {
-        let err = fails(&["train", flag, value, "--out", s(&dir.path().join("bad"))]);
-        assert!(err.contains(expected), "{flag} {value}: {err}");
+        let err = fails(&["train", flag, "--out", s(&dir.path().join("bad"))]);
+        assert!(err.contains(expected), "{flag}: {err}");
+        assert!(
+            !dir.path().join("bad").exists(),
+            "{flag} wrote a run folder"
+        );
     }
     let err = fails(&["train", "--loss", "hinge", "--label-smoothing", "0.9"]);
     assert!(

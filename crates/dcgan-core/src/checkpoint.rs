@@ -336,6 +336,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temporaries(&dir);
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
@@ -352,6 +353,34 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(io("writing checkpoint"))
+}
+
+/// Removes the temporary files that saves killed mid-write left in `dir` (named
+/// `.NAME.tmp-PID`), where their process no longer runs. Only where `/proc` tells which
+/// processes run (Linux); elsewhere they stay.
+fn remove_stale_temporaries(dir: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .map(|(_, pid)| pid)
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !proc.join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -582,6 +611,31 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(missing.contains("nope.catgan"), "{missing}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn temporaries_of_dead_saves_are_removed_at_the_next_save() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        // A process id that cannot run (above Linux's pid_max limit of 2^22).
+        let stale = dir.path().join(".epoch-0003.catgan.tmp-99999999");
+        let live = dir
+            .path()
+            .join(format!(".epoch-0004.catgan.tmp-{}", std::process::id()));
+        let unrelated = dir.path().join(".notes.tmp-x");
+        for path in [&stale, &live, &unrelated] {
+            fs::write(path, b"partial").unwrap();
+        }
+        Trainer::<B>::new(tiny_config(), &device)
+            .unwrap()
+            .save_checkpoint(
+                &dir.path().join("epoch-0005.catgan"),
+                serde_json::Value::Null,
+            )
+            .unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists() && unrelated.exists());
     }
 
     #[test]

@@ -550,6 +550,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.generator.precision
     }
 
+    /// Changes both learning rates from the next step on (e.g. to continue a run that
+    /// diverged more gently); checkpoints then record the new ones. Fails with
+    /// [`Error::InvalidConfig`], changing nothing, unless both are positive numbers.
+    pub fn set_learning_rates(&mut self, lr_d: f64, lr_g: f64) -> Result<()> {
+        let config = self.config.clone().with_lr_d(lr_d).with_lr_g(lr_g);
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The run's configuration.
     pub fn config(&self) -> &TrainerConfig {
         &self.config

@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask};
+use catgan::progress::Progress;
 use catgan::train::resolve_checkpoint;
 use dcgan_core::sample::{
     generate, image_grid, interpolate_latents, square_columns, to_rgb_images,
@@ -69,9 +71,7 @@ impl BackendTask for GenerateTask<'_> {
             .with_context(|| format!("creating {}", args.out.display()))?;
         let mut written = Vec::new();
         let save = |image: &image::RgbImage, path: &Path| -> anyhow::Result<()> {
-            image
-                .save(path)
-                .with_context(|| format!("writing {}", path.display()))
+            Ok(catgan::image_file::save_png(image, path)?)
         };
         let render = |latents: Vec<f32>| -> anyhow::Result<Vec<image::RgbImage>> {
             let n = latents.len() / latent_dim;
@@ -83,32 +83,35 @@ impl BackendTask for GenerateTask<'_> {
                 to_rgb_images(generate(&generator, z))
             })??)
         };
+        // Names that sort in order: cat-0001 … cat-9999, cat-00001 … for more.
+        let width = args.count.to_string().len().max(4);
+        let walk_width = args.count.to_string().len().max(3);
+        let mut progress = Progress::new("generate", args.count as u64, Duration::from_secs(10));
         match args.interpolate {
             None => {
-                let mut images = Vec::new();
-                // Batches of 64 keep memory flat for large counts.
-                for start in (0..args.count).step_by(64) {
-                    let n = (args.count - start).min(64);
-                    images.extend(render(distribution.sample(n, latent_dim, &mut rng))?);
-                }
-                for (i, image) in images.iter().enumerate() {
-                    let path = args.out.join(format!("cat-{:04}.png", i + 1));
-                    save(image, &path)?;
-                    written.push(path);
+                // Chunks of 64 are written as they are drawn: memory stays flat in -n (only
+                // a grid keeps its images).
+                let mut kept = Vec::new();
+                for start in (0..args.count).step_by(CHUNK) {
+                    let n = (args.count - start).min(CHUNK);
+                    let images = render(distribution.sample(n, latent_dim, &mut rng))?;
+                    for (i, image) in images.iter().enumerate() {
+                        let path = args.out.join(format!("cat-{:0width$}.png", start + i + 1));
+                        save(image, &path)?;
+                        written.push(path);
+                    }
+                    if args.grid {
+                        kept.extend(images);
+                    }
+                    progress.update((start + n) as u64, "");
                 }
                 if args.grid {
                     let path = args.out.join("grid.png");
-                    save(
-                        &image_grid(&images, square_columns(images.len()), 2)?,
-                        &path,
-                    )?;
+                    save(&image_grid(&kept, square_columns(kept.len()), 2)?, &path)?;
                     written.push(path);
                 }
             }
             Some(steps) => {
-                if steps < 2 {
-                    bail!("--interpolate {steps}: need at least 2 steps");
-                }
                 let mut strips = Vec::new();
                 for walk in 0..args.count {
                     let ends = distribution.sample(2, latent_dim, &mut rng);
@@ -116,10 +119,13 @@ impl BackendTask for GenerateTask<'_> {
                         interpolate_latents(&ends[..latent_dim], &ends[latent_dim..], steps, true);
                     let images = render(path_latents.concat())?;
                     let strip = image_grid(&images, steps, 2)?;
-                    let path = args.out.join(format!("walk-{:03}.png", walk + 1));
+                    let path = args.out.join(format!("walk-{:0walk_width$}.png", walk + 1));
                     save(&strip, &path)?;
                     written.push(path);
-                    strips.extend(images);
+                    if args.grid {
+                        strips.extend(images);
+                    }
+                    progress.update(walk as u64 + 1, "");
                 }
                 if args.grid {
                     let path = args.out.join("grid.png");
@@ -128,14 +134,33 @@ impl BackendTask for GenerateTask<'_> {
                 }
             }
         }
+        progress.finish();
         Ok(written)
     }
 }
+
+/// Images drawn per generator call.
+const CHUNK: usize = 64;
+/// The most cats one grid picture (or one latent walk) may hold: larger ones take
+/// gigabytes and are unreadable anyway.
+const MAX_GRID: usize = 1024;
 
 /// Runs `cats generate`.
 pub fn run(args: &GenerateArgs, target: Target) -> anyhow::Result<ExitCode> {
     if args.count == 0 {
         bail!("-n 0: nothing to generate (give at least 1)");
+    }
+    if let Some(steps) = args.interpolate {
+        if !(2..=MAX_GRID).contains(&steps) {
+            bail!("--interpolate {steps}: give 2 to {MAX_GRID} steps per walk");
+        }
+    }
+    let grid_images = args.count * args.interpolate.unwrap_or(1);
+    if args.grid && grid_images > MAX_GRID {
+        bail!(
+            "--grid with {grid_images} images: one grid holds at most {MAX_GRID}; drop --grid \
+             (the single files are written either way) or lower -n"
+        );
     }
     let checkpoint = resolve_checkpoint(&args.checkpoint)?;
     let written = dispatch(

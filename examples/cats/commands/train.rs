@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -45,10 +45,12 @@ pub struct TrainArgs {
     /// Train this many steps in total (with --epochs: whichever comes first).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
-    /// Discriminator learning rate [default: 5e-5, the seed's; 2e-4 on the built-in cats].
+    /// Discriminator learning rate [default: 5e-5, the seed's; 2e-4 on a CPU backend and on
+    /// the built-in cats]. With --resume: continue at this rate.
     #[arg(long, value_name = "LR")]
     pub lr_d: Option<f64>,
-    /// Generator learning rate [default: 2e-4, the seed's].
+    /// Generator learning rate [default: 2e-4, the seed's]. With --resume: continue at this
+    /// rate.
     #[arg(long, value_name = "LR")]
     pub lr_g: Option<f64>,
     /// Adam β₁ of both optimizers [default: 0.5].
@@ -449,8 +451,6 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
         ("--base", args.base.is_some()),
         ("--image-size", args.image_size.is_some()),
         ("--batch-size", args.batch_size.is_some()),
-        ("--lr-d", args.lr_d.is_some()),
-        ("--lr-g", args.lr_g.is_some()),
         ("--beta1", args.beta1.is_some()),
         ("--label-smoothing", args.label_smoothing.is_some()),
         ("--latent", args.latent.is_some()),
@@ -470,7 +470,8 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
     if !given.is_empty() {
         bail!(
             "{} cannot change a resumed run (the checkpoint fixes the model, optimizer and seed); \
-             to extend it give --epochs or --steps, or start a new run with --out",
+             to extend it give --epochs or --steps (--lr-d and --lr-g may change), or start a \
+             new run with --out",
             given.join(", ")
         );
     }
@@ -499,8 +500,67 @@ impl BackendTask for TrainTask {
     }
 }
 
+/// The name of a stop signal, for messages.
+fn signal_name(number: i32) -> &'static str {
+    match number {
+        1 => "SIGHUP",
+        15 => "SIGTERM",
+        _ => "Ctrl-C",
+    }
+}
+
+/// Sets `stop` on the first SIGINT, SIGTERM or SIGHUP (the training loop then saves and
+/// returns) and exits at once on a second. Returns the number of the signal received.
+#[cfg(unix)]
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Arc<AtomicI32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let received = Arc::new(AtomicI32::new(0));
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        eprintln!("note: cannot catch Ctrl-C here; stopping the run will not save a checkpoint");
+        return received;
+    };
+    let number = received.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let name = signal_name(signal);
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond {name}: exiting without saving");
+                std::process::exit(128 + signal);
+            }
+            number.store(signal, Ordering::SeqCst);
+            eprintln!(
+                "\n{name}: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
+            );
+        }
+    });
+    received
+}
+
+/// Ctrl-C only, where there are no Unix signals.
+#[cfg(not(unix))]
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Arc<AtomicI32> {
+    let received = Arc::new(AtomicI32::new(0));
+    let number = received.clone();
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        number.store(2, Ordering::SeqCst);
+        eprintln!(
+            "\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+    received
+}
+
 /// Runs `cats train`.
 pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
+    for (flag, value) in [("--steps", args.steps), ("--epochs", args.epochs)] {
+        if value == Some(0) {
+            bail!("{flag} 0: nothing to train; give at least 1");
+        }
+    }
     let (start, run_dir) = match &args.resume {
         Some(resume) => {
             reject_model_flags_on_resume(args)?;
@@ -526,6 +586,12 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
             config.trainer = info.config;
             // The saved state is f32 in every precision, so a run may switch when it resumes.
             config.precision = args.precision.unwrap_or(info.precision);
+            if let Some(v) = args.lr_d {
+                config.trainer.lr_d = v;
+            }
+            if let Some(v) = args.lr_g {
+                config.trainer.lr_g = v;
+            }
             if args.data.is_some() {
                 config.data.folder = args.data.clone();
             }
@@ -568,18 +634,10 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
         }
     };
 
-    // First Ctrl-C: finish the step, save a checkpoint, exit. Second: exit at once.
+    // First Ctrl-C (or SIGTERM, SIGHUP): finish the step, save a checkpoint, exit with
+    // 128 + the signal's number. A second one: exit at once.
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
-        );
-    });
+    let signal = stop_on_signals(stop.clone());
 
     let task = TrainTask {
         start,
@@ -615,6 +673,11 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
         println!("checkpoint: {}", ckpt.display());
     }
     println!("run folder: {folder} (metrics.csv, loss.png, samples/, checkpoints/)");
+    if summary.outcome == Outcome::Interrupted {
+        // Scripts and schedulers can tell an interrupted run from a finished one.
+        let number = signal.load(Ordering::SeqCst).max(1);
+        return Ok(ExitCode::from(128u8.saturating_add(number as u8)));
+    }
     if args.dry_run {
         println!("dry run OK: data, model, training step, previews and checkpoints all work");
     } else if args.data.is_none() && args.resume.is_none() {
