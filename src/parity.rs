@@ -240,7 +240,7 @@ pub fn capture<B: AutodiffBackend>(
         });
     }
     if trainer.average_generator().is_some() {
-        let z = trainer.preview_latents().slice([0..n]);
+        let z = trainer.preview_latents().narrow(0, 0, n);
         let images = trainer.sampling_generator(true).forward(z);
         tensors.push(host(AVERAGE_IMAGES, images));
     }

@@ -338,9 +338,9 @@ mod tests {
                 })
                 .collect();
             let mean = sat.iter().flatten().sum::<f32>() / (3 * plane) as f32;
-            for ch in 0..3 {
-                for p in 0..plane {
-                    let expected = (sat[ch][p] - mean) * c[image] + mean;
+            for (ch, channel) in sat.iter().enumerate() {
+                for (p, value) in channel.iter().enumerate() {
+                    let expected = (value - mean) * c[image] + mean;
                     assert!((px(&y, ch, p) - expected).abs() < 1e-5);
                 }
             }
@@ -361,7 +361,7 @@ mod tests {
             color: false,
             ..Augment::ALL
         });
-        assert!(g.iter().any(|&v| v == 0.0) && g.iter().any(|&v| v != 0.0));
+        assert!(g.contains(&0.0) && g.iter().any(|&v| v != 0.0));
         // Colour's means spread the gradient over every pixel of an image.
         let g = gradient(Augment::ALL);
         assert!(g.iter().all(|v| v.is_finite()) && g.iter().any(|&v| v != 0.0));

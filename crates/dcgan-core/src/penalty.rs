@@ -214,7 +214,7 @@ mod tests {
             .with_base_channels(2)
             .init_seeded::<B>(&device, 5)
             .unwrap();
-        let x = images(2).slice([0..1]);
+        let x = images(2).narrow(0, 0, 1);
         let penalty = GradientPenalty {
             kind: PenaltyKind::R1,
             weight: 2.0,
@@ -233,7 +233,7 @@ mod tests {
         let mid = interpolate(real.clone(), fake.clone(), vec![1.0, 0.0, 0.5, 0.25]);
         let at = |t: &Tensor<B, 4>, i: usize| {
             t.clone()
-                .slice([i..i + 1])
+                .narrow(0, i, 1)
                 .into_data()
                 .to_vec::<f32>()
                 .unwrap()
