@@ -121,6 +121,18 @@ fn generator_weights(checkpoint: &Path) -> Vec<f32> {
     w
 }
 
+/// Two runs logged the same losses step by step (throughput differs, so the first six
+/// columns) and ended with the same weights.
+fn assert_same_training(a: &Path, b: &Path) {
+    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
+    let log = |run: &Path| metrics_lines(run).iter().map(cols).collect::<Vec<_>>();
+    assert_eq!(log(a), log(b));
+    assert_eq!(
+        generator_weights(&a.join("checkpoints/latest.catgan")),
+        generator_weights(&b.join("checkpoints/latest.catgan"))
+    );
+}
+
 #[test]
 fn dry_run_checks_the_setup() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,15 +190,7 @@ fn resume_after_a_stop_continues_the_log_and_matches_an_uninterrupted_run() {
     assert!(log.contains("resuming at step 6"), "{log}");
 
     assert_eq!(metrics_lines(&straight).len(), 11);
-    // Same losses, step by step (throughput differs, so compare the first six columns).
-    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
-    let a: Vec<String> = metrics_lines(&straight).iter().map(cols).collect();
-    let b: Vec<String> = metrics_lines(&stopped).iter().map(cols).collect();
-    assert_eq!(a, b);
-    assert_eq!(
-        generator_weights(&straight.join("checkpoints/latest.catgan")),
-        generator_weights(&stopped.join("checkpoints/latest.catgan"))
-    );
+    assert_same_training(&straight, &stopped);
     // Same preview grid at the last step.
     assert_eq!(
         std::fs::read(straight.join("samples/step-0000009.png")).unwrap(),
@@ -725,14 +729,7 @@ fn stabilizer_flags_train_resume_exactly_and_generate_from_the_average() {
     );
     with_flags(&stopped, "5");
     ok(&["train", "--resume", s(&stopped), "--steps", "8"]);
-    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
-    let a: Vec<String> = metrics_lines(&straight).iter().map(cols).collect();
-    let b: Vec<String> = metrics_lines(&stopped).iter().map(cols).collect();
-    assert_eq!(a, b);
-    assert_eq!(
-        generator_weights(&straight.join("checkpoints/latest.catgan")),
-        generator_weights(&stopped.join("checkpoints/latest.catgan"))
-    );
+    assert_same_training(&straight, &stopped);
 
     // `generate` draws from the average by default; --no-ema draws from the raw G.
     let read = |folder: &Path| std::fs::read(folder.join("cat-0001.png")).unwrap();
@@ -815,4 +812,19 @@ fn training_on_a_folder_without_size_flags_explains_its_defaults() {
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(config["trainer"]["batch_size"], 32);
     assert_eq!(config["trainer"]["discriminator"]["base_channels"], 16);
+    // Real data keeps a generator average by default; --no-ema turns it off.
+    assert_eq!(config["trainer"]["ema"]["decay"], 0.999);
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--steps",
+        "1",
+        "--no-ema",
+        "--out",
+        s(&dir.path().join("run-no-ema")),
+    ]);
+    let config = std::fs::read_to_string(dir.path().join("run-no-ema/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert!(config["trainer"]["ema"].is_null(), "{config}");
 }

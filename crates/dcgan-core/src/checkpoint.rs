@@ -59,27 +59,24 @@ pub struct CheckpointInfo {
 }
 
 type GeneratorRecord<B> = <Generator<B> as Module<B>>::Record;
+type DiscriminatorRecord<B> = <crate::Discriminator<B> as Module<B>>::Record;
+type AdamRecord<M, B> =
+    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, M, B> as Optimizer<M, B>>::Record;
 
 /// Format 1: both networks and both optimizers.
 type PayloadV1<B> = (
     GeneratorRecord<B>,
-    <crate::Discriminator<B> as Module<B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, crate::Discriminator<B>, B> as Optimizer<
-        crate::Discriminator<B>,
-        B,
-    >>::Record,
+    DiscriminatorRecord<B>,
+    AdamRecord<Generator<B>, B>,
+    AdamRecord<crate::Discriminator<B>, B>,
 );
 
 /// Format 2: format 1 and the generator average, if there is one.
 type Payload<B> = (
     GeneratorRecord<B>,
-    <crate::Discriminator<B> as Module<B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, Generator<B>, B> as Optimizer<Generator<B>, B>>::Record,
-    <burn::optim::adaptor::OptimizerAdaptor<crate::adam::FusedAdam, crate::Discriminator<B>, B> as Optimizer<
-        crate::Discriminator<B>,
-        B,
-    >>::Record,
+    DiscriminatorRecord<B>,
+    AdamRecord<Generator<B>, B>,
+    AdamRecord<crate::Discriminator<B>, B>,
     Option<GeneratorRecord<B>>,
 );
 
