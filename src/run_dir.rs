@@ -76,6 +76,14 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The layout of the run folder at `root`, creating nothing: for reading a run
+    /// (`--resume`, `--checkpoint`), which must leave a folder that is not one untouched.
+    pub fn at(root: &Path) -> Self {
+        RunDir {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// Opens an existing run folder (for resuming), creating missing subfolders.
     pub fn open(root: &Path) -> Result<Self> {
         let run = RunDir {

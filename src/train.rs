@@ -229,7 +229,7 @@ struct ResumeState {
 /// checkpoint file. Returns the checkpoint and the run folder it belongs to.
 pub fn resolve_resume(target: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
     if target.is_dir() {
-        let run = RunDir::open(target)?;
+        let run = RunDir::at(target);
         let latest = run.latest_checkpoint();
         if !latest.is_file() {
             return Err(TrainError::Invalid(format!(

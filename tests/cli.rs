@@ -436,6 +436,24 @@ fn bad_flags_and_paths_give_clear_errors() {
         err.contains("--checkpoint") && err.contains("no-such-folder"),
         "{err}"
     );
+    // Reading commands pointed at a folder that holds no run write nothing into it.
+    let plain = dir.path().join("plain-folder");
+    std::fs::create_dir(&plain).unwrap();
+    for command in ["generate", "eval"] {
+        let mut args = vec![command, "--checkpoint", s(&plain)];
+        if command == "generate" {
+            args.extend(["--out", s(dir.path())]);
+        } else {
+            args.extend(["--data", s(dir.path())]);
+        }
+        let err = fails(&args);
+        assert!(err.contains("no checkpoint found"), "{command}: {err}");
+        assert_eq!(
+            std::fs::read_dir(&plain).unwrap().count(),
+            0,
+            "{command} wrote into it"
+        );
+    }
     let not_ckpt = dir.path().join("not.catgan");
     std::fs::write(&not_ckpt, b"hello").unwrap();
     let err = fails(&[
