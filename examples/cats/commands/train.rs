@@ -207,9 +207,9 @@ const CPU_BASE: usize = 16;
 const CPU_BATCH: usize = 32;
 const CPU_LR: f64 = 2e-4;
 
-/// The generator average kept by default on real data: at equal steps it scored better
-/// FID than the raw generator on the cat faces (docs/quality.md), and it costs one blend
-/// of G's weights per step.
+/// The generator average kept by default on real data: at equal steps it scored FID 169
+/// where the raw generator scored 208 on the cat faces (two seeds, docs/quality.md), and
+/// it costs one blend of G's weights per step.
 const DEFAULT_EMA: f64 = 0.999;
 
 /// Sizes that fit the machine when the user gave none, and why (printed).
