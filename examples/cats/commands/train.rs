@@ -30,13 +30,16 @@ pub struct TrainArgs {
     /// dcgan64 (from --image-size if given).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
-    /// Width: the discriminator's first and the generator's last channel count (seed: 64).
+    /// Width: the discriminator's first and the generator's last channel count (seed: 64)
+    /// [default: the preset's (64); 16 with --data on a CPU backend and on the built-in
+    /// cats, unless a size flag is given].
     #[arg(long, value_name = "N")]
     pub base: Option<usize>,
     /// Side of the training images (8·2^k); picks the preset of that size.
     #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
-    /// Images per step (default 64; 16 on the built-in cats).
+    /// Images per step [default: 64; 32 with --data on a CPU backend unless a size flag is
+    /// given; 16 on the built-in cats].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Train this many epochs in total.
@@ -45,8 +48,9 @@ pub struct TrainArgs {
     /// Train this many steps in total (with --epochs: whichever comes first).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
-    /// Discriminator learning rate [default: 5e-5, the seed's; 2e-4 on a CPU backend and on
-    /// the built-in cats]. With --resume: continue at this rate.
+    /// Discriminator learning rate [default: 5e-5, the seed's; 2e-4 with --data on a CPU
+    /// backend unless a size flag is given, and on the built-in cats]. With --resume:
+    /// continue at this rate.
     #[arg(long, value_name = "LR")]
     pub lr_d: Option<f64>,
     /// Generator learning rate [default: 2e-4, the seed's]. With --resume: continue at this
