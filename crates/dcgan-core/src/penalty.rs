@@ -73,7 +73,6 @@ impl GradientPenalty {
         points: Tensor<B, 4>,
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let [batch, channels, height, width] = points.dims();
-        let device = points.device();
         let x = points.detach();
 
         // G = ∇ₓ Σ D(x): a backward pass that skips D's weight gradients.
@@ -97,29 +96,21 @@ impl GradientPenalty {
             ),
         };
         let value = value.mean();
-        // V = φ'(n)·g/n, scaled to at most unit norm per image (W = V/s).
+        // V = φ'(n)·g/n, scaled to at most unit norm per image (W = V/s). The scale stays
+        // on the device (no read-back in the step); with every φ' zero, W is zero and so
+        // is the surrogate.
         let direction = flat / norms.clamp_min(1e-12) * slope.clone();
-        let scale = slope
-            .abs()
-            .max()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32")[0] as f64;
-        if !(scale > 0.0 && scale.is_finite()) {
-            let zero = Tensor::<B, 1>::zeros([1], &device);
-            return (zero, Tensor::from_inner(value));
-        }
+        let scale = slope.abs().max().clamp_min(1e-12); // [1]
         let h = STEP_PER_PIXEL * ((channels * height * width) as f64).sqrt();
         let step = Tensor::<B, 4>::from_inner(
-            direction
-                .div_scalar(scale)
+            (direction / scale.clone().unsqueeze::<2>())
                 .mul_scalar(h)
                 .reshape([batch, channels, height, width]),
         );
         let plus = d.forward(x.clone() + step.clone()).sum();
         let minus = d.forward(x - step).sum();
-        let surrogate = (plus - minus).mul_scalar(scale / (2.0 * h * batch as f64));
+        let surrogate =
+            (plus - minus) * Tensor::from_inner(scale).div_scalar(2.0 * h * batch as f64);
         (surrogate, Tensor::from_inner(value))
     }
 }

@@ -403,37 +403,34 @@ impl<B: AutodiffBackend> Trainer<B> {
         let generator_turn = self.step % self.config.d_steps as u64 == 0;
         let fake = self.generator.forward(z);
         let d = self.update_discriminator(real.clone(), fake.clone().detach());
-        let g_loss = if generator_turn {
+        let g_loss = generator_turn.then(|| {
             let g_loss = self.update_generator(fake, real);
             self.update_average();
             g_loss.inner()
-        } else {
-            Tensor::from_data([self.last_g_loss], &self.device)
-        };
+        });
 
         self.step += 1;
-        // One read-back for all four numbers.
-        let summary = Tensor::cat(
-            vec![
-                d.loss.inner(),
-                g_loss,
-                sigmoid(d.real_logits.inner()).mean(),
-                sigmoid(d.fake_logits.inner()).mean(),
-            ],
-            0,
-        );
-        let values = summary
+        // One read-back for all the numbers (G's loss only on steps that updated G).
+        let mut parts = vec![
+            d.loss.inner(),
+            sigmoid(d.real_logits.inner()).mean(),
+            sigmoid(d.fake_logits.inner()).mean(),
+        ];
+        parts.extend(g_loss);
+        let values = Tensor::cat(parts, 0)
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("a float tensor converted to f32 reads back as f32");
-        self.last_g_loss = values[1];
+        if let Some(&g_loss) = values.get(3) {
+            self.last_g_loss = g_loss;
+        }
         let metrics = StepMetrics {
             step: self.step,
             d_loss: values[0],
-            g_loss: values[1],
-            d_real: values[2],
-            d_fake: values[3],
+            g_loss: self.last_g_loss,
+            d_real: values[1],
+            d_fake: values[2],
         };
         if !metrics.is_finite() {
             self.poisoned = true;
