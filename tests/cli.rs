@@ -2,7 +2,7 @@
 //! every artifact, exact resume after a stop and after Ctrl-C, generation, bad input, NaN.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use burn::backend::{Autodiff, Flex};
 use dcgan_core::Trainer;
