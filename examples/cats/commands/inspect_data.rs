@@ -8,7 +8,9 @@ use dcgan_data::{DatasetConfig, ImageDataset};
 /// Check a folder of images: how many are usable, which are skipped and why.
 #[derive(Debug, clap::Args)]
 pub struct InspectDataArgs {
-    /// Folder of images (searched recursively: jpg, jpeg, png, bmp, gif, webp, tif, tiff).
+    /// Folder of images (searched recursively: jpg, jpeg, png, bmp, gif, webp, tif, tiff,
+    /// in any letter case; regular files only). Nothing is written into it: the decoded
+    /// cache goes to `$CATGAN_CACHE_DIR/data` or `~/.cache/catgan/data`.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Side of the square training images, in pixels (the cache is built for this size).
@@ -20,7 +22,8 @@ pub struct InspectDataArgs {
 }
 
 /// Opens the folder like `cats train` does (building the cache on the way) and prints
-/// `usable: N`, `skipped: M`, then one `path: reason` line per skipped file.
+/// `usable: N`, `skipped: M`, then one `path: reason` line per skipped file (undecodable
+/// files, FIFOs or sockets named like images, symbolic link loops, unreadable entries).
 pub fn run(args: &InspectDataArgs) -> anyhow::Result<()> {
     let config = DatasetConfig::new()
         .with_image_size(args.image_size)
