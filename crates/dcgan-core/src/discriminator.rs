@@ -132,7 +132,7 @@ impl DiscriminatorConfig {
             ));
         }
         let downscale: usize = strides.iter().product();
-        if self.image_size % downscale != 0 || self.image_size / downscale < 1 {
+        if !self.image_size.is_multiple_of(downscale) || self.image_size / downscale < 1 {
             return Err(Error::invalid(
                 C,
                 "strides",

@@ -272,8 +272,9 @@ impl<B: Backend> Generator<B> {
 
 /// `8 · 2^k` with `k ≥ 1`.
 pub(crate) fn validate_image_size(component: &'static str, size: usize) -> Result<()> {
-    let ok =
-        size >= 2 * START_SIZE && size % START_SIZE == 0 && (size / START_SIZE).is_power_of_two();
+    let ok = size >= 2 * START_SIZE
+        && size.is_multiple_of(START_SIZE)
+        && (size / START_SIZE).is_power_of_two();
     if ok && size <= 4096 {
         Ok(())
     } else {
@@ -329,7 +330,7 @@ pub(crate) fn validate_common(
     bn_epsilon: f64,
     init: &WeightInit,
 ) -> Result<()> {
-    if kernel_size == 0 || kernel_size % 2 == 0 || kernel_size > 31 {
+    if kernel_size == 0 || kernel_size.is_multiple_of(2) || kernel_size > 31 {
         return Err(Error::invalid(
             component,
             "kernel_size",

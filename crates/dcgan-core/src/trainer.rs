@@ -400,7 +400,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.device,
         );
         // G is updated on the first step of every cycle of `d_steps` D updates.
-        let generator_turn = self.step % self.config.d_steps as u64 == 0;
+        let generator_turn = self.step.is_multiple_of(self.config.d_steps as u64);
         let fake = self.generator.forward(z);
         let d = self.update_discriminator(real.clone(), fake.clone().detach());
         let g_loss = generator_turn.then(|| {
