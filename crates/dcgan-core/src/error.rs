@@ -90,6 +90,29 @@ pub enum Error {
         /// The generator loss of that step.
         g_loss: f32,
     },
+
+    /// A configuration needs more memory than is available (see [`crate::memory`]).
+    #[error(
+        "{what} needs about {} of memory, but {} is available (estimate {breakdown}; \
+         plus {}% and {} of headroom); {suggestion}",
+        crate::memory::format_bytes(*.needed),
+        crate::memory::format_bytes(*.available as u128),
+        crate::memory::HEADROOM_PERCENT,
+        crate::memory::format_bytes(crate::memory::PROGRAM_BASELINE)
+    )]
+    TooLarge {
+        /// What was asked for ("training", "generating").
+        what: &'static str,
+        /// Bytes needed: the estimate with its headroom
+        /// ([`crate::memory::MemoryEstimate::needed`]).
+        needed: u128,
+        /// Bytes available.
+        available: u64,
+        /// The estimate's breakdown (its `Display`).
+        breakdown: String,
+        /// A smaller setting that fits, naming its flags, or what else to do.
+        suggestion: String,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -8,8 +8,9 @@
 //! [spectral normalisation](spectral_norm), a [generator average](ema),
 //! [DiffAugment](augment)), exact-resume
 //! [checkpoints](checkpoint), [sampling helpers](sample), Keras-style
-//! [summaries](summary) and bf16 [mixed precision](precision). Everything is generic over
-//! the burn backend.
+//! [summaries](summary), bf16 [mixed precision](precision) and
+//! [memory estimates](memory) that refuse what a machine cannot hold. Everything is
+//! generic over the burn backend.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -47,6 +48,7 @@ pub mod generator;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod memory;
 pub mod penalty;
 pub mod precision;
 pub mod preset;
@@ -66,6 +68,7 @@ pub use error::{Error, Result};
 pub use generator::{Generator, GeneratorConfig};
 pub use init::{LatentDistribution, WeightInit};
 pub use loss::GanLoss;
+pub use memory::MemoryEstimate;
 pub use penalty::{GradientPenalty, PenaltyKind};
 pub use precision::Precision;
 pub use preset::ModelPreset;

@@ -48,6 +48,8 @@ pub struct GenerateArgs {
 struct GenerateTask<'a> {
     args: &'a GenerateArgs,
     checkpoint: PathBuf,
+    /// Images per generator call: at most [`CHUNK`], fewer where memory is short.
+    chunk: usize,
 }
 
 impl BackendTask for GenerateTask<'_> {
@@ -73,15 +75,21 @@ impl BackendTask for GenerateTask<'_> {
         let save = |image: &image::RgbImage, path: &Path| -> anyhow::Result<()> {
             Ok(catgan::image_file::save_png(image, path)?)
         };
+        // At most `chunk` images per generator call (a latent walk too), so that no call
+        // allocates more than the memory check allowed.
         let render = |latents: Vec<f32>| -> anyhow::Result<Vec<image::RgbImage>> {
-            let n = latents.len() / latent_dim;
-            let z = Tensor::<B::InnerBackend, 2>::from_data(
-                TensorData::new(latents, [n, latent_dim]),
-                &device,
-            );
-            Ok(catch_device_failure(backend, || {
-                to_rgb_images(generate(&generator, z))
-            })??)
+            let mut images = Vec::with_capacity(latents.len() / latent_dim);
+            for part in latents.chunks(self.chunk.max(1) * latent_dim) {
+                let n = part.len() / latent_dim;
+                let z = Tensor::<B::InnerBackend, 2>::from_data(
+                    TensorData::new(part.to_vec(), [n, latent_dim]),
+                    &device,
+                );
+                images.extend(catch_device_failure(backend, || {
+                    to_rgb_images(generate(&generator, z))
+                })??);
+            }
+            Ok(images)
         };
         // Names that sort in order: cat-0001 … cat-9999, cat-00001 … for more.
         let width = args.count.to_string().len().max(4);
@@ -163,12 +171,21 @@ pub fn run(args: &GenerateArgs, target: Target) -> anyhow::Result<ExitCode> {
         );
     }
     let checkpoint = resolve_checkpoint(&args.checkpoint)?;
+    // Before anything is loaded or written: the checkpoint's model, a batch of images at a
+    // time, and the pictures held at once (one walk's; every one of a grid) must fit.
+    let config = dcgan_core::CheckpointInfo::read(&checkpoint)?.config;
+    let kept = match (args.interpolate, args.grid) {
+        (None, grid) => usize::from(grid) * args.count,
+        (Some(steps), grid) => steps + usize::from(grid) * args.count * steps,
+    };
+    let (chunk, _) = catgan::memory::generation_batch(&config, target.backend, CHUNK, kept)?;
     let written = dispatch(
         target.backend,
         target.device,
         GenerateTask {
             args,
             checkpoint: checkpoint.clone(),
+            chunk,
         },
     )??;
     println!(
