@@ -11,11 +11,14 @@
 
 pub mod backend;
 pub mod bench;
+pub mod divergence;
 pub mod image_file;
 pub mod kernel_cache;
+pub mod memory;
 pub mod parity;
 pub mod plot;
 pub mod progress;
+pub mod resume;
 pub mod run_dir;
 pub mod train;
 

@@ -6,8 +6,16 @@
 //! <run>/samples/step-NNNNNNN.png   preview grids from the fixed noise
 //! <run>/checkpoints/epoch-NNNN.catgan   kept checkpoints (the last K)
 //! <run>/checkpoints/latest.catgan       the newest checkpoint (also written on Ctrl-C)
+//! <run>/checkpoints/last-good.catgan    the newest checkpoint saved while training was healthy
 //! <run>/loss.png               loss curves, redrawn at each checkpoint
+//! <run>/run.lock               held by the `cats train` process writing the run
 //! ```
+//!
+//! A run folder has one owner at a time: [`RunDir::create`] and [`RunDir::continue_run`]
+//! lock `run.lock` (an OS file lock, released when the process ends however it ends, even
+//! on `kill -9`), so a second `cats train` on the same folder is refused instead of
+//! interleaving checkpoints. Each run has an identity (`run_id` in `config.json` and in
+//! every checkpoint), so resuming one run's checkpoint into another run's folder is refused.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -34,6 +42,32 @@ pub enum RunDirError {
          `--resume {0}`, or choose another `--out` folder (nothing was changed)"
     )]
     AlreadyARun(PathBuf),
+    /// Another process holds the folder's lock.
+    #[error(
+        "{folder} is in use by another `cats train`{holder}; wait for it to finish (or stop it: \
+         Ctrl-C saves a checkpoint), or train into another `--out` folder (nothing was changed)"
+    )]
+    InUse {
+        /// The run folder.
+        folder: PathBuf,
+        /// Who holds it, as recorded in `run.lock` (e.g. " (pid 1234)"), or empty.
+        holder: String,
+    },
+    /// The folder holds a different run than the checkpoint being resumed.
+    #[error(
+        "{folder} holds another run (run id {found}) than the checkpoint's (run id {expected}); \
+         resuming would overwrite its config, metrics and checkpoints. To branch a run on \
+         purpose, resume into a new folder: `cats train --resume CHECKPOINT --out NEW_FOLDER` \
+         (nothing was changed)"
+    )]
+    AnotherRun {
+        /// The run folder.
+        folder: PathBuf,
+        /// The run id in its `config.json`.
+        found: String,
+        /// The run id of the checkpoint.
+        expected: String,
+    },
     /// The metrics log cannot be parsed.
     #[error("{path} line {line}: {reason}")]
     BadLog {
@@ -57,6 +91,18 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunDi
     }
 }
 
+/// A new run identity: 128 random bits in hex.
+pub fn new_run_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The exclusive lock on a run folder's `run.lock`; dropping it (or the process ending in
+/// any way) releases it.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
 /// A run folder.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -64,16 +110,102 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the folder for a new run; refuses a folder that already holds one.
-    pub fn create(root: &Path) -> Result<Self> {
+    /// Creates and locks the folder for a new run (or a branch of one); refuses a folder
+    /// that already holds a run, or that another process is writing.
+    pub fn create(root: &Path) -> Result<(Self, RunLock)> {
         let run = RunDir {
             root: root.to_path_buf(),
         };
         if run.config_path().exists() {
             return Err(RunDirError::AlreadyARun(root.to_path_buf()));
         }
+        fs::create_dir_all(root).map_err(io("creating folder", root))?;
+        let lock = run.lock()?;
+        // Checked again under the lock: another process may have started a run here.
+        if run.config_path().exists() {
+            return Err(RunDirError::AlreadyARun(root.to_path_buf()));
+        }
         run.make_dirs()?;
-        Ok(run)
+        Ok((run, lock))
+    }
+
+    /// Locks an existing run's folder to continue run `run_id` in it, creating missing
+    /// subfolders. Refuses a folder whose `config.json` names another run, or that another
+    /// process is writing. A folder without `config.json` (deleted, or never written) is
+    /// accepted: the checkpoint carries the run's settings.
+    pub fn continue_run(root: &Path, run_id: Option<&str>) -> Result<(Self, RunLock)> {
+        let run = RunDir {
+            root: root.to_path_buf(),
+        };
+        fs::create_dir_all(root).map_err(io("creating folder", root))?;
+        let lock = run.lock()?;
+        if let Some(found) = run.recorded_run_id()? {
+            if run_id != Some(found.as_str()) {
+                return Err(RunDirError::AnotherRun {
+                    folder: root.to_path_buf(),
+                    found,
+                    expected: run_id.unwrap_or("none, an older checkpoint").to_string(),
+                });
+            }
+        }
+        run.make_dirs()?;
+        Ok((run, lock))
+    }
+
+    /// The `run_id` recorded in `config.json`, if the file exists and has one.
+    pub fn recorded_run_id(&self) -> Result<Option<String>> {
+        let path = self.config_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        // An unreadable config has no identity to protect beyond its own existence.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(value
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
+    }
+
+    /// `run.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+
+    /// Takes the folder's lock without waiting; records this process in the file.
+    fn lock(&self) -> Result<RunLock> {
+        let path = self.lock_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default();
+                return Err(RunDirError::InUse {
+                    folder: self.root.clone(),
+                    holder,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io("locking", &path)(e)),
+        }
+        let record = (|| {
+            file.set_len(0)?;
+            file.write_all(format!("pid {}\n", std::process::id()).as_bytes())?;
+            file.flush()
+        })();
+        record.map_err(io("writing", &path))?;
+        Ok(RunLock { _file: file })
     }
 
     /// The layout of the run folder at `root`, creating nothing: for reading a run
@@ -82,15 +214,6 @@ impl RunDir {
         RunDir {
             root: root.to_path_buf(),
         }
-    }
-
-    /// Opens an existing run folder (for resuming), creating missing subfolders.
-    pub fn open(root: &Path) -> Result<Self> {
-        let run = RunDir {
-            root: root.to_path_buf(),
-        };
-        run.make_dirs()?;
-        Ok(run)
     }
 
     fn make_dirs(&self) -> Result<()> {
@@ -132,6 +255,10 @@ impl RunDir {
     pub fn latest_checkpoint(&self) -> PathBuf {
         self.checkpoints_dir().join("latest.catgan")
     }
+    /// `checkpoints/last-good.catgan`: kept out of rotation.
+    pub fn last_good_checkpoint(&self) -> PathBuf {
+        self.checkpoints_dir().join("last-good.catgan")
+    }
     /// `checkpoints/epoch-NNNN.catgan`.
     pub fn epoch_checkpoint(&self, epoch: u64) -> PathBuf {
         self.checkpoints_dir()
@@ -146,6 +273,18 @@ impl RunDir {
     pub fn write_config<T: Serialize>(&self, config: &T) -> Result<()> {
         let text = serde_json::to_string_pretty(config).expect("configs serialise");
         write_atomically(&self.config_path(), text.as_bytes())
+    }
+
+    /// Starts this (new) run's `metrics.csv` as a copy of `source`'s, for a run branched
+    /// from it (rows after the branch point are dropped when the log is opened).
+    pub fn carry_metrics_from(&self, source: &RunDir) -> Result<()> {
+        let from = source.metrics_path();
+        if from.is_file() {
+            let to = self.metrics_path();
+            let bytes = fs::read(&from).map_err(io("reading", &from))?;
+            write_atomically(&to, &bytes)?;
+        }
+        Ok(())
     }
 
     /// The kept epoch checkpoints, oldest first.
@@ -167,15 +306,25 @@ impl RunDir {
     /// Makes `latest.catgan` the same file as `checkpoint` (a hard link, or a copy where
     /// links are unsupported), replacing the previous one atomically.
     pub fn point_latest_to(&self, checkpoint: &Path) -> Result<()> {
-        let latest = self.latest_checkpoint();
+        self.link(checkpoint, &self.latest_checkpoint())
+    }
+
+    /// Makes `last-good.catgan` the same file as `checkpoint` (see
+    /// [`point_latest_to`](Self::point_latest_to)); pruning never removes it.
+    pub fn mark_good(&self, checkpoint: &Path) -> Result<()> {
+        self.link(checkpoint, &self.last_good_checkpoint())
+    }
+
+    fn link(&self, checkpoint: &Path, name: &Path) -> Result<()> {
+        let stem = name.file_name().unwrap_or_default().to_string_lossy();
         let tmp = self
             .checkpoints_dir()
-            .join(format!(".latest.tmp-{}", std::process::id()));
+            .join(format!(".{stem}.tmp-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         if fs::hard_link(checkpoint, &tmp).is_err() {
             fs::copy(checkpoint, &tmp).map_err(io("copying checkpoint to", &tmp))?;
         }
-        fs::rename(&tmp, &latest).map_err(io("replacing", &latest))
+        fs::rename(&tmp, name).map_err(io("replacing", name))
     }
 
     /// Deletes the oldest epoch checkpoints so that at most `keep` remain (never `latest`).
@@ -355,14 +504,61 @@ mod tests {
     #[test]
     fn a_folder_with_a_run_is_never_reused_silently() {
         let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::create(dir.path()).unwrap();
-        run.write_config(&serde_json::json!({"a": 1})).unwrap();
+        let (run, lock) = RunDir::create(dir.path()).unwrap();
+        run.write_config(&serde_json::json!({"run_id": "aaa"}))
+            .unwrap();
+        drop(lock);
         let err = RunDir::create(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("--resume") && err.contains("already holds"),
             "{err}"
         );
-        assert!(RunDir::open(dir.path()).is_ok());
+        assert!(RunDir::continue_run(dir.path(), Some("aaa")).is_ok());
+    }
+
+    #[test]
+    fn a_run_folder_has_one_owner_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, lock) = RunDir::create(dir.path()).unwrap();
+        // A second writer, new or continuing, is refused while the first holds the lock,
+        // and is told who holds it.
+        let err = RunDir::create(dir.path()).unwrap_err();
+        assert!(matches!(err, RunDirError::InUse { .. }), "{err}");
+        let err = RunDir::continue_run(dir.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in use") && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(lock);
+        assert!(RunDir::continue_run(dir.path(), None).is_ok());
+    }
+
+    #[test]
+    fn continuing_refuses_a_folder_of_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, lock) = RunDir::create(dir.path()).unwrap();
+        let id = new_run_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_run_id());
+        run.write_config(&serde_json::json!({ "run_id": id }))
+            .unwrap();
+        drop(lock);
+        let err = RunDir::continue_run(dir.path(), Some("0123"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("another run") && err.contains("--out NEW_FOLDER"),
+            "{err}"
+        );
+        let err = RunDir::continue_run(dir.path(), None).unwrap_err();
+        assert!(matches!(err, RunDirError::AnotherRun { .. }), "{err}");
+        assert_eq!(run.recorded_run_id().unwrap(), Some(id.clone()));
+        assert!(RunDir::continue_run(dir.path(), Some(&id)).is_ok());
+        // Without a config.json, the checkpoint's identity is all there is.
+        fs::remove_file(run.config_path()).unwrap();
+        assert!(RunDir::continue_run(dir.path(), Some("0123")).is_ok());
     }
 
     #[test]
@@ -403,7 +599,7 @@ mod tests {
     #[test]
     fn checkpoints_are_pruned_to_the_last_k_and_latest_follows() {
         let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::create(dir.path()).unwrap();
+        let (run, _lock) = RunDir::create(dir.path()).unwrap();
         for epoch in 1..=4 {
             let p = run.epoch_checkpoint(epoch);
             fs::write(&p, format!("epoch {epoch}")).unwrap();
@@ -420,6 +616,18 @@ mod tests {
         assert_eq!(
             fs::read_to_string(run.latest_checkpoint()).unwrap(),
             "epoch 4"
+        );
+        // The last good checkpoint is kept out of rotation.
+        run.mark_good(&run.epoch_checkpoint(3)).unwrap();
+        for epoch in 5..=6 {
+            let p = run.epoch_checkpoint(epoch);
+            fs::write(&p, format!("epoch {epoch}")).unwrap();
+            run.prune_checkpoints(2).unwrap();
+        }
+        assert!(!run.epoch_checkpoint(3).exists());
+        assert_eq!(
+            fs::read_to_string(run.last_good_checkpoint()).unwrap(),
+            "epoch 3"
         );
     }
 }

@@ -14,13 +14,19 @@ use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use dcgan_core::sample::{image_grid, square_columns, to_rgb_images};
 use dcgan_core::{Precision, Trainer, TrainerConfig};
-use dcgan_data::{CropMode, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition};
+use dcgan_data::{
+    CropMode, DataFingerprint, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{catch_device_failure, BackendKind, DeviceFailure};
+use crate::divergence::{DivergenceWatch, Verdict, SATURATED_STEPS};
 use crate::plot::plot_losses;
 use crate::progress::{DataProgress, Progress};
-use crate::run_dir::{read_metrics, MetricsLog, MetricsRow, RunDir};
+/// Kept here too for callers of the earlier API.
+pub use crate::resume::resolve_checkpoint;
+use crate::resume::{ResumeMode, ResumePlan, ResumeState};
+use crate::run_dir::{new_run_id, read_metrics, MetricsLog, MetricsRow, RunDir};
 
 /// Where the training images come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +74,11 @@ pub struct FidSchedule {
     pub weights: Option<PathBuf>,
 }
 
+impl FidSchedule {
+    /// Generated images per measurement unless `--fid-samples` says otherwise.
+    pub const DEFAULT_SAMPLES: usize = 1000;
+}
+
 impl Default for Schedule {
     fn default() -> Self {
         Schedule {
@@ -99,6 +110,13 @@ pub struct RunConfig {
     /// Precision of the networks (absent in runs started before bf16 existed: f32).
     #[serde(default)]
     pub precision: Precision,
+    /// The run's identity, also in each of its checkpoints (absent in runs started before
+    /// runs had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The run and step this run was branched from (`--resume CHECKPOINT --out NEW`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branched_from: Option<String>,
 }
 
 /// How a run ended.
@@ -158,8 +176,8 @@ pub enum TrainError {
     #[error("training stopped: {cause}\n{}", diverged_advice(.checkpoint, *.lr_d, *.lr_g))]
     Diverged {
         /// What happened (with the step and the losses).
-        cause: dcgan_core::Error,
-        /// The last good checkpoint, if one was written.
+        cause: String,
+        /// The last good checkpoint (kept out of rotation), if one was written.
         checkpoint: Option<PathBuf>,
         /// The run's discriminator learning rate.
         lr_d: f64,
@@ -169,25 +187,47 @@ pub enum TrainError {
     /// Settings that do not fit together.
     #[error("{0}")]
     Invalid(String),
+    /// The data folder of a resumed run holds other files than when it was checkpointed.
+    #[error(
+        "the training data changed since the checkpoint: {folder} ({difference}); resuming \
+         would continue on other images than the run was trained on. Restore the folder, \
+         or give --allow-data-change to continue on it as it is now"
+    )]
+    DataChanged {
+        /// The data folder.
+        folder: String,
+        /// How it changed.
+        difference: String,
+    },
     /// Measuring FID failed.
     #[error("measuring FID")]
     Fid(#[from] dcgan_metrics::Error),
 }
 
-/// What to do after a divergence: resume the last good checkpoint with halved learning
+/// What to do after a divergence: resume the last good checkpoint with lower learning
 /// rates (a command that works), or start again if there is none.
 fn diverged_advice(checkpoint: &Option<PathBuf>, lr_d: f64, lr_g: f64) -> String {
-    let (lr_d, lr_g) = (lr_d / 2.0, lr_g / 2.0);
+    let (lr_d, lr_g) = (lower_rate(lr_d), lower_rate(lr_g));
     match checkpoint {
         Some(path) => format!(
             "The last good checkpoint was kept ({path}). Resume from it with lower learning \
-             rates, e.g. halved:\n  cats train --resume {path} --lr-d {lr_d:e} --lr-g {lr_g:e}",
+             rates, e.g.:\n  cats train --resume {path} --lr-d {lr_d:e} --lr-g {lr_g:e}",
             path = path.display()
         ),
         None => format!(
             "No checkpoint had been written yet. Start again with lower learning rates, e.g. \
-             halved: --lr-d {lr_d:e} --lr-g {lr_g:e}"
+             --lr-d {lr_d:e} --lr-g {lr_g:e}"
         ),
+    }
+}
+
+/// A learning rate to suggest after a divergence: half the rate, or the usual DCGAN rate
+/// (2e-4) if the rate was far above anything that trains.
+pub fn lower_rate(lr: f64) -> f64 {
+    if lr > 1e-2 {
+        2e-4
+    } else {
+        lr / 2.0
     }
 }
 
@@ -219,116 +259,80 @@ fn checkpoint_every(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
         .max(1)
 }
 
-/// The loader state and counters stored in each checkpoint's `extra`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct ResumeState {
-    loader: LoaderPosition,
-}
-
-/// Resolves `--resume`'s argument: a run folder (its `checkpoints/latest.catgan`) or a
-/// checkpoint file. Returns the checkpoint and the run folder it belongs to.
-pub fn resolve_resume(target: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
-    if target.is_dir() {
-        let run = RunDir::at(target);
-        let latest = run.latest_checkpoint();
-        if !latest.is_file() {
-            return Err(TrainError::Invalid(format!(
-                "--resume {}: no checkpoint found at {} (was the run started? checkpoints are \
-                 written every few epochs and on Ctrl-C)",
-                target.display(),
-                latest.display()
-            )));
-        }
-        Ok((latest, target.to_path_buf()))
-    } else if target.is_file() {
-        let parent = target.parent().unwrap_or(Path::new("."));
-        let run_dir = if parent.file_name().is_some_and(|n| n == "checkpoints") {
-            parent.parent().unwrap_or(Path::new(".")).to_path_buf()
-        } else {
-            parent.to_path_buf()
-        };
-        Ok((target.to_path_buf(), run_dir))
-    } else {
-        Err(TrainError::Invalid(format!(
-            "--resume {}: no such run folder or checkpoint file",
-            target.display()
-        )))
-    }
-}
-
-/// Resolves a `--checkpoint` argument: a checkpoint file, or a run folder (its
-/// `checkpoints/latest.catgan`).
-pub fn resolve_checkpoint(target: &Path) -> Result<PathBuf, TrainError> {
-    resolve_resume(target)
-        .map(|(checkpoint, _)| checkpoint)
-        .map_err(|e| TrainError::Invalid(e.to_string().replace("--resume", "--checkpoint")))
-}
-
-/// Reads a run folder's `config.json`.
-pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
-    let path = run_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        TrainError::Invalid(format!(
-            "cannot read {}: {e} (is {} a catgan run folder?)",
-            path.display(),
-            run_dir.display()
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        TrainError::Invalid(format!("{} is not a valid run config: {e}", path.display()))
-    })
-}
-
 /// FID measurement state of a run: the Inception network and the reference statistics.
 struct FidProbe<B: Backend> {
     schedule: FidSchedule,
     evaluator: dcgan_metrics::FidEvaluator<B>,
     reference: dcgan_metrics::ReferenceStats,
+    /// Computed from the image folder now: to be kept in the run folder.
+    computed: bool,
 }
 
 impl<B: Backend> FidProbe<B> {
     /// Loads the network and the reference statistics: from the schedule's statistics
-    /// file, from `cached` (kept in the run folder), or computed from the image folder (and
-    /// then saved to `cached` once the run folder exists, see [`FidProbe::keep`]).
-    fn open(schedule: &FidSchedule, cached: &Path, device: &B::Device) -> Result<Self, TrainError> {
+    /// file, from `cached` (kept in the run folder, if made from the same reference), or
+    /// computed from the image folder (and then saved to `cached` once the run folder is
+    /// ours, see [`FidProbe::keep`]).
+    fn open(
+        schedule: &FidSchedule,
+        cached: &Path,
+        strict: bool,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
         let evaluator =
             dcgan_metrics::FidEvaluator::<B>::load(schedule.weights.as_deref(), device)?;
-        let reference = if schedule.reference.is_file() {
-            dcgan_metrics::ReferenceStats::load(&schedule.reference)?
+        let source = schedule.reference.display().to_string();
+        let from_cache = if schedule.reference.is_file() {
+            Some(dcgan_metrics::ReferenceStats::load(&schedule.reference)?)
         } else if cached.is_file() {
-            dcgan_metrics::ReferenceStats::load(cached)?
+            // A resumed run may have been given another --fid-reference since.
+            dcgan_metrics::ReferenceStats::load(cached)
+                .ok()
+                .filter(|stats| stats.source == source)
         } else {
-            let mut bar: Option<Progress> = None;
-            let reference = dcgan_metrics::ReferenceStats::compute_from_dir(
-                &evaluator,
-                &schedule.reference,
-                true,
-                &mut |p| {
-                    let bar = bar.get_or_insert_with(|| {
-                        Progress::new(
-                            "FID reference statistics",
-                            p.total as u64,
-                            Duration::from_secs(10),
-                        )
-                    });
-                    bar.update(p.done as u64, "");
-                },
-            )?;
-            if let Some(bar) = bar {
-                bar.finish();
+            None
+        };
+        let computed = from_cache.is_none();
+        let reference = match from_cache {
+            Some(reference) => reference,
+            None => {
+                let mut bar: Option<Progress> = None;
+                let (reference, report) = dcgan_metrics::ReferenceStats::compute_from_folder(
+                    &evaluator,
+                    &schedule.reference,
+                    true,
+                    &dcgan_metrics::FolderOptions::new().with_strict(strict),
+                    &mut |p| {
+                        let bar = bar.get_or_insert_with(|| {
+                            Progress::new(
+                                "FID reference statistics",
+                                p.total as u64,
+                                Duration::from_secs(10),
+                            )
+                        });
+                        bar.update(p.done as u64, "");
+                    },
+                )?;
+                if let Some(bar) = bar {
+                    bar.finish();
+                }
+                for note in report.notes() {
+                    eprintln!("note: {note}");
+                }
+                reference
             }
-            reference
         };
         Ok(FidProbe {
             schedule: schedule.clone(),
             evaluator,
             reference,
+            computed,
         })
     }
 
-    /// Saves the reference statistics to `cached` unless they came from a file already.
+    /// Saves freshly computed reference statistics to `cached`.
     fn keep(&self, cached: &Path) -> Result<(), TrainError> {
-        if !self.schedule.reference.is_file() && !cached.is_file() {
+        if self.computed {
             self.reference.save(cached)?;
         }
         Ok(())
@@ -361,35 +365,37 @@ impl<B: Backend> FidProbe<B> {
     }
 }
 
-/// What to run: a new run in `run_dir`, or the continuation of a checkpoint.
+/// What to run: a new run in a new folder, or the continuation of a checkpoint.
 pub enum Start {
-    /// A new run with this configuration, in a new folder.
-    New(Box<RunConfig>),
-    /// Continue from a checkpoint; the schedule may extend the original one.
-    Resume {
-        /// The checkpoint file.
-        checkpoint: PathBuf,
-        /// The run's configuration, with the schedule to follow now.
+    /// A new run with this configuration.
+    New {
+        /// The run's settings.
         config: Box<RunConfig>,
+        /// Its folder (created; refused if it holds a run).
+        run_dir: PathBuf,
     },
+    /// Continue from a checkpoint (see [`plan_resume`](crate::resume::plan_resume)).
+    Resume(Box<ResumePlan>),
 }
 
 /// Trains on backend `B` until the schedule ends or `stop` is set.
 pub fn train<B: AutodiffBackend>(
     start: Start,
-    run_dir: &Path,
     backend: BackendKind,
     device: &B::Device,
     stop: Arc<AtomicBool>,
     debug: &DebugOptions,
 ) -> Result<RunSummary, TrainError> {
     let session_start = Instant::now();
-    let (config, resume_from) = match start {
-        Start::New(config) => (*config, None),
-        Start::Resume { checkpoint, config } => (*config, Some(checkpoint)),
+    let (mut config, run_dir, resume) = match start {
+        Start::New { config, run_dir } => (*config, run_dir, None),
+        Start::Resume(plan) => (plan.config.clone(), plan.run_dir.clone(), Some(*plan)),
     };
+    config.run_id.get_or_insert_with(new_run_id);
     config.trainer.validate()?;
     config.precision.check_supported::<B>(device)?;
+    // Refuse what the machine cannot hold before anything is allocated or written.
+    crate::memory::check_fits(&config.trainer, backend)?;
     let image_size = config.trainer.generator.image_size;
 
     // Data: decoded once into the cache, then served shuffled from memory.
@@ -403,6 +409,11 @@ pub fn train<B: AutodiffBackend>(
             report.root.display()
         );
     }
+    let fingerprint = dataset.data_fingerprint().clone();
+    let position = match &resume {
+        None => LoaderPosition::start(config.trainer.seed),
+        Some(plan) => resumed_position(plan, &fingerprint, dataset.len())?,
+    };
     let loader_config = LoaderConfig::new(config.trainer.batch_size)
         .with_seed(config.trainer.seed)
         .with_flip(config.data.flip)
@@ -412,39 +423,45 @@ pub fn train<B: AutodiffBackend>(
     // written, so that missing weights leave no half-made run folder behind.
     let fid_cache = run_dir.join("fid-reference.safetensors");
     let fid_probe = match &config.schedule.fid {
-        Some(fid) => Some(FidProbe::<B::InnerBackend>::open(fid, &fid_cache, device)?),
+        Some(fid) => Some(FidProbe::<B::InnerBackend>::open(
+            fid,
+            &fid_cache,
+            config.data.strict,
+            device,
+        )?),
         None => None,
     };
 
-    // Trainer: fresh, or exactly where the checkpoint left it.
-    let (run, mut trainer, position) = match &resume_from {
-        None => {
-            let run = RunDir::create(run_dir)?;
-            let trainer = catch_device_failure(backend, || {
-                let mut trainer = Trainer::<B>::new(config.trainer.clone(), device)?;
-                trainer.set_precision(config.precision)?;
-                Ok::<_, dcgan_core::Error>(trainer)
-            })??;
-            (run, trainer, LoaderPosition::start(config.trainer.seed))
+    // The run folder, locked for this process: new, the run's own, or a branch.
+    let (run, _lock) = match resume.as_ref().map(|plan| &plan.mode) {
+        None => RunDir::create(&run_dir)?,
+        Some(ResumeMode::Continue) => RunDir::continue_run(&run_dir, config.run_id.as_deref())?,
+        Some(ResumeMode::Branch { source }) => {
+            let (run, lock) = RunDir::create(&run_dir)?;
+            if let Some(source) = source {
+                run.carry_metrics_from(&RunDir::at(source))?;
+            }
+            (run, lock)
         }
-        Some(checkpoint) => {
-            let run = RunDir::open(run_dir)?;
-            let (mut trainer, extra) = catch_device_failure(backend, || {
-                Trainer::<B>::load_checkpoint_in(checkpoint, device, Some(config.precision))
+    };
+    // Trainer: fresh, or exactly where the checkpoint left it.
+    let mut trainer = match &resume {
+        None => catch_device_failure(backend, || {
+            let mut trainer = Trainer::<B>::new(config.trainer.clone(), device)?;
+            trainer.set_precision(config.precision)?;
+            Ok::<_, dcgan_core::Error>(trainer)
+        })??,
+        Some(plan) => {
+            let (mut trainer, _) = catch_device_failure(backend, || {
+                Trainer::<B>::load_checkpoint_in(&plan.checkpoint, device, Some(config.precision))
             })??;
-            // New learning rates are the one change a resumed run accepts (the advice
-            // after a divergence).
+            // New learning rates are the one change to the optimisation a resumed run
+            // accepts (the advice after a divergence).
             let (lr_d, lr_g) = (config.trainer.lr_d, config.trainer.lr_g);
             if (lr_d, lr_g) != (trainer.config().lr_d, trainer.config().lr_g) {
                 trainer.set_learning_rates(lr_d, lr_g)?;
             }
-            let state: ResumeState = serde_json::from_value(extra).map_err(|e| {
-                TrainError::Invalid(format!(
-                    "{} has no data-loader position ({e}); it was not written by `cats train`",
-                    checkpoint.display()
-                ))
-            })?;
-            (run, trainer, state.loader)
+            trainer
         }
     };
     run.write_config(&config)?;
@@ -462,10 +479,20 @@ pub fn train<B: AutodiffBackend>(
     };
     let mut metrics_log = MetricsLog::open(
         &run.metrics_path(),
-        resume_from.as_ref().map(|_| trainer.steps_done()),
+        resume.as_ref().map(|_| trainer.steps_done()),
     )?;
-    let mut last_checkpoint = resume_from.clone();
-    let mut last_saved_step = resume_from.as_ref().map(|_| trainer.steps_done());
+    let mut last_checkpoint = resume.as_ref().map(|plan| plan.checkpoint.clone());
+    let mut last_saved_step = resume.as_ref().map(|_| trainer.steps_done());
+    // The checkpoint the run continues from counts as good: the user chose it.
+    let mut last_good = match &resume {
+        Some(plan) => {
+            if !same_file(&plan.checkpoint, &run.last_good_checkpoint()) {
+                run.mark_good(&plan.checkpoint)?;
+            }
+            Some(run.last_good_checkpoint())
+        }
+        None => None,
+    };
     let mut last_sample = None;
 
     let start_step = trainer.steps_done();
@@ -502,12 +529,19 @@ pub fn train<B: AutodiffBackend>(
             trainer.epoch + 1
         ));
     }
+    for note in resume.iter().flat_map(|plan| &plan.notes) {
+        progress.println(&format!("note: {note}"));
+    }
 
     let save =
         |trainer: &Trainer<B>, path: &Path, position: LoaderPosition| -> Result<(), TrainError> {
-            let extra =
-                serde_json::to_value(ResumeState { loader: position }).expect("serialisable");
-            trainer.save_checkpoint(path, extra)?;
+            let state = ResumeState {
+                loader: position,
+                run_id: config.run_id.clone(),
+                run: Some(Box::new(config.clone())),
+                data: Some(fingerprint.clone()),
+            };
+            trainer.save_checkpoint(path, serde_json::to_value(state).expect("serialisable"))?;
             Ok(())
         };
     let write_preview = |trainer: &Trainer<B>, path: &Path| -> Result<(), TrainError> {
@@ -518,7 +552,15 @@ pub fn train<B: AutodiffBackend>(
         let grid = image_grid(&images, square_columns(images.len()), 2)?;
         Ok(crate::image_file::save_png(&grid, path)?)
     };
+    let diverged =
+        |cause: String, last_good: Option<PathBuf>, trainer: &Trainer<B>| TrainError::Diverged {
+            cause,
+            checkpoint: last_good,
+            lr_d: trainer.config().lr_d,
+            lr_g: trainer.config().lr_g,
+        };
 
+    let mut watch = DivergenceWatch::new();
     let mut images_seen = 0u64;
     let mut train_time = Duration::ZERO;
     let mut smoothed_rate: Option<f64> = None;
@@ -543,12 +585,7 @@ pub fn train<B: AutodiffBackend>(
             Err(source @ dcgan_core::Error::NonFiniteLoss { .. }) => {
                 metrics_log.flush()?;
                 progress.finish();
-                return Err(TrainError::Diverged {
-                    cause: source,
-                    checkpoint: last_checkpoint,
-                    lr_d: trainer.config().lr_d,
-                    lr_g: trainer.config().lr_g,
-                });
+                return Err(diverged(source.to_string(), last_good, &trainer));
             }
             Err(other) => return Err(other.into()),
         };
@@ -573,6 +610,19 @@ pub fn train<B: AutodiffBackend>(
             }
             _ => None,
         };
+        match watch.observe(&metrics) {
+            Verdict::Healthy => {}
+            Verdict::Saturated { step } => progress.println(&saturation_warning(
+                step,
+                last_good.as_deref(),
+                trainer.config().lr_d,
+            )),
+            Verdict::Exploded { cause } => {
+                metrics_log.flush()?;
+                progress.finish();
+                return Err(diverged(cause, last_good, &trainer));
+            }
+        }
         metrics_log.append(&MetricsRow {
             step: metrics.step,
             epoch: epoch_display,
@@ -622,6 +672,10 @@ pub fn train<B: AutodiffBackend>(
                     &run.plot_path(),
                     &plot_title(&config),
                 )?;
+                if watch.is_healthy() {
+                    run.mark_good(&path)?;
+                    last_good = Some(run.last_good_checkpoint());
+                }
                 last_checkpoint = Some(path);
                 last_saved_step = Some(trainer.steps_done());
             }
@@ -655,6 +709,71 @@ pub fn train<B: AutodiffBackend>(
         img_per_s: images_seen as f64 / train_time.as_secs_f64().max(1e-9),
         elapsed,
     })
+}
+
+/// Where the loader of a resumed run starts: the checkpoint's position, once the data is
+/// known to be the one it was trained on (or the user allowed a change).
+fn resumed_position(
+    plan: &ResumePlan,
+    now: &DataFingerprint,
+    images: usize,
+) -> Result<LoaderPosition, TrainError> {
+    let mut position = plan.state.loader;
+    let Some(then) = &plan.state.data else {
+        return Ok(position); // an older checkpoint: nothing to compare
+    };
+    let Some(difference) = then.describe_difference(now) else {
+        return Ok(position);
+    };
+    let folder = plan.config.data.folder.as_ref().map_or_else(
+        || "the built-in cats".to_string(),
+        |f| f.display().to_string(),
+    );
+    if !plan.allow_data_change {
+        return Err(TrainError::DataChanged { folder, difference });
+    }
+    eprintln!(
+        "note: {folder} changed since the checkpoint ({difference}); continuing on it as \
+         --allow-data-change asks"
+    );
+    if position.index > images as u64 {
+        eprintln!(
+            "note: the checkpoint was {} images into its epoch, more than the folder now \
+             holds; the epoch starts over",
+            position.index
+        );
+        position.index = 0;
+    }
+    Ok(position)
+}
+
+/// Whether two paths name the same file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(a), Ok(b)) if a == b
+    )
+}
+
+/// The advice when the discriminator has won outright for many steps.
+fn saturation_warning(step: u64, last_good: Option<&Path>, lr_d: f64) -> String {
+    let resume = match last_good {
+        Some(path) => format!(
+            "stop it (Ctrl-C) and resume from the last good checkpoint with a slower \
+             discriminator:\n  cats train --resume {} --lr-d {:e}",
+            path.display(),
+            lower_rate(lr_d)
+        ),
+        None => format!(
+            "stop it (Ctrl-C) and start again with a slower discriminator, e.g. --lr-d {:e}",
+            lower_rate(lr_d)
+        ),
+    };
+    format!(
+        "warning: step {step}: for {SATURATED_STEPS} steps the discriminator has told real \
+         from fake perfectly (D(x) ≈ 1, D(G(z)) ≈ 0); the generator gets almost no gradient \
+         and rarely recovers. If the previews stop improving, {resume}"
+    )
 }
 
 /// Steps measured before the time per epoch is estimated (the first ones warm up caches).

@@ -4,78 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use burn::backend::{Autodiff, Flex};
-use dcgan_core::Trainer;
-
 mod common;
-use common::{cats, cats_binary, fails, ok, run, s, text};
-
-/// A tiny but complete schedule on the built-in cats: 16 images, batch 4 → 4 steps/epoch.
-fn tiny_run_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--preset",
-        "tiny32",
-        "--base",
-        "4",
-        "--batch-size",
-        "4",
-        "--steps",
-        steps,
-        "--sample-every",
-        "3",
-        "--checkpoint-every",
-        "1",
-        "--keep-checkpoints",
-        "2",
-        "--out",
-        out,
-    ]
-}
-
-fn metrics_lines(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-fn generator_weights(checkpoint: &Path) -> Vec<f32> {
-    type B = Autodiff<Flex>;
-    let (trainer, _) = Trainer::<B>::load_checkpoint(checkpoint, &Default::default()).unwrap();
-    let mut w = trainer
-        .generator
-        .project
-        .weight
-        .val()
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
-    w.extend(
-        trainer
-            .discriminator
-            .classify
-            .weight
-            .val()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap(),
-    );
-    w
-}
-
-/// Two runs logged the same losses step by step (throughput differs, so the first six
-/// columns) and ended with the same weights.
-fn assert_same_training(a: &Path, b: &Path) {
-    let cols = |l: &String| l.split(',').take(6).collect::<Vec<_>>().join(",");
-    let log = |run: &Path| metrics_lines(run).iter().map(cols).collect::<Vec<_>>();
-    assert_eq!(log(a), log(b));
-    assert_eq!(
-        generator_weights(&a.join("checkpoints/latest.catgan")),
-        generator_weights(&b.join("checkpoints/latest.catgan"))
-    );
-}
+use common::{
+    assert_same_training, cats, cats_binary, fails, generator_weights, metrics_lines, ok, s, text,
+    tiny_run_args,
+};
 
 #[test]
 fn dry_run_checks_the_setup() {
@@ -450,13 +383,16 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "said once: {err}"
     );
     assert!(
-        err.contains("last good checkpoint was kept") && err.contains("epoch-0001.catgan"),
+        err.contains("last good checkpoint was kept") && err.contains("last-good.catgan"),
         "{err}"
     );
-    // The checkpoint of epoch 1 (step 4) is intact and still `latest`.
+    // The checkpoint of epoch 1 (step 4) is intact, still `latest`, and kept as the last
+    // good one.
     let latest = run_dir.join("checkpoints/latest.catgan");
     let info = dcgan_core::CheckpointInfo::read(&latest).unwrap();
     assert_eq!(info.step, 4);
+    let good = dcgan_core::CheckpointInfo::read(&run_dir.join("checkpoints/last-good.catgan"));
+    assert_eq!(good.unwrap().step, 4);
     assert!(!run_dir.join("checkpoints/epoch-0002.catgan").exists());
     // The log stops before the broken step.
     assert_eq!(metrics_lines(&run_dir).len(), 6);

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{dispatch, BackendKind, BackendTask};
+use catgan::resume::{plan_resume, ResumeChanges};
 use catgan::train::{
-    read_run_config, resolve_resume, train, DataSettings, DebugOptions, FidSchedule, Outcome,
-    RunConfig, Schedule, Start,
+    train, DataSettings, DebugOptions, FidSchedule, Outcome, RunConfig, Schedule, Start,
 };
 use dcgan_core::{
-    Augment, CheckpointInfo, EmaConfig, GanLoss, GradientPenalty, LatentDistribution, ModelPreset,
-    PenaltyKind, Precision, TrainerConfig,
+    Augment, EmaConfig, GanLoss, GradientPenalty, LatentDistribution, ModelPreset, PenaltyKind,
+    Precision, TrainerConfig,
 };
 use dcgan_data::CropMode;
 
@@ -82,8 +82,15 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K")]
     pub keep_checkpoints: Option<usize>,
     /// Continue a run: its folder (uses checkpoints/latest.catgan) or a checkpoint file.
+    /// The checkpoint carries the run's settings; the schedule, learning rates, precision,
+    /// FID flags, --no-flip and --strict may change. With --out naming a folder without a
+    /// run: continue as a new run there (a branch).
     #[arg(long, value_name = "DIR|CHECKPOINT")]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue even though the data folder's files changed since the
+    /// checkpoint (refused otherwise).
+    #[arg(long, requires = "resume")]
+    pub allow_data_change: bool,
     /// Check the setup: 2 steps of a tiny 32 px model on the data, into a temporary folder
     /// (or --out), writing every artifact.
     #[arg(long)]
@@ -104,9 +111,9 @@ pub struct TrainArgs {
     /// [default: the training folder].
     #[arg(long, value_name = "DIR|FILE")]
     pub fid_reference: Option<PathBuf>,
-    /// Generated images per FID measurement.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub fid_samples: usize,
+    /// Generated images per FID measurement [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub fid_samples: Option<usize>,
     /// FID Inception weights (see `cats fid --help`).
     #[arg(long, value_name = "FILE")]
     pub fid_weights: Option<PathBuf>,
@@ -351,6 +358,8 @@ fn new_run_config(
         },
         backend,
         precision: args.precision.unwrap_or_default(),
+        run_id: None,
+        branched_from: None,
     };
     Ok((config, defaults.why))
 }
@@ -439,7 +448,8 @@ fn fid_schedule(args: &TrainArgs) -> anyhow::Result<Option<FidSchedule>> {
         return Ok(None);
     };
     anyhow::ensure!(every_epochs > 0, "--fid-every must be at least 1");
-    anyhow::ensure!(args.fid_samples >= 2, "--fid-samples must be at least 2");
+    let samples = args.fid_samples.unwrap_or(FidSchedule::DEFAULT_SAMPLES);
+    anyhow::ensure!(samples >= 2, "--fid-samples must be at least 2");
     let reference = match (&args.fid_reference, &args.data) {
         (Some(r), _) => r.clone(),
         (None, Some(data)) => data.clone(),
@@ -448,7 +458,7 @@ fn fid_schedule(args: &TrainArgs) -> anyhow::Result<Option<FidSchedule>> {
     Ok(Some(FidSchedule {
         every_epochs,
         reference,
-        samples: args.fid_samples,
+        samples,
         weights: args.fid_weights.clone(),
     }))
 }
@@ -466,6 +476,30 @@ fn fresh_run_dir(name: &str) -> PathBuf {
         })
         .find(|p| !p.exists())
         .expect("some name is free")
+}
+
+/// The flags that may change a resumed run (see `catgan::resume` for what each does).
+fn resume_changes(args: &TrainArgs) -> ResumeChanges {
+    ResumeChanges {
+        out: args.out.clone(),
+        data: args.data.clone(),
+        allow_data_change: args.allow_data_change,
+        lr_d: args.lr_d,
+        lr_g: args.lr_g,
+        epochs: args.epochs,
+        steps: args.steps,
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        keep_checkpoints: args.keep_checkpoints,
+        precision: args.precision,
+        no_flip: args.no_flip,
+        pad: args.pad,
+        strict: args.strict,
+        fid_every: args.fid_every,
+        fid_reference: args.fid_reference.clone(),
+        fid_samples: args.fid_samples,
+        fid_weights: args.fid_weights.clone(),
+    }
 }
 
 /// Flags that would change the model or the optimisation cannot apply to a resumed run.
@@ -505,7 +539,6 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
 
 struct TrainTask {
     start: Start,
-    run_dir: PathBuf,
     debug: DebugOptions,
     stop: Arc<AtomicBool>,
 }
@@ -516,7 +549,6 @@ impl BackendTask for TrainTask {
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
         Ok(train::<B>(
             self.start,
-            &self.run_dir,
             backend,
             &device,
             self.stop,
@@ -586,62 +618,12 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
             bail!("{flag} 0: nothing to train; give at least 1");
         }
     }
-    let (start, run_dir) = match &args.resume {
+    let start = match &args.resume {
         Some(resume) => {
             reject_model_flags_on_resume(args)?;
-            let (checkpoint, run_dir) = resolve_resume(resume)?;
-            let info = CheckpointInfo::read(&checkpoint)
+            let plan = plan_resume(resume, &resume_changes(args), target.backend)
                 .with_context(|| format!("--resume {}", resume.display()))?;
-            let mut config = read_run_config(&run_dir).unwrap_or_else(|_| {
-                // A checkpoint moved out of its run folder: rebuild what it knows.
-                RunConfig {
-                    trainer: info.config.clone(),
-                    preset: "resumed".into(),
-                    data: DataSettings {
-                        folder: None,
-                        crop: CropMode::Center,
-                        flip: true,
-                        strict: false,
-                    },
-                    schedule: Schedule::default(),
-                    backend: target.backend,
-                    precision: info.precision,
-                }
-            });
-            config.trainer = info.config;
-            // The saved state is f32 in every precision, so a run may switch when it resumes.
-            config.precision = args.precision.unwrap_or(info.precision);
-            if let Some(v) = args.lr_d {
-                config.trainer.lr_d = v;
-            }
-            if let Some(v) = args.lr_g {
-                config.trainer.lr_g = v;
-            }
-            if args.data.is_some() {
-                config.data.folder = args.data.clone();
-            }
-            if args.epochs.is_some() || args.steps.is_some() {
-                config.schedule.epochs = args.epochs;
-                config.schedule.steps = args.steps;
-            }
-            if let Some(v) = args.sample_every {
-                config.schedule.sample_every = v;
-            }
-            if let Some(v) = args.checkpoint_every {
-                config.schedule.checkpoint_every = Some(v);
-            }
-            if let Some(v) = args.keep_checkpoints {
-                config.schedule.keep_checkpoints = v;
-            }
-            config.backend = target.backend;
-            let run_dir = args.out.clone().unwrap_or(run_dir);
-            (
-                Start::Resume {
-                    checkpoint,
-                    config: Box::new(config),
-                },
-                run_dir,
-            )
+            Start::Resume(Box::new(plan))
         }
         None => {
             let (config, why) = new_run_config(args, target.backend)?;
@@ -655,7 +637,10 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
                 }
                 (None, false) => fresh_run_dir(&config.preset),
             };
-            (Start::New(Box::new(config)), run_dir)
+            Start::New {
+                config: Box::new(config),
+                run_dir,
+            }
         }
     };
 
@@ -666,7 +651,6 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
 
     let task = TrainTask {
         start,
-        run_dir: run_dir.clone(),
         debug: DebugOptions {
             inject_nan_at_step: args.inject_nan_at_step,
         },
