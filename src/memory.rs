@@ -57,9 +57,37 @@ pub fn check_fits_beside(
     config.validate()?;
     let estimate = MemoryEstimate::training(config);
     if let Some(available) = available_memory(backend) {
-        estimate.check(available.saturating_sub(reserved))?;
+        estimate
+            .check(available.saturating_sub(reserved))
+            .map_err(name_the_limit)?;
     }
     Ok(estimate)
+}
+
+/// Says where the available figure came from when [`MEMORY_LIMIT_ENV`] set it, so that a
+/// refusal caused by a forgotten variable is not a mystery.
+fn name_the_limit(error: Error) -> Error {
+    match (error, std::env::var(MEMORY_LIMIT_ENV)) {
+        (
+            Error::TooLarge {
+                what,
+                needed,
+                available,
+                breakdown,
+                suggestion,
+            },
+            Ok(limit),
+        ) => Error::TooLarge {
+            what,
+            needed,
+            available,
+            breakdown,
+            suggestion: format!(
+                "{suggestion} (the available figure is {MEMORY_LIMIT_ENV}={limit})"
+            ),
+        },
+        (error, _) => error,
+    }
 }
 
 /// For drawing images from a checkpoint of `config` on `backend` with `kept_images`
@@ -76,6 +104,7 @@ pub fn generation_batch(
     match available_memory(backend) {
         Some(available) => {
             MemoryEstimate::fit_generation(config, max_batch, kept_images, available)
+                .map_err(name_the_limit)
         }
         None => Ok((
             max_batch.max(1),

@@ -70,29 +70,35 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let killed = dir.path().join("killed");
-    ok(&tiny_run_args(s(&straight), "60"));
+    const STEPS: &str = "200";
+    ok(&tiny_run_args(s(&straight), STEPS));
 
     let delays = random_delays(2026, 4, 400);
     eprintln!("kill -9 after the first checkpoint plus {delays:?} ms");
+    let mut landed = 0;
     for (round, delay) in delays.iter().enumerate() {
         let child = if round == 0 {
-            spawn(&tiny_run_args(s(&killed), "60"))
+            spawn(&tiny_run_args(s(&killed), STEPS))
         } else {
-            spawn(&["train", "--resume", s(&killed), "--steps", "60"])
+            spawn(&["train", "--resume", s(&killed), "--steps", STEPS])
         };
-        // After the first epoch's checkpoint (step 4) of this session, at a random moment.
+        // A few steps into this session (after the first epoch's checkpoint of the run), at
+        // a random moment.
         let rows_now = metrics_lines_or_empty(&killed);
         wait_for_rows(&killed, rows_now.max(5) + 1);
         std::thread::sleep(Duration::from_millis(*delay));
         let mut child = child;
         child.kill().unwrap();
-        let status = child.wait().unwrap();
-        assert!(
-            !status.success(),
-            "round {round}: the run finished before the kill"
-        );
+        if !child.wait().unwrap().success() {
+            landed += 1;
+        }
     }
-    let log = ok(&["train", "--resume", s(&killed), "--steps", "60"]);
+    // On a fast machine a session may finish before its kill; most must not.
+    assert!(
+        landed >= 3,
+        "only {landed} of 4 kills landed before the run ended"
+    );
+    let log = ok(&["train", "--resume", s(&killed), "--steps", STEPS]);
     assert!(log.contains("resuming at step"), "{log}");
     assert_same_training(&straight, &killed);
     let leftovers: Vec<String> = std::fs::read_dir(killed.join("checkpoints"))
@@ -486,7 +492,9 @@ fn a_model_too_large_for_the_machine_is_refused_with_a_size_that_fits() {
     .unwrap();
     let log = text(&limit);
     assert!(
-        !limit.status.success() && log.contains("64 MiB is available"),
+        !limit.status.success()
+            && log.contains("64 MiB is available")
+            && log.contains("CATGAN_MEMORY_LIMIT=64M"),
         "{log}"
     );
     assert!(!run_dir.exists());
