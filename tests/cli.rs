@@ -1,7 +1,7 @@
 //! End to end through the `cats` tool on the flex backend: dry run, a short run writing
 //! every artifact, exact resume after a stop and after Ctrl-C, generation, bad input, NaN.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
@@ -565,7 +565,7 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
         log.contains(&format!("compiled kernels are kept in {}", cache.display())),
         "the tool should say where kernels go:\n{log}"
     );
-    fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
