@@ -710,8 +710,16 @@ fn training_on_a_folder_without_size_flags_explains_its_defaults() {
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(config["trainer"]["batch_size"], 32);
     assert_eq!(config["trainer"]["discriminator"]["base_channels"], 16);
-    // Real data keeps a generator average by default; --no-ema turns it off.
+    // Real data keeps a generator average by default, with the rates it does best at;
+    // --no-ema turns it off and keeps the raw generator's rates.
     assert_eq!(config["trainer"]["ema"]["decay"], 0.999);
+    assert_eq!(
+        (
+            config["trainer"]["lr_d"].as_f64(),
+            config["trainer"]["lr_g"].as_f64()
+        ),
+        (Some(4e-4), Some(4e-4))
+    );
     ok(&[
         "train",
         "--data",
@@ -725,4 +733,5 @@ fn training_on_a_folder_without_size_flags_explains_its_defaults() {
     let config = std::fs::read_to_string(dir.path().join("run-no-ema/config.json")).unwrap();
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert!(config["trainer"]["ema"].is_null(), "{config}");
+    assert_eq!(config["trainer"]["lr_d"].as_f64(), Some(2e-4));
 }
