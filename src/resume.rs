@@ -25,7 +25,7 @@ use dcgan_data::{CropMode, DataFingerprint, LoaderPosition};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::run_dir::{new_run_id, RunDir};
+use crate::run_dir::{new_run_id, same_path, RunDir};
 use crate::train::{FidSchedule, RunConfig, TrainError};
 
 /// What `cats train` stores in each checkpoint's `extra` field.
@@ -33,10 +33,8 @@ use crate::train::{FidSchedule, RunConfig, TrainError};
 pub struct ResumeState {
     /// Where the data loader stands (epoch, images consumed, seed).
     pub loader: LoaderPosition,
-    /// The run's identity (absent in checkpoints written before runs had one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    /// The run's settings (absent in older checkpoints: then `config.json` is read).
+    /// The run's settings, its identity included (absent in older checkpoints: then
+    /// `config.json` is read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Box<RunConfig>>,
     /// The training images' fingerprint (absent in older checkpoints: not checked).
@@ -215,9 +213,6 @@ pub fn plan_resume(
         }
     };
     config.trainer = info.config;
-    if config.run_id.is_none() {
-        config.run_id = state.run_id.clone();
-    }
     let mut notes = Vec::new();
     apply_changes(&mut config, changes, info.precision, &mut notes)?;
     config.backend = backend;
@@ -233,7 +228,7 @@ pub fn plan_resume(
             )))
         }
     };
-    let own_folder = home.as_deref().is_some_and(|h| same_folder(h, &run_dir));
+    let own_folder = home.as_deref().is_some_and(|h| same_path(h, &run_dir));
     let mode = if RunDir::at(&run_dir).config_path().exists() || own_folder {
         ResumeMode::Continue
     } else {
@@ -267,14 +262,6 @@ pub fn plan_resume(
         allow_data_change: changes.allow_data_change,
         notes,
     })
-}
-
-/// Whether two paths name the same folder (compared canonically where both exist).
-fn same_folder(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 /// Applies the resume flags to the run's settings; refuses those that cannot apply.

@@ -91,6 +91,15 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunDi
     }
 }
 
+/// Whether two paths name the same file or folder (compared canonically where both
+/// exist, as written otherwise).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// A new run identity: 128 random bits in hex.
 pub fn new_run_id() -> String {
     format!("{:032x}", rand::random::<u128>())

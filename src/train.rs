@@ -23,10 +23,8 @@ use crate::backend::{catch_device_failure, BackendKind, DeviceFailure};
 use crate::divergence::{DivergenceWatch, Verdict, SATURATED_STEPS};
 use crate::plot::plot_losses;
 use crate::progress::{DataProgress, Progress};
-/// Kept here too for callers of the earlier API.
-pub use crate::resume::resolve_checkpoint;
 use crate::resume::{ResumeMode, ResumePlan, ResumeState};
-use crate::run_dir::{new_run_id, read_metrics, MetricsLog, MetricsRow, RunDir};
+use crate::run_dir::{new_run_id, read_metrics, same_path, MetricsLog, MetricsRow, RunDir};
 
 /// Where the training images come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,7 +221,7 @@ fn diverged_advice(checkpoint: &Option<PathBuf>, lr_d: f64, lr_g: f64) -> String
 
 /// A learning rate to suggest after a divergence: half the rate, or the usual DCGAN rate
 /// (2e-4) if the rate was far above anything that trains.
-pub fn lower_rate(lr: f64) -> f64 {
+fn lower_rate(lr: f64) -> f64 {
     if lr > 1e-2 {
         2e-4
     } else {
@@ -486,7 +484,7 @@ pub fn train<B: AutodiffBackend>(
     // The checkpoint the run continues from counts as good: the user chose it.
     let mut last_good = match &resume {
         Some(plan) => {
-            if !same_file(&plan.checkpoint, &run.last_good_checkpoint()) {
+            if !same_path(&plan.checkpoint, &run.last_good_checkpoint()) {
                 run.mark_good(&plan.checkpoint)?;
             }
             Some(run.last_good_checkpoint())
@@ -537,7 +535,6 @@ pub fn train<B: AutodiffBackend>(
         |trainer: &Trainer<B>, path: &Path, position: LoaderPosition| -> Result<(), TrainError> {
             let state = ResumeState {
                 loader: position,
-                run_id: config.run_id.clone(),
                 run: Some(Box::new(config.clone())),
                 data: Some(fingerprint.clone()),
             };
@@ -745,14 +742,6 @@ fn resumed_position(
         position.index = 0;
     }
     Ok(position)
-}
-
-/// Whether two paths name the same file.
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!(
-        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-        (Ok(a), Ok(b)) if a == b
-    )
 }
 
 /// The advice when the discriminator has won outright for many steps.

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 
 mod common;
 use common::{
-    assert_same_training, cats, cats_binary, fails, generator_weights, metrics_lines, ok, s, text,
-    tiny_run_args,
+    assert_same_training, cats, cats_binary, fails, generator_weights, metrics_lines, ok,
+    run_config, s, text, tiny_run_args,
 };
 
 #[test]
@@ -26,8 +26,7 @@ fn a_short_run_writes_every_artifact() {
     let out = dir.path().join("run");
     let log = ok(&tiny_run_args(s(&out), "12"));
     assert!(log.contains("trained 12 steps (3 epochs)"), "{log}");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = run_config(&out);
     assert_eq!(config["trainer"]["batch_size"], 4);
     assert_eq!(config["preset"], "tiny32");
     let lines = metrics_lines(&out);
@@ -223,10 +222,7 @@ fn a_bf16_run_resumes_exactly_and_can_continue_in_f32() {
         "{log}"
     );
     bf16(&stopped, "3");
-    let config = |run: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
-    };
-    assert_eq!(config(&stopped)["precision"], "bf16");
+    assert_eq!(run_config(&stopped)["precision"], "bf16");
     // Resuming keeps the checkpoint's precision: the same numbers as the straight run.
     let log = ok(&["train", "--resume", s(&stopped), "--steps", "6"]);
     assert!(log.contains("flex backend, bf16"), "{log}");
@@ -246,7 +242,7 @@ fn a_bf16_run_resumes_exactly_and_can_continue_in_f32() {
         "f32",
     ]);
     assert!(log.contains("flex backend, f32"), "{log}");
-    assert_eq!(config(&stopped)["precision"], "f32");
+    assert_eq!(run_config(&stopped)["precision"], "f32");
     let info =
         dcgan_core::CheckpointInfo::read(&stopped.join("checkpoints/latest.catgan")).unwrap();
     assert_eq!((info.step, info.precision), (8, dcgan_core::Precision::F32));

@@ -8,16 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_same_training, cats, fails, metrics_lines, ok, s, text, tiny_run_args};
+use common::{
+    assert_same_training, cats, fails, metrics_lines, ok, run_config, s, text, tiny_run_args,
+};
 
 /// Waits until `run`'s metrics log has at least `rows` rows (or 120 s pass).
 fn wait_for_rows(run: &Path, rows: usize) {
     let start = Instant::now();
-    while std::fs::read_to_string(run.join("metrics.csv"))
-        .map(|t| t.lines().count().saturating_sub(1))
-        .unwrap_or(0)
-        < rows
-    {
+    while logged_rows(run) < rows {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "{} never reached {rows} rows",
@@ -84,7 +82,7 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
         };
         // A few steps into this session (after the first epoch's checkpoint of the run), at
         // a random moment.
-        let rows_now = metrics_lines_or_empty(&killed);
+        let rows_now = logged_rows(&killed);
         wait_for_rows(&killed, rows_now.max(5) + 1);
         std::thread::sleep(Duration::from_millis(*delay));
         let mut child = child;
@@ -110,7 +108,8 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
     assert!(leftovers.is_empty(), "stale temporary files: {leftovers:?}");
 }
 
-fn metrics_lines_or_empty(run: &Path) -> usize {
+/// Rows in `run`'s metrics log so far (0 before it exists).
+fn logged_rows(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.csv"))
         .map(|t| t.lines().count().saturating_sub(1))
         .unwrap_or(0)
@@ -196,11 +195,8 @@ fn resuming_into_another_run_is_refused_and_branching_is_explicit() {
         "10",
     ]);
     assert!(log.contains("branching"), "{log}");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(branch.join("config.json")).unwrap())
-            .unwrap();
-    let parent: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    let config = run_config(&branch);
+    let parent = run_config(&a);
     assert_ne!(config["run_id"], parent["run_id"]);
     let from = config["branched_from"].as_str().unwrap();
     assert!(
@@ -236,9 +232,7 @@ fn resume_works_from_the_checkpoint_alone() {
         "trained on other data: {log}"
     );
     assert_same_training(&straight, &damaged);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(damaged.join("config.json")).unwrap())
-            .unwrap();
+    let config = run_config(&damaged);
     assert_eq!(
         config["data"]["flip"], false,
         "config.json is rewritten whole"
@@ -331,9 +325,7 @@ fn flags_on_resume_apply_or_are_refused() {
         "1",
     ]);
     assert!(log.contains("no longer mirrored"), "{log}");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
-            .unwrap();
+    let config = run_config(&run_dir);
     assert_eq!(config["data"]["flip"], false);
     assert_eq!(config["data"]["strict"], true);
     assert_eq!(config["schedule"]["sample_every"], 2);

@@ -132,3 +132,8 @@ pub fn assert_same_training(a: &Path, b: &Path) {
         generator_weights(&b.join("checkpoints/latest.catgan"))
     );
 }
+
+/// A run folder's `config.json`, parsed.
+pub fn run_config(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+}

@@ -61,7 +61,7 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         args.n >= 2,
         "-n must be at least 2 (a covariance needs two images)"
     );
-    let checkpoint = catgan::train::resolve_checkpoint(&args.checkpoint)?;
+    let checkpoint = catgan::resume::resolve_checkpoint(&args.checkpoint)?;
     let (generator, info) = dcgan_core::load_generator_with::<B>(&checkpoint, device, !args.no_ema)
         .with_context(|| format!("cannot load checkpoint `{}`", args.checkpoint.display()))?;
     if let (Some(ema), false) = (info.config.ema, args.no_ema) {

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask};
 use catgan::progress::Progress;
-use catgan::train::resolve_checkpoint;
+use catgan::resume::resolve_checkpoint;
 use dcgan_core::sample::{
     generate, image_grid, interpolate_latents, square_columns, to_rgb_images,
 };
