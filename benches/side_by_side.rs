@@ -19,9 +19,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
-use catgan::bench::{
-    compiled_backend, cpu_threads, machine_info, median_result, median_torch, positive,
-    ratio_table, run_on, run_torch, settle_before_run, torch_check, BenchFlags, SideBySide,
+use catgan::bench::run_on;
+use catgan_devtools::flags::{compiled_backend, positive, BenchFlags};
+use catgan_devtools::machine::{cpu_threads, machine_info, settle_before_run};
+use catgan_devtools::torch::{
+    median_result, median_torch, ratio_table, run_torch, torch_check, SideBySide,
 };
 use clap::Parser;
 
@@ -51,7 +53,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // As `cats` does (CATGAN_MALLOC_DEFAULT=1 keeps glibc's defaults).
-    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
+    catgan::memory::reuse_large_allocations_unless_disabled();
     let threads = args.threads.unwrap_or_else(cpu_threads);
     let python = args
         .python

@@ -16,10 +16,9 @@
 use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
-use catgan::bench::{
-    compiled_backend, default_skip, machine_info, markdown_table, positive, run_on,
-    settle_before_run, BenchFlags, ConfigSpec,
-};
+use catgan::bench::{markdown_table, run_on};
+use catgan_devtools::flags::{compiled_backend, default_skip, positive, BenchFlags, ConfigSpec};
+use catgan_devtools::machine::{machine_info, settle_before_run};
 use clap::Parser;
 
 /// Training and generation throughput of every compiled backend over a grid of configs.
@@ -46,7 +45,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // As `cats` does (CATGAN_MALLOC_DEFAULT=1 keeps glibc's defaults).
-    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
+    catgan::memory::reuse_large_allocations_unless_disabled();
     let backends = match args.backends.as_deref() {
         None => None,
         Some("all") => Some(BackendKind::compiled()),

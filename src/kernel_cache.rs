@@ -14,7 +14,9 @@
 //!    `CATGAN_KERNEL_CACHE=DIR` keeps kernels in `DIR`.
 //! 2. Otherwise a `cubecl.toml`/`burn.toml` above the working directory wins (the
 //!    repository has one that keeps kernels under `target/`).
-//! 3. Otherwise kernels go to the user's cache folder (`~/.cache/catgan/kernels` on Linux).
+//! 3. Otherwise kernels go to the `kernels/` subfolder of catgan's cache folder
+//!    ([`dcgan_data::cache_folder`]: `~/.cache/catgan/kernels` unless `CATGAN_CACHE_DIR`
+//!    or `XDG_CACHE_HOME` says otherwise; README, "Cache folders").
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -33,7 +35,7 @@ pub enum KernelCache {
     Dir(PathBuf),
     /// A cubecl configuration file was found; cubecl follows it.
     ConfigFile(PathBuf),
-    /// No cache set by catgan (`CATGAN_KERNEL_CACHE=off`, or no user cache folder):
+    /// No cache set by catgan (`CATGAN_KERNEL_CACHE=off`, or no writable cache folder):
     /// kernels are compiled again in every process unless cubecl is configured otherwise.
     Off,
 }
@@ -54,9 +56,18 @@ impl std::fmt::Display for KernelCache {
     }
 }
 
+/// The subfolder of catgan's cache folder ([`dcgan_data::cache_folder`]) that holds
+/// compiled kernels.
+pub const KERNELS_SUBFOLDER: &str = "kernels";
+
 /// Decides where kernels go, from the value of [`KERNEL_CACHE_ENV`], the working directory
-/// and the user's cache folder (pure: [`configure`] passes the real ones).
-pub fn resolve(env_value: Option<&str>, cwd: &Path, user_cache: Option<&Path>) -> KernelCache {
+/// and catgan's cache folder, asked for only when needed (pure: [`configure`] passes the
+/// real ones).
+pub fn resolve(
+    env_value: Option<&str>,
+    cwd: &Path,
+    cache_folder: impl FnOnce() -> Option<PathBuf>,
+) -> KernelCache {
     match env_value.map(str::trim) {
         Some(v) if ["off", "0", "none", "false"].contains(&v.to_ascii_lowercase().as_str()) => {
             return KernelCache::Off
@@ -72,8 +83,8 @@ pub fn resolve(env_value: Option<&str>, cwd: &Path, user_cache: Option<&Path>) -
             }
         }
     }
-    match user_cache {
-        Some(cache) => KernelCache::Dir(cache.join("catgan").join("kernels")),
+    match cache_folder() {
+        Some(cache) => KernelCache::Dir(cache.join(KERNELS_SUBFOLDER)),
         None => KernelCache::Off,
     }
 }
@@ -87,7 +98,13 @@ pub fn configure() -> &'static KernelCache {
     DECISION.get_or_init(|| {
         let env_value = std::env::var(KERNEL_CACHE_ENV).ok();
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let decision = resolve(env_value.as_deref(), &cwd, dirs::cache_dir().as_deref());
+        // The first of catgan's cache folders where the kernels' subfolder can be made.
+        let cache_folder = || {
+            dcgan_data::cache_folder::cache_roots()
+                .into_iter()
+                .find(|root| std::fs::create_dir_all(root.join(KERNELS_SUBFOLDER)).is_ok())
+        };
+        let decision = resolve(env_value.as_deref(), &cwd, cache_folder);
         apply(decision)
     })
 }
@@ -130,11 +147,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cubecl.toml"), "").unwrap();
         assert_eq!(
-            resolve(Some("/tmp/k"), dir.path(), None),
+            resolve(Some("/tmp/k"), dir.path(), || None),
             KernelCache::Dir("/tmp/k".into())
         );
-        assert_eq!(resolve(Some("OFF"), dir.path(), None), KernelCache::Off);
-        assert_eq!(resolve(Some(" 0 "), dir.path(), None), KernelCache::Off);
+        assert_eq!(resolve(Some("OFF"), dir.path(), || None), KernelCache::Off);
+        assert_eq!(resolve(Some(" 0 "), dir.path(), || None), KernelCache::Off);
     }
 
     #[test]
@@ -145,12 +162,12 @@ mod tests {
         std::fs::write(dir.path().join("burn.toml"), "").unwrap();
         let user = dir.path().join("user-cache");
         assert_eq!(
-            resolve(None, &nested, Some(&user)),
+            resolve(None, &nested, || Some(user.clone())),
             KernelCache::ConfigFile(dir.path().join("burn.toml"))
         );
         // An empty variable means "not set".
         assert_eq!(
-            resolve(Some(""), &nested, Some(&user)),
+            resolve(Some(""), &nested, || Some(user.clone())),
             KernelCache::ConfigFile(dir.path().join("burn.toml"))
         );
     }
@@ -158,8 +175,8 @@ mod tests {
     #[test]
     fn otherwise_kernels_go_to_the_user_cache_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let user = dir.path().join("user-cache");
-        let decision = resolve(None, dir.path(), Some(&user));
+        let user = dir.path().join("user-cache").join("catgan");
+        let decision = resolve(None, dir.path(), || Some(user.clone()));
         // A cubecl.toml in a parent of the temp folder would change the answer: only assert
         // where none exists, as on a user's machine.
         if !dir
@@ -167,11 +184,8 @@ mod tests {
             .ancestors()
             .any(|d| CUBECL_CONFIG_FILES.iter().any(|n| d.join(n).is_file()))
         {
-            assert_eq!(
-                decision,
-                KernelCache::Dir(user.join("catgan").join("kernels"))
-            );
-            assert_eq!(resolve(None, dir.path(), None), KernelCache::Off);
+            assert_eq!(decision, KernelCache::Dir(user.join("kernels")));
+            assert_eq!(resolve(None, dir.path(), || None), KernelCache::Off);
         }
         assert!(decision.to_string().contains("kernel"));
     }

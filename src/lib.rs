@@ -11,7 +11,9 @@
 
 pub mod backend;
 pub mod bench;
+pub mod defaults;
 pub mod divergence;
+mod fid_probe;
 pub mod image_file;
 pub mod kernel_cache;
 pub mod memory;
@@ -19,6 +21,7 @@ pub mod parity;
 pub mod plot;
 pub mod progress;
 pub mod resume;
+pub mod run_config;
 pub mod run_dir;
 pub mod train;
 

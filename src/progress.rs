@@ -1,4 +1,6 @@
-//! Progress display: an `indicatif` bar on a terminal, plain lines otherwise.
+//! The one progress display of the `cats` tool: an `indicatif` bar on a terminal, plain
+//! lines otherwise (or with `CATGAN_PLAIN_PROGRESS` set). [`Progress`] is the display;
+//! [`DataProgress`] shows what the libraries report through [`dcgan_data::Progress`].
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -94,13 +96,16 @@ impl Progress {
     }
 }
 
-/// A [`dcgan_data::Progress`] that shows decoding (the first, slow read of a data folder).
+/// The display of the progress the libraries report ([`dcgan_data::Progress`], which
+/// `dcgan-metrics` reports through too): one [`Progress`] per piece of work (decoding a
+/// folder, cropping cat faces, Inception features of a folder), named as the library names
+/// it. Every command hands this to the libraries.
 pub struct DataProgress {
     inner: std::sync::Mutex<Option<Progress>>,
 }
 
 impl DataProgress {
-    /// Nothing shown until the data crate says work has started.
+    /// Nothing shown until a library says work has started.
     pub fn new() -> Self {
         DataProgress {
             inner: std::sync::Mutex::new(None),
@@ -115,10 +120,13 @@ impl Default for DataProgress {
 }
 
 impl dcgan_data::Progress for DataProgress {
-    fn event(&self, event: dcgan_data::ProgressEvent) {
+    fn event(&self, event: dcgan_data::ProgressEvent<'_>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             dcgan_data::ProgressEvent::Started { total, what } => {
+                if let Some(previous) = inner.take() {
+                    previous.finish();
+                }
                 *inner = Some(Progress::new(what, total, Duration::from_secs(5)));
             }
             dcgan_data::ProgressEvent::Advanced { by } => {

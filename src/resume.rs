@@ -25,8 +25,9 @@ use dcgan_data::{CropMode, DataFingerprint, LoaderPosition};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::run_config::{FidSchedule, RunConfig};
 use crate::run_dir::{new_run_id, same_path, RunDir};
-use crate::train::{FidSchedule, RunConfig, TrainError};
+use crate::train::TrainError;
 
 /// What `cats train` stores in each checkpoint's `extra` field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -370,7 +371,7 @@ fn apply_fid_changes(config: &mut RunConfig, changes: &ResumeChanges) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::{DataSettings, Schedule};
+    use crate::run_config::{DataSettings, Schedule};
     use dcgan_core::{ModelPreset, TrainerConfig};
 
     fn config() -> RunConfig {

@@ -135,6 +135,7 @@ impl RunDir {
             return Err(RunDirError::AlreadyARun(root.to_path_buf()));
         }
         run.make_dirs()?;
+        run.remove_temporaries();
         Ok((run, lock))
     }
 
@@ -158,6 +159,7 @@ impl RunDir {
             }
         }
         run.make_dirs()?;
+        run.remove_temporaries();
         Ok((run, lock))
     }
 
@@ -222,6 +224,23 @@ impl RunDir {
     pub fn at(root: &Path) -> Self {
         RunDir {
             root: root.to_path_buf(),
+        }
+    }
+
+    /// Removes the temporary files that writes killed mid-way left in the run folder and
+    /// its `checkpoints/` ([`is_temporary`]). Called with the lock held: no other process
+    /// writes here, so none of them is in use.
+    fn remove_temporaries(&self) {
+        for dir in [self.root.clone(), self.checkpoints_dir()] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if is_file && is_temporary(&entry.file_name().to_string_lossy()) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
     }
 
@@ -324,16 +343,32 @@ impl RunDir {
         self.link(checkpoint, &self.last_good_checkpoint())
     }
 
+    /// Replaces `name` by a hard link to `checkpoint`: linked under a temporary name
+    /// (`.NAME.tmp-PID`, which the next checkpoint save removes if this process is killed
+    /// in between) and renamed over it. Where links are unsupported, a copy written like
+    /// every other file ([`write_atomically`]).
     fn link(&self, checkpoint: &Path, name: &Path) -> Result<()> {
+        let dir = self.checkpoints_dir();
         let stem = name.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = self
-            .checkpoints_dir()
-            .join(format!(".{stem}.tmp-{}", std::process::id()));
+        let tmp = dir.join(format!(".{stem}.tmp-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
-        if fs::hard_link(checkpoint, &tmp).is_err() {
-            fs::copy(checkpoint, &tmp).map_err(io("copying checkpoint to", &tmp))?;
+        if fs::hard_link(checkpoint, &tmp).is_ok() {
+            let renamed = fs::rename(&tmp, name);
+            if renamed.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            renamed.map_err(io("replacing", name))?;
+            // Make the rename durable (best effort: not every platform can open a folder).
+            if let Ok(d) = File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            return Ok(());
         }
-        fs::rename(&tmp, name).map_err(io("replacing", name))
+        let mut from = File::open(checkpoint).map_err(io("reading", checkpoint))?;
+        dcgan_data::atomic::write_atomically_with(name, |out| {
+            std::io::copy(&mut from, out).map(drop)
+        })
+        .map_err(io("copying checkpoint to", name))
     }
 
     /// Deletes the oldest epoch checkpoints so that at most `keep` remain (never `latest`).
@@ -349,27 +384,28 @@ impl RunDir {
     }
 }
 
-/// Writes a small file through a temporary file and a rename.
+/// Whether `name` is a temporary file that a killed write left next to one of a run's files
+/// (`*.catgan`, `*.json`, `*.csv`, `*.png`, `*.safetensors`): `.NAME.XXXXXX` (six letters
+/// or digits: [`write_atomically`] where the file system has no `O_TMPFILE`) or
+/// `.NAME.tmp-PID` (checkpoint links, and writes of older versions).
+fn is_temporary(name: &str) -> bool {
+    let Some((target, suffix)) = name.strip_prefix('.').and_then(|n| n.rsplit_once('.')) else {
+        return false;
+    };
+    let ours = [".catgan", ".json", ".csv", ".png", ".safetensors"]
+        .iter()
+        .any(|ext| target.ends_with(ext));
+    let random = suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric());
+    let pid = suffix
+        .strip_prefix("tmp-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    ours && (random || pid)
+}
+
+/// Replaces `path` with `bytes` atomically ([`dcgan_data::atomic`], the one way catgan
+/// replaces files): a crash or a full disk leaves the old file or the new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io("writing", path))
+    dcgan_data::atomic::write_atomically(path, bytes).map_err(io("writing", path))
 }
 
 /// One row of `metrics.csv`.
@@ -603,6 +639,35 @@ mod tests {
         let path = dir.path().join("metrics.csv");
         fs::write(&path, format!("{HEADER}\n{}5,1,0.3", format_row(&row(1)))).unwrap();
         assert_eq!(read_metrics(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn taking_the_folder_removes_what_killed_writes_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, lock) = RunDir::create(dir.path()).unwrap();
+        drop(lock);
+        let left = [
+            run.checkpoints_dir().join(".epoch-0003.catgan.Ab3dE9"),
+            run.checkpoints_dir().join(".latest.catgan.tmp-4242"),
+            run.root().join(".config.json.x1Y2z3"),
+            run.root().join(".metrics.csv.tmp-17"),
+        ];
+        let kept = [
+            run.checkpoints_dir().join("epoch-0003.catgan"),
+            run.root().join(".notes.backup"),
+            run.root().join(".gitignore"),
+            run.checkpoints_dir().join(".epoch-0003.catgan.toolong1"),
+        ];
+        for path in left.iter().chain(&kept) {
+            fs::write(path, b"x").unwrap();
+        }
+        let (_run, _lock) = RunDir::continue_run(dir.path(), None).unwrap();
+        for path in &left {
+            assert!(!path.exists(), "{}", path.display());
+        }
+        for path in &kept {
+            assert!(path.exists(), "{}", path.display());
+        }
     }
 
     #[test]

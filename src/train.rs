@@ -1,121 +1,35 @@
 //! A whole training run: data, trainer, run folder, previews, checkpoints, plots, Ctrl-C.
 //!
-//! The story, top to bottom: open the data (through the cache) → build or resume the
-//! trainer → loop { batch → step → log → preview every N steps → checkpoint every N
-//! epochs } → final checkpoint, grid and plot. A stop request (Ctrl-C) saves a checkpoint
-//! and returns; a non-finite loss stops without overwriting the last good checkpoint.
+//! The story, top to bottom ([`train`]): open the run ([`TrainingRun::open`]: data through
+//! the cache, the run folder, a new trainer or the checkpoint's) → step until the schedule
+//! ends ([`TrainingRun::step`]: batch → the two updates → log → preview every N steps →
+//! checkpoint every N epochs) → [`TrainingRun::finish`]: final checkpoint, grid and plot.
+//! A stop request (Ctrl-C) finishes the step and saves; a non-finite or exploding loss
+//! stops without overwriting the last good checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::prelude::Backend;
+use burn::prelude::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use dcgan_core::sample::{image_grid, square_columns, to_rgb_images};
-use dcgan_core::{Precision, Trainer, TrainerConfig};
+use dcgan_core::{Precision, StepMetrics, Trainer};
 use dcgan_data::{
-    CropMode, DataFingerprint, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition,
+    DataFingerprint, DatasetConfig, ImageDataset, Loader, LoaderConfig, LoaderPosition,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::backend::{catch_device_failure, BackendKind, DeviceFailure};
 use crate::divergence::{DivergenceWatch, Verdict, SATURATED_STEPS};
+use crate::fid_probe::FidProbe;
 use crate::plot::plot_losses;
 use crate::progress::{DataProgress, Progress};
 use crate::resume::{ResumeMode, ResumePlan, ResumeState};
-use crate::run_dir::{new_run_id, read_metrics, same_path, MetricsLog, MetricsRow, RunDir};
-
-/// Where the training images come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataSettings {
-    /// A folder of images, or `None` for the built-in cats (16 FELIX photos + chelsea).
-    pub folder: Option<PathBuf>,
-    /// How non-square pictures are made square.
-    pub crop: CropMode,
-    /// Mirror images left–right at random (a cheap augmentation; on by default).
-    pub flip: bool,
-    /// Fail on the first unreadable file instead of skipping it.
-    pub strict: bool,
-}
-
-/// When to stop and when to write things.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
-    /// Stop after this many epochs in total (if set).
-    pub epochs: Option<u64>,
-    /// Stop after this many steps in total (if set). With neither, 25 epochs.
-    pub steps: Option<u64>,
-    /// Write a preview grid every this many steps.
-    pub sample_every: u64,
-    /// Write a checkpoint every this many epochs (`None`: about every 100 steps, at least
-    /// every epoch).
-    pub checkpoint_every: Option<u64>,
-    /// Epoch checkpoints kept (older ones are deleted); `latest` is always kept too.
-    pub keep_checkpoints: usize,
-    /// Measure FID (and KID) every this many epochs, if set.
-    #[serde(default)]
-    pub fid: Option<FidSchedule>,
-}
-
-/// FID measured during training, logged in `metrics.csv` next to the losses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FidSchedule {
-    /// Every this many epochs.
-    pub every_epochs: u64,
-    /// Reference: a statistics file (`cats eval --write-stats`) or an image folder (its
-    /// statistics are computed once and kept in the run folder).
-    pub reference: PathBuf,
-    /// Generated images per measurement.
-    pub samples: usize,
-    /// The Inception weights (default: `$CATGAN_FID_WEIGHTS` or the cached conversion).
-    pub weights: Option<PathBuf>,
-}
-
-impl FidSchedule {
-    /// Generated images per measurement unless `--fid-samples` says otherwise.
-    pub const DEFAULT_SAMPLES: usize = 1000;
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule {
-            epochs: None,
-            steps: None,
-            sample_every: 100,
-            checkpoint_every: None,
-            keep_checkpoints: 3,
-            fid: None,
-        }
-    }
-}
-
-/// Everything about a run; saved as the run folder's `config.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunConfig {
-    /// The model and optimisation settings (fields added since the run was started take
-    /// their defaults).
-    #[serde(deserialize_with = "dcgan_core::trainer::deserialize_upgrading")]
-    pub trainer: TrainerConfig,
-    /// The preset the model came from (for humans; `trainer` is authoritative).
-    pub preset: String,
-    /// The data.
-    pub data: DataSettings,
-    /// Stopping and writing.
-    pub schedule: Schedule,
-    /// The backend it was started on.
-    pub backend: BackendKind,
-    /// Precision of the networks (absent in runs started before bf16 existed: f32).
-    #[serde(default)]
-    pub precision: Precision,
-    /// The run's identity, also in each of its checkpoints (absent in runs started before
-    /// runs had one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    /// The run and step this run was branched from (`--resume CHECKPOINT --out NEW`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub branched_from: Option<String>,
-}
+use crate::run_config::{DataSettings, RunConfig, Schedule};
+use crate::run_dir::{
+    new_run_id, read_metrics, same_path, MetricsLog, MetricsRow, RunDir, RunLock,
+};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,13 +143,6 @@ fn lower_rate(lr: f64) -> f64 {
     }
 }
 
-/// Debug knobs for tests.
-#[derive(Debug, Clone, Default)]
-pub struct DebugOptions {
-    /// Replace the real batch with NaNs at this step (1-based), to test divergence handling.
-    pub inject_nan_at_step: Option<u64>,
-}
-
 /// Opens the dataset described by `data` at `image_size`, with a decoding progress bar.
 pub fn open_dataset(data: &DataSettings, image_size: usize) -> Result<ImageDataset, TrainError> {
     let config = DatasetConfig::new()
@@ -253,114 +160,8 @@ pub fn open_dataset(data: &DataSettings, image_size: usize) -> Result<ImageDatas
 fn checkpoint_every(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
     schedule
         .checkpoint_every
-        .unwrap_or_else(|| 100u64.div_ceil(steps_per_epoch.max(1)))
+        .unwrap_or_else(|| crate::defaults::CHECKPOINT_STEPS.div_ceil(steps_per_epoch.max(1)))
         .max(1)
-}
-
-/// FID measurement state of a run: the Inception network and the reference statistics.
-struct FidProbe<B: Backend> {
-    schedule: FidSchedule,
-    evaluator: dcgan_metrics::FidEvaluator<B>,
-    reference: dcgan_metrics::ReferenceStats,
-    /// Computed from the image folder now: to be kept in the run folder.
-    computed: bool,
-}
-
-impl<B: Backend> FidProbe<B> {
-    /// Loads the network and the reference statistics: from the schedule's statistics
-    /// file, from `cached` (kept in the run folder, if made from the same reference), or
-    /// computed from the image folder (and then saved to `cached` once the run folder is
-    /// ours, see [`FidProbe::keep`]).
-    fn open(
-        schedule: &FidSchedule,
-        cached: &Path,
-        strict: bool,
-        device: &B::Device,
-    ) -> Result<Self, TrainError> {
-        let evaluator =
-            dcgan_metrics::FidEvaluator::<B>::load(schedule.weights.as_deref(), device)?;
-        let source = schedule.reference.display().to_string();
-        let from_cache = if schedule.reference.is_file() {
-            Some(dcgan_metrics::ReferenceStats::load(&schedule.reference)?)
-        } else if cached.is_file() {
-            // A resumed run may have been given another --fid-reference since.
-            dcgan_metrics::ReferenceStats::load(cached)
-                .ok()
-                .filter(|stats| stats.source == source)
-        } else {
-            None
-        };
-        let computed = from_cache.is_none();
-        let reference = match from_cache {
-            Some(reference) => reference,
-            None => {
-                let mut bar: Option<Progress> = None;
-                let (reference, report) = dcgan_metrics::ReferenceStats::compute_from_folder(
-                    &evaluator,
-                    &schedule.reference,
-                    true,
-                    &dcgan_metrics::FolderOptions::new().with_strict(strict),
-                    &mut |p| {
-                        let bar = bar.get_or_insert_with(|| {
-                            Progress::new(
-                                "FID reference statistics",
-                                p.total as u64,
-                                Duration::from_secs(10),
-                            )
-                        });
-                        bar.update(p.done as u64, "");
-                    },
-                )?;
-                if let Some(bar) = bar {
-                    bar.finish();
-                }
-                for note in report.notes() {
-                    eprintln!("note: {note}");
-                }
-                reference
-            }
-        };
-        Ok(FidProbe {
-            schedule: schedule.clone(),
-            evaluator,
-            reference,
-            computed,
-        })
-    }
-
-    /// Saves freshly computed reference statistics to `cached`.
-    fn keep(&self, cached: &Path) -> Result<(), TrainError> {
-        if self.computed {
-            self.reference.save(cached)?;
-        }
-        Ok(())
-    }
-
-    /// FID of `samples` fresh images from `generator` (fixed latents: comparable over time).
-    fn measure(
-        &self,
-        generator: &dcgan_core::Generator<B>,
-        latent: dcgan_core::LatentDistribution,
-    ) -> Result<f64, TrainError> {
-        use rand::SeedableRng;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xF1D);
-        let dim = generator.latent_dim();
-        let device = generator.project.weight.device();
-        let n = self.schedule.samples;
-        let batch = self.evaluator.batch_size().max(1);
-        let batches = (0..n).step_by(batch).map(|start| {
-            let count = batch.min(n - start);
-            generator.forward(latent.tensor::<B>(count, dim, &mut rng, &device))
-        });
-        let scores = self.evaluator.evaluate_generator_images(
-            batches,
-            n,
-            &self.reference,
-            None,
-            &mut |_| {},
-        )?;
-        Ok(scores.fid)
-    }
 }
 
 /// What to run: a new run in a new folder, or the continuation of a checkpoint.
@@ -376,253 +177,287 @@ pub enum Start {
     Resume(Box<ResumePlan>),
 }
 
-/// Trains on backend `B` until the schedule ends or `stop` is set.
+/// Trains on backend `B` until the schedule ends or `stop` is set: open (or resume) the
+/// run, step until done or stopped, finish.
 pub fn train<B: AutodiffBackend>(
     start: Start,
     backend: BackendKind,
     device: &B::Device,
     stop: Arc<AtomicBool>,
-    debug: &DebugOptions,
 ) -> Result<RunSummary, TrainError> {
-    let session_start = Instant::now();
-    let (mut config, run_dir, resume) = match start {
-        Start::New { config, run_dir } => (*config, run_dir, None),
-        Start::Resume(plan) => (plan.config.clone(), plan.run_dir.clone(), Some(*plan)),
-    };
-    config.run_id.get_or_insert_with(new_run_id);
-    config.trainer.validate()?;
-    config.precision.check_supported::<B>(device)?;
-    // Refuse what the machine cannot hold before anything is allocated or written.
-    crate::memory::check_fits(&config.trainer, backend)?;
-    let image_size = config.trainer.generator.image_size;
-
-    // Data: decoded once into the cache, then served shuffled from memory.
-    let dataset = open_dataset(&config.data, image_size)?;
-    let report = dataset.report().clone();
-    if !report.skipped.is_empty() {
-        eprintln!(
-            "note: {} of {} files skipped (run `cats inspect-data --data {}` to list them)",
-            report.skipped.len(),
-            report.found,
-            report.root.display()
-        );
+    let mut run = TrainingRun::<B>::open(start, backend, device)?;
+    if run.is_done() {
+        return Ok(run.already_done());
     }
-    let fingerprint = dataset.data_fingerprint().clone();
-    let position = match &resume {
-        None => LoaderPosition::start(config.trainer.seed),
-        Some(plan) => resumed_position(plan, &fingerprint, dataset.len())?,
-    };
-    let loader_config = LoaderConfig::new(config.trainer.batch_size)
-        .with_seed(config.trainer.seed)
-        .with_flip(config.data.flip)
-        .with_drop_last(dataset.len() >= config.trainer.batch_size);
-
-    // FID (optional): the Inception network and reference statistics, before anything is
-    // written, so that missing weights leave no half-made run folder behind.
-    let fid_cache = run_dir.join("fid-reference.safetensors");
-    let fid_probe = match &config.schedule.fid {
-        Some(fid) => Some(FidProbe::<B::InnerBackend>::open(
-            fid,
-            &fid_cache,
-            config.data.strict,
-            device,
-        )?),
-        None => None,
-    };
-
-    // The run folder, locked for this process: new, the run's own, or a branch.
-    let (run, _lock) = match resume.as_ref().map(|plan| &plan.mode) {
-        None => RunDir::create(&run_dir)?,
-        Some(ResumeMode::Continue) => RunDir::continue_run(&run_dir, config.run_id.as_deref())?,
-        Some(ResumeMode::Branch { source }) => {
-            let (run, lock) = RunDir::create(&run_dir)?;
-            if let Some(source) = source {
-                run.carry_metrics_from(&RunDir::at(source))?;
-            }
-            (run, lock)
-        }
-    };
-    // Trainer: fresh, or exactly where the checkpoint left it.
-    let mut trainer = match &resume {
-        None => catch_device_failure(backend, || {
-            let mut trainer = Trainer::<B>::new(config.trainer.clone(), device)?;
-            trainer.set_precision(config.precision)?;
-            Ok::<_, dcgan_core::Error>(trainer)
-        })??,
-        Some(plan) => {
-            let (mut trainer, _) = catch_device_failure(backend, || {
-                Trainer::<B>::load_checkpoint_in(&plan.checkpoint, device, Some(config.precision))
-            })??;
-            // New learning rates are the one change to the optimisation a resumed run
-            // accepts (the advice after a divergence).
-            let (lr_d, lr_g) = (config.trainer.lr_d, config.trainer.lr_g);
-            if (lr_d, lr_g) != (trainer.config().lr_d, trainer.config().lr_g) {
-                trainer.set_learning_rates(lr_d, lr_g)?;
-            }
-            trainer
-        }
-    };
-    run.write_config(&config)?;
-    if let Some(probe) = &fid_probe {
-        probe.keep(&fid_cache)?;
-    }
-    let mut loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
-    let steps_per_epoch = loader.steps_per_epoch();
-    let every_epochs = checkpoint_every(&config.schedule, steps_per_epoch);
-    let target_steps = match (config.schedule.steps, config.schedule.epochs) {
-        (Some(s), Some(e)) => s.min(e * steps_per_epoch),
-        (Some(s), None) => s,
-        (None, Some(e)) => e * steps_per_epoch,
-        (None, None) => 25 * steps_per_epoch,
-    };
-    let mut metrics_log = MetricsLog::open(
-        &run.metrics_path(),
-        resume.as_ref().map(|_| trainer.steps_done()),
-    )?;
-    let mut last_checkpoint = resume.as_ref().map(|plan| plan.checkpoint.clone());
-    let mut last_saved_step = resume.as_ref().map(|_| trainer.steps_done());
-    // The checkpoint the run continues from counts as good: the user chose it.
-    let mut last_good = match &resume {
-        Some(plan) => {
-            if !same_path(&plan.checkpoint, &run.last_good_checkpoint()) {
-                run.mark_good(&plan.checkpoint)?;
-            }
-            Some(run.last_good_checkpoint())
-        }
-        None => None,
-    };
-    let mut last_sample = None;
-
-    let start_step = trainer.steps_done();
-    if start_step >= target_steps {
-        return Ok(RunSummary {
-            outcome: Outcome::AlreadyDone,
-            steps: start_step,
-            epochs: trainer.epoch,
-            run_dir: run.root().to_path_buf(),
-            checkpoint: last_checkpoint,
-            last_sample: None,
-            img_per_s: 0.0,
-            elapsed: session_start.elapsed(),
-        });
-    }
-
-    let mut progress = Progress::new("train", target_steps, Duration::from_secs(10));
-    progress.println(&format!(
-        "{} images of {size}×{size} · {steps_per_epoch} steps/epoch · batch {} · {} backend, {} · run folder {}",
-        loader.dataset().len(),
-        config.trainer.batch_size,
-        backend,
-        config.precision,
-        run.root().display(),
-        size = image_size,
-    ));
-    progress.println(&format!("recipe: {}", config.trainer.recipe()));
-    if let Some(note) = precision_note(config.precision, backend) {
-        progress.println(&note);
-    }
-    if start_step > 0 {
-        progress.println(&format!(
-            "resuming at step {start_step} (epoch {})",
-            trainer.epoch + 1
-        ));
-    }
-    for note in resume.iter().flat_map(|plan| &plan.notes) {
-        progress.println(&format!("note: {note}"));
-    }
-
-    let save =
-        |trainer: &Trainer<B>, path: &Path, position: LoaderPosition| -> Result<(), TrainError> {
-            let state = ResumeState {
-                loader: position,
-                run: Some(Box::new(config.clone())),
-                data: Some(fingerprint.clone()),
-            };
-            trainer.save_checkpoint(path, serde_json::to_value(state).expect("serialisable"))?;
-            Ok(())
-        };
-    let write_preview = |trainer: &Trainer<B>, path: &Path| -> Result<(), TrainError> {
-        let images = trainer
-            .sampling_generator(true)
-            .forward(trainer.preview_latents());
-        let images = to_rgb_images(images)?;
-        let grid = image_grid(&images, square_columns(images.len()), 2)?;
-        Ok(crate::image_file::save_png(&grid, path)?)
-    };
-    let diverged =
-        |cause: String, last_good: Option<PathBuf>, trainer: &Trainer<B>| TrainError::Diverged {
-            cause,
-            checkpoint: last_good,
-            lr_d: trainer.config().lr_d,
-            lr_g: trainer.config().lr_g,
-        };
-
-    let mut watch = DivergenceWatch::new();
-    let mut images_seen = 0u64;
-    let mut train_time = Duration::ZERO;
-    let mut smoothed_rate: Option<f64> = None;
+    run.announce();
     let outcome = loop {
         if stop.load(Ordering::SeqCst) {
             break Outcome::Interrupted;
         }
-        if trainer.steps_done() >= target_steps {
+        if run.is_done() {
             break Outcome::Finished;
         }
-        let t0 = Instant::now();
-        let batch = loader.next_batch()?;
-        let n = batch.indices.len() as u64;
-        let step_number = trainer.steps_done() + 1;
-        let images = if debug.inject_nan_at_step == Some(step_number) {
-            batch.images.clone().mul_scalar(f32::NAN)
-        } else {
-            batch.images
+        run.step()?;
+    };
+    run.finish(outcome)
+}
+
+/// One training run in progress: the trainer, its data, and the run folder it owns
+/// (locked while this value lives).
+///
+/// The life of a run: [`open`](Self::open) (new or resumed) → [`step`](Self::step) until
+/// [`is_done`](Self::is_done) or a stop → [`finish`](Self::finish). Epoch ends (checkpoint,
+/// rotation, plot) happen inside `step`.
+pub struct TrainingRun<B: AutodiffBackend> {
+    config: RunConfig,
+    backend: BackendKind,
+    run: RunDir,
+    _lock: RunLock,
+    trainer: Trainer<B>,
+    loader: Loader<B>,
+    fid: Option<FidProbe<B::InnerBackend>>,
+    fingerprint: DataFingerprint,
+    metrics_log: MetricsLog,
+    watch: DivergenceWatch,
+    progress: Option<Progress>,
+    target_steps: u64,
+    checkpoint_every_epochs: u64,
+    start_step: u64,
+    last_checkpoint: Option<PathBuf>,
+    last_saved_step: Option<u64>,
+    last_good: Option<PathBuf>,
+    last_sample: Option<PathBuf>,
+    notes: Vec<String>,
+    images_seen: u64,
+    train_time: Duration,
+    smoothed_rate: Option<f64>,
+    session_start: Instant,
+    /// Unit tests: replace the batch with NaNs at this step (1-based).
+    #[cfg(test)]
+    nan_at_step: Option<u64>,
+}
+
+impl<B: AutodiffBackend> TrainingRun<B> {
+    /// Opens a run: checks the settings and the memory they need, opens the data and (if
+    /// scheduled) the FID reference, takes the run folder (new, the run's own, or a
+    /// branch), builds or loads the trainer and writes `config.json`. Nothing is written
+    /// before every check has passed.
+    pub fn open(
+        start: Start,
+        backend: BackendKind,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let session_start = Instant::now();
+        let (mut config, run_dir, resume) = match start {
+            Start::New { config, run_dir } => (*config, run_dir, None),
+            Start::Resume(plan) => (plan.config.clone(), plan.run_dir.clone(), Some(*plan)),
         };
-        let metrics = match catch_device_failure(backend, || trainer.step(images))? {
+        config.run_id.get_or_insert_with(new_run_id);
+        config.trainer.validate()?;
+        config.precision.check_supported::<B>(device)?;
+        // Refuse what the machine cannot hold before anything is allocated or written.
+        crate::memory::check_fits(&config.trainer, backend)?;
+
+        // Data: decoded once into the cache, then served shuffled from memory.
+        let dataset = open_dataset(&config.data, config.trainer.generator.image_size)?;
+        let report = dataset.report();
+        if !report.skipped.is_empty() {
+            eprintln!(
+                "note: {} of {} files skipped (run `cats inspect-data --data {}` to list them)",
+                report.skipped.len(),
+                report.found,
+                report.root.display()
+            );
+        }
+        let fingerprint = dataset.data_fingerprint().clone();
+        let position = match &resume {
+            None => LoaderPosition::start(config.trainer.seed),
+            Some(plan) => resumed_position(plan, &fingerprint, dataset.len())?,
+        };
+        let loader_config = LoaderConfig::new(config.trainer.batch_size)
+            .with_seed(config.trainer.seed)
+            .with_flip(config.data.flip)
+            .with_drop_last(dataset.len() >= config.trainer.batch_size);
+
+        // FID (optional): the Inception network and reference statistics, before anything
+        // is written, so that missing weights leave no half-made run folder behind.
+        let fid_cache = run_dir.join("fid-reference.safetensors");
+        let fid = match &config.schedule.fid {
+            Some(fid) => Some(FidProbe::<B::InnerBackend>::open(
+                fid,
+                &fid_cache,
+                config.data.strict,
+                device,
+            )?),
+            None => None,
+        };
+
+        // The run folder, locked for this process: new, the run's own, or a branch.
+        let (run, lock) = match resume.as_ref().map(|plan| &plan.mode) {
+            None => RunDir::create(&run_dir)?,
+            Some(ResumeMode::Continue) => RunDir::continue_run(&run_dir, config.run_id.as_deref())?,
+            Some(ResumeMode::Branch { source }) => {
+                let (run, lock) = RunDir::create(&run_dir)?;
+                if let Some(source) = source {
+                    run.carry_metrics_from(&RunDir::at(source))?;
+                }
+                (run, lock)
+            }
+        };
+        let trainer = match &resume {
+            None => new_trainer(&config, backend, device)?,
+            Some(plan) => resumed_trainer(plan, &config, backend, device)?,
+        };
+        run.write_config(&config)?;
+        if let Some(probe) = &fid {
+            probe.keep(&fid_cache)?;
+        }
+        let loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
+        let steps_per_epoch = loader.steps_per_epoch();
+        let target_steps = target_steps(&config.schedule, steps_per_epoch);
+        let resumed_at = resume.as_ref().map(|_| trainer.steps_done());
+        let metrics_log = MetricsLog::open(&run.metrics_path(), resumed_at)?;
+        // The checkpoint the run continues from counts as good: the user chose it.
+        let last_good = match &resume {
+            Some(plan) => {
+                if !same_path(&plan.checkpoint, &run.last_good_checkpoint()) {
+                    run.mark_good(&plan.checkpoint)?;
+                }
+                Some(run.last_good_checkpoint())
+            }
+            None => None,
+        };
+        Ok(TrainingRun {
+            checkpoint_every_epochs: checkpoint_every(&config.schedule, steps_per_epoch),
+            start_step: trainer.steps_done(),
+            last_checkpoint: resume.as_ref().map(|plan| plan.checkpoint.clone()),
+            last_saved_step: resumed_at,
+            notes: resume.map(|plan| plan.notes).unwrap_or_default(),
+            config,
+            backend,
+            run,
+            _lock: lock,
+            trainer,
+            loader,
+            fid,
+            fingerprint,
+            metrics_log,
+            watch: DivergenceWatch::new(),
+            progress: None,
+            target_steps,
+            last_good,
+            last_sample: None,
+            images_seen: 0,
+            train_time: Duration::ZERO,
+            smoothed_rate: None,
+            session_start,
+            #[cfg(test)]
+            nan_at_step: None,
+        })
+    }
+
+    /// The run's settings (as saved in `config.json`).
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The trainer, at its current step.
+    pub fn trainer(&self) -> &Trainer<B> {
+        &self.trainer
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// Steps done in total (across resumes).
+    pub fn steps_done(&self) -> u64 {
+        self.trainer.steps_done()
+    }
+
+    /// The step at which the schedule ends.
+    pub fn target_steps(&self) -> u64 {
+        self.target_steps
+    }
+
+    /// Whether the schedule is complete.
+    pub fn is_done(&self) -> bool {
+        self.trainer.steps_done() >= self.target_steps
+    }
+
+    /// Prints what is about to be trained (data, model, backend, folder, resume notes) and
+    /// starts the progress bar.
+    pub fn announce(&mut self) {
+        let progress = Progress::new("train", self.target_steps, Duration::from_secs(10));
+        let size = self.config.trainer.generator.image_size;
+        progress.println(&format!(
+            "{} images of {size}×{size} · {} steps/epoch · batch {} · {} backend, {} · run folder {}",
+            self.loader.dataset().len(),
+            self.loader.steps_per_epoch(),
+            self.config.trainer.batch_size,
+            self.backend,
+            self.config.precision,
+            self.run.root().display(),
+        ));
+        progress.println(&format!("recipe: {}", self.config.trainer.recipe()));
+        if let Some(note) = precision_note(self.config.precision, self.backend) {
+            progress.println(&note);
+        }
+        if self.start_step > 0 {
+            progress.println(&format!(
+                "resuming at step {} (epoch {})",
+                self.start_step,
+                self.trainer.epoch + 1
+            ));
+        }
+        for note in &self.notes {
+            progress.println(&format!("note: {note}"));
+        }
+        self.progress = Some(progress);
+    }
+
+    /// One training step: a batch, the two updates, the checks for divergence, a row of
+    /// `metrics.csv`, and what is due at this step (a preview, FID, the epoch's checkpoint).
+    ///
+    /// A non-finite or exploding loss ends the run with [`TrainError::Diverged`], naming the
+    /// last good checkpoint, which is never overwritten by a diverged state.
+    pub fn step(&mut self) -> Result<StepMetrics, TrainError> {
+        let t0 = Instant::now();
+        let batch = self.loader.next_batch()?;
+        let n = batch.indices.len() as u64;
+        let images = self.test_fault(batch.images);
+        let metrics = match catch_device_failure(self.backend, || self.trainer.step(images))? {
             Ok(m) => m,
             Err(source @ dcgan_core::Error::NonFiniteLoss { .. }) => {
-                metrics_log.flush()?;
-                progress.finish();
-                return Err(diverged(source.to_string(), last_good, &trainer));
+                return Err(self.diverged(source.to_string()))
             }
             Err(other) => return Err(other.into()),
         };
         let step_time = t0.elapsed();
-        train_time += step_time;
-        let dt = step_time.as_secs_f64().max(1e-9);
-        images_seen += n;
-        let rate = n as f64 / dt;
-        let smooth = smoothed_rate.map_or(rate, |s| 0.9 * s + 0.1 * rate);
-        smoothed_rate = Some(smooth);
-        let epoch_display = batch.position.epoch + 1;
-        let fid = match (&fid_probe, batch.epoch_end) {
-            (Some(probe), true) if epoch_display % probe.schedule.every_epochs.max(1) == 0 => {
-                progress.println(&format!(
-                    "epoch {epoch_display}: measuring FID on {} images…",
-                    probe.schedule.samples
-                ));
-                let fid =
-                    probe.measure(&trainer.sampling_generator(true), config.trainer.latent)?;
-                progress.println(&format!("epoch {epoch_display}: FID {fid:.2}"));
-                Some(fid)
-            }
-            _ => None,
+        self.train_time += step_time;
+        self.images_seen += n;
+        let rate = n as f64 / step_time.as_secs_f64().max(1e-9);
+        let smooth = self.smoothed_rate.map_or(rate, |s| 0.9 * s + 0.1 * rate);
+        self.smoothed_rate = Some(smooth);
+        let epoch = batch.position.epoch + 1;
+        let fid = if batch.epoch_end {
+            self.measure_fid(epoch)?
+        } else {
+            None
         };
-        match watch.observe(&metrics) {
+        match self.watch.observe(&metrics) {
             Verdict::Healthy => {}
-            Verdict::Saturated { step } => progress.println(&saturation_warning(
+            Verdict::Saturated { step } => self.say(&saturation_warning(
                 step,
-                last_good.as_deref(),
-                trainer.config().lr_d,
+                self.last_good.as_deref(),
+                self.trainer.config().lr_d,
             )),
-            Verdict::Exploded { cause } => {
-                metrics_log.flush()?;
-                progress.finish();
-                return Err(diverged(cause, last_good, &trainer));
-            }
+            Verdict::Exploded { cause } => return Err(self.diverged(cause)),
         }
-        metrics_log.append(&MetricsRow {
+        self.metrics_log.append(&MetricsRow {
             step: metrics.step,
-            epoch: epoch_display,
+            epoch,
             d_loss: metrics.d_loss,
             g_loss: metrics.g_loss,
             d_real: metrics.d_real,
@@ -630,82 +465,248 @@ pub fn train<B: AutodiffBackend>(
             img_per_s: rate as f32,
             fid,
         })?;
-        progress.update(
-            metrics.step,
-            &format!(
-                "epoch {epoch_display} · {smooth:.1} img/s · d {:.3} g {:.3} · D(x) {:.2} D(G(z)) {:.2}",
-                metrics.d_loss, metrics.g_loss, metrics.d_real, metrics.d_fake
-            ),
-        );
-
-        if metrics.step == start_step + EPOCH_ESTIMATE_AFTER.min(target_steps - start_step) {
-            let epoch_seconds = (steps_per_epoch * config.trainer.batch_size as u64) as f64
-                / (images_seen as f64 / train_time.as_secs_f64().max(1e-9));
-            progress.println(&format!(
-                "≈ {} per epoch at {:.1} img/s; {} steps to go ≈ {}",
-                human_duration(epoch_seconds),
-                images_seen as f64 / train_time.as_secs_f64().max(1e-9),
-                target_steps - metrics.step,
-                human_duration(
-                    epoch_seconds * (target_steps - metrics.step) as f64 / steps_per_epoch as f64
+        if let Some(progress) = &mut self.progress {
+            progress.update(
+                metrics.step,
+                &format!(
+                    "epoch {epoch} · {smooth:.1} img/s · d {:.3} g {:.3} · D(x) {:.2} D(G(z)) {:.2}",
+                    metrics.d_loss, metrics.g_loss, metrics.d_real, metrics.d_fake
                 ),
-            ));
+            );
         }
-        if metrics.step % config.schedule.sample_every.max(1) == 0 {
-            let path = run.sample_path(metrics.step);
-            write_preview(&trainer, &path)?;
-            last_sample = Some(path);
+        self.estimate_time(metrics.step);
+        if metrics.step % self.config.schedule.sample_every.max(1) == 0 {
+            let path = self.run.sample_path(metrics.step);
+            self.write_preview(&path)?;
+            self.last_sample = Some(path);
         }
         if batch.epoch_end {
-            trainer.epoch = batch.position.epoch + 1;
-            if trainer.epoch % every_epochs == 0 {
-                metrics_log.flush()?;
-                let path = run.epoch_checkpoint(trainer.epoch);
-                save(&trainer, &path, batch.next)?;
-                run.point_latest_to(&path)?;
-                run.prune_checkpoints(config.schedule.keep_checkpoints)?;
-                plot_losses(
-                    &read_metrics(&run.metrics_path())?,
-                    &run.plot_path(),
-                    &plot_title(&config),
-                )?;
-                if watch.is_healthy() {
-                    run.mark_good(&path)?;
-                    last_good = Some(run.last_good_checkpoint());
-                }
-                last_checkpoint = Some(path);
-                last_saved_step = Some(trainer.steps_done());
-            }
+            self.end_epoch(batch.position.epoch + 1, batch.next)?;
         }
-    };
-    metrics_log.flush()?;
-    progress.finish();
-
-    // The final state: always in `latest` (unless it is already the newest epoch checkpoint).
-    if last_saved_step != Some(trainer.steps_done()) {
-        let latest = run.latest_checkpoint();
-        save(&trainer, &latest, loader.position())?;
-        last_checkpoint = Some(latest);
+        Ok(metrics)
     }
-    let final_sample = run.sample_path(trainer.steps_done());
-    write_preview(&trainer, &final_sample)?;
-    plot_losses(
-        &read_metrics(&run.metrics_path())?,
-        &run.plot_path(),
-        &plot_title(&config),
-    )?;
 
-    let elapsed = session_start.elapsed();
-    Ok(RunSummary {
-        outcome,
-        steps: trainer.steps_done(),
-        epochs: trainer.epoch,
-        run_dir: run.root().to_path_buf(),
-        checkpoint: last_checkpoint,
-        last_sample: Some(final_sample).or(last_sample),
-        img_per_s: images_seen as f64 / train_time.as_secs_f64().max(1e-9),
-        elapsed,
-    })
+    /// The end of epoch `epoch` (1-based), with the loader at `next`: every
+    /// `checkpoint_every` epochs a checkpoint (pointed to by `latest`, older ones pruned,
+    /// kept as the last good one while the losses are healthy) and the loss plot.
+    fn end_epoch(&mut self, epoch: u64, next: LoaderPosition) -> Result<(), TrainError> {
+        self.trainer.epoch = epoch;
+        if !epoch.is_multiple_of(self.checkpoint_every_epochs) {
+            return Ok(());
+        }
+        self.metrics_log.flush()?;
+        let path = self.run.epoch_checkpoint(epoch);
+        self.save(&path, next)?;
+        self.run.point_latest_to(&path)?;
+        self.run
+            .prune_checkpoints(self.config.schedule.keep_checkpoints)?;
+        self.plot()?;
+        if self.watch.is_healthy() {
+            self.run.mark_good(&path)?;
+            self.last_good = Some(self.run.last_good_checkpoint());
+        }
+        self.last_checkpoint = Some(path);
+        self.last_saved_step = Some(self.trainer.steps_done());
+        Ok(())
+    }
+
+    /// Ends the run: the final state in `latest` (unless the newest epoch checkpoint is
+    /// already it), a final preview and the loss plot.
+    pub fn finish(mut self, outcome: Outcome) -> Result<RunSummary, TrainError> {
+        self.metrics_log.flush()?;
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
+        }
+        if self.last_saved_step != Some(self.trainer.steps_done()) {
+            let latest = self.run.latest_checkpoint();
+            self.save(&latest, self.loader.position())?;
+            self.last_checkpoint = Some(latest);
+        }
+        let final_sample = self.run.sample_path(self.trainer.steps_done());
+        self.write_preview(&final_sample)?;
+        self.plot()?;
+        Ok(RunSummary {
+            outcome,
+            last_sample: Some(final_sample),
+            ..self.summary()
+        })
+    }
+
+    /// The summary of a run that had nothing left to do.
+    fn already_done(self) -> RunSummary {
+        RunSummary {
+            outcome: Outcome::AlreadyDone,
+            ..self.summary()
+        }
+    }
+
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            outcome: Outcome::Finished,
+            steps: self.trainer.steps_done(),
+            epochs: self.trainer.epoch,
+            run_dir: self.run.root().to_path_buf(),
+            checkpoint: self.last_checkpoint.clone(),
+            last_sample: self.last_sample.clone(),
+            img_per_s: self.images_seen as f64 / self.train_time.as_secs_f64().max(1e-9),
+            elapsed: self.session_start.elapsed(),
+        }
+    }
+
+    /// FID at the end of epoch `epoch` (1-based), if one is scheduled then.
+    fn measure_fid(&mut self, epoch: u64) -> Result<Option<f64>, TrainError> {
+        let Some(probe) = &self.fid else {
+            return Ok(None);
+        };
+        if !epoch.is_multiple_of(probe.schedule.every_epochs.max(1)) {
+            return Ok(None);
+        }
+        self.say(&format!(
+            "epoch {epoch}: measuring FID on {} images…",
+            probe.schedule.samples
+        ));
+        let fid = probe.measure(
+            &self.trainer.sampling_generator(true),
+            self.config.trainer.latent,
+        )?;
+        self.say(&format!("epoch {epoch}: FID {fid:.2}"));
+        Ok(Some(fid))
+    }
+
+    /// After the first few steps of this session: the time per epoch and to the end.
+    fn estimate_time(&self, step: u64) {
+        let remaining = self.target_steps - self.start_step;
+        if step != self.start_step + EPOCH_ESTIMATE_AFTER.min(remaining) {
+            return;
+        }
+        let steps_per_epoch = self.loader.steps_per_epoch();
+        let img_per_s = self.images_seen as f64 / self.train_time.as_secs_f64().max(1e-9);
+        let epoch_seconds =
+            (steps_per_epoch * self.config.trainer.batch_size as u64) as f64 / img_per_s;
+        self.say(&format!(
+            "≈ {} per epoch at {img_per_s:.1} img/s; {} steps to go ≈ {}",
+            human_duration(epoch_seconds),
+            self.target_steps - step,
+            human_duration(
+                epoch_seconds * (self.target_steps - step) as f64 / steps_per_epoch as f64
+            ),
+        ));
+    }
+
+    /// A checkpoint at `path`, with what a resume needs: the loader's position, the run's
+    /// settings and the data's fingerprint.
+    fn save(&self, path: &Path, position: LoaderPosition) -> Result<(), TrainError> {
+        let state = ResumeState {
+            loader: position,
+            run: Some(Box::new(self.config.clone())),
+            data: Some(self.fingerprint.clone()),
+        };
+        let extra = serde_json::to_value(state).expect("the resume state serialises");
+        self.trainer.save_checkpoint(path, extra)?;
+        Ok(())
+    }
+
+    /// The preview grid (the fixed preview latents, from the average when there is one).
+    fn write_preview(&self, path: &Path) -> Result<(), TrainError> {
+        let images = self
+            .trainer
+            .sampling_generator(true)
+            .forward(self.trainer.preview_latents());
+        let images = to_rgb_images(images)?;
+        let grid = image_grid(&images, square_columns(images.len()), 2)?;
+        Ok(crate::image_file::save_png(&grid, path)?)
+    }
+
+    fn plot(&self) -> Result<(), TrainError> {
+        plot_losses(
+            &read_metrics(&self.run.metrics_path())?,
+            &self.run.plot_path(),
+            &plot_title(&self.config),
+        )?;
+        Ok(())
+    }
+
+    /// Ends the run after a divergence: the log is flushed, the bar closed, and the error
+    /// names the last good checkpoint.
+    fn diverged(&mut self, cause: String) -> TrainError {
+        // The divergence is the error to report; a failing flush must not hide it.
+        if let Err(e) = self.metrics_log.flush() {
+            eprintln!("warning: {e}");
+        }
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
+        }
+        TrainError::Diverged {
+            cause,
+            checkpoint: self.last_good.clone(),
+            lr_d: self.trainer.config().lr_d,
+            lr_g: self.trainer.config().lr_g,
+        }
+    }
+
+    /// A line above the progress bar (or on stderr before it exists).
+    fn say(&self, line: &str) {
+        match &self.progress {
+            Some(progress) => progress.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    #[cfg(test)]
+    fn test_fault(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        if self.nan_at_step == Some(self.trainer.steps_done() + 1) {
+            images.mul_scalar(f32::NAN)
+        } else {
+            images
+        }
+    }
+
+    #[cfg(not(test))]
+    fn test_fault(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        images
+    }
+}
+
+/// A new run's trainer, at the run's precision.
+fn new_trainer<B: AutodiffBackend>(
+    config: &RunConfig,
+    backend: BackendKind,
+    device: &B::Device,
+) -> Result<Trainer<B>, TrainError> {
+    let trainer = catch_device_failure(backend, || {
+        let mut trainer = Trainer::<B>::new(config.trainer.clone(), device)?;
+        trainer.set_precision(config.precision)?;
+        Ok::<_, dcgan_core::Error>(trainer)
+    })??;
+    Ok(trainer)
+}
+
+/// The trainer exactly where the checkpoint left it; new learning rates are the one change
+/// to the optimisation a resumed run accepts (the advice after a divergence).
+fn resumed_trainer<B: AutodiffBackend>(
+    plan: &ResumePlan,
+    config: &RunConfig,
+    backend: BackendKind,
+    device: &B::Device,
+) -> Result<Trainer<B>, TrainError> {
+    let (mut trainer, _) = catch_device_failure(backend, || {
+        Trainer::<B>::load_checkpoint_in(&plan.checkpoint, device, Some(config.precision))
+    })??;
+    let (lr_d, lr_g) = (config.trainer.lr_d, config.trainer.lr_g);
+    if (lr_d, lr_g) != (trainer.config().lr_d, trainer.config().lr_g) {
+        trainer.set_learning_rates(lr_d, lr_g)?;
+    }
+    Ok(trainer)
+}
+
+/// The step at which `schedule` ends ([`EPOCHS`](crate::defaults::EPOCHS) when it names no end).
+fn target_steps(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
+    match (schedule.steps, schedule.epochs) {
+        (Some(s), Some(e)) => s.min(e * steps_per_epoch),
+        (Some(s), None) => s,
+        (None, Some(e)) => e * steps_per_epoch,
+        (None, None) => crate::defaults::EPOCHS * steps_per_epoch,
+    }
 }
 
 /// Where the loader of a resumed run starts: the checkpoint's position, once the data is
@@ -798,4 +799,228 @@ pub fn precision_note(precision: Precision, backend: BackendKind) -> Option<Stri
              (≈ 5× on flex); bf16 pays off on GPUs with bf16 tensor cores (--backend cuda)"
         )
     })
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::resume::{plan_resume, ResumeChanges};
+    use dcgan_core::{CheckpointInfo, ModelPreset, TrainerConfig};
+    use dcgan_data::CropMode;
+
+    type B = burn::backend::Autodiff<burn::backend::Flex>;
+
+    /// A tiny 32 px model on the 17 built-in cats: batch 4 gives 4 steps per epoch.
+    fn config(steps: u64) -> RunConfig {
+        let (g, d) = ModelPreset::Tiny32.configs(Some(4));
+        RunConfig {
+            trainer: TrainerConfig::new(g, d).with_batch_size(4),
+            preset: "tiny32".into(),
+            data: DataSettings {
+                folder: None,
+                crop: CropMode::Center,
+                flip: true,
+                strict: false,
+            },
+            schedule: Schedule {
+                steps: Some(steps),
+                sample_every: 3,
+                checkpoint_every: Some(1),
+                keep_checkpoints: 1,
+                ..Schedule::default()
+            },
+            backend: BackendKind::Flex,
+            precision: Precision::F32,
+            run_id: None,
+            branched_from: None,
+        }
+    }
+
+    fn open(config: RunConfig, run_dir: &Path) -> TrainingRun<B> {
+        let start = Start::New {
+            config: Box::new(config),
+            run_dir: run_dir.to_path_buf(),
+        };
+        TrainingRun::<B>::open(start, BackendKind::Flex, &Default::default()).unwrap()
+    }
+
+    fn steps(run: &mut TrainingRun<B>, n: u64) {
+        for _ in 0..n {
+            run.step().unwrap();
+        }
+    }
+
+    #[test]
+    fn open_takes_the_folder_writes_the_config_and_trains_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let run = open(config(10), &run_dir);
+        assert_eq!(run.steps_done(), 0);
+        assert_eq!(run.target_steps(), 10);
+        assert!(!run.is_done());
+        let saved: RunConfig =
+            serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(saved.run_id, run.config().run_id);
+        assert!(saved.run_id.is_some());
+        assert!(!run_dir.join("checkpoints/latest.catgan").exists());
+        // The folder is this run's while it is open: a second run is refused.
+        let again = TrainingRun::<B>::open(
+            Start::New {
+                config: Box::new(config(10)),
+                run_dir: run_dir.clone(),
+            },
+            BackendKind::Flex,
+            &Default::default(),
+        );
+        assert!(
+            matches!(again, Err(TrainError::RunDir(_))),
+            "a second run opened the folder"
+        );
+    }
+
+    #[test]
+    fn the_schedule_ends_at_the_steps_or_the_epochs_whichever_comes_first() {
+        let schedule = |steps, epochs| Schedule {
+            steps,
+            epochs,
+            ..Schedule::default()
+        };
+        assert_eq!(target_steps(&schedule(Some(10), None), 4), 10);
+        assert_eq!(target_steps(&schedule(None, Some(3)), 4), 12);
+        assert_eq!(target_steps(&schedule(Some(10), Some(2)), 4), 8);
+        assert_eq!(target_steps(&schedule(None, None), 4), 100);
+        // Checkpoints about every 100 steps, at least every epoch.
+        assert_eq!(checkpoint_every(&Schedule::default(), 4), 25);
+        assert_eq!(checkpoint_every(&Schedule::default(), 500), 1);
+    }
+
+    #[test]
+    fn step_logs_each_step_and_writes_previews_on_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut run = open(config(10), &run_dir);
+        let metrics = run.step().unwrap();
+        assert_eq!(metrics.step, 1);
+        assert!(metrics.d_loss.is_finite() && metrics.g_loss.is_finite());
+        steps(&mut run, 2);
+        assert_eq!(run.steps_done(), 3);
+        assert!(
+            run.run_dir().sample_path(3).exists(),
+            "preview due at step 3"
+        );
+        assert!(!run.run_dir().sample_path(2).exists());
+        run.metrics_log.flush().unwrap();
+        let rows = read_metrics(&run_dir.join("metrics.csv")).unwrap();
+        assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(rows.iter().all(|r| r.epoch == 1 && r.img_per_s > 0.0));
+    }
+
+    #[test]
+    fn epoch_ends_checkpoint_rotate_and_keep_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut run = open(config(10), &run_dir);
+        steps(&mut run, 4);
+        assert_eq!(run.trainer().epoch, 1);
+        let first = run.run_dir().epoch_checkpoint(1);
+        assert_eq!(CheckpointInfo::read(&first).unwrap().step, 4);
+        steps(&mut run, 4);
+        // keep_checkpoints 1: epoch 1's file is gone, epoch 2's is `latest` and good.
+        assert!(!first.exists());
+        let latest = CheckpointInfo::read(&run.run_dir().latest_checkpoint()).unwrap();
+        assert_eq!(latest.step, 8);
+        let good = CheckpointInfo::read(&run.run_dir().last_good_checkpoint()).unwrap();
+        assert_eq!(good.step, 8);
+        assert!(run_dir.join("loss.png").exists());
+    }
+
+    #[test]
+    fn finish_saves_the_final_state_preview_and_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut run = open(config(6), &run_dir);
+        steps(&mut run, 6);
+        assert!(run.is_done());
+        let summary = run.finish(Outcome::Finished).unwrap();
+        assert_eq!(
+            (summary.outcome, summary.steps, summary.epochs),
+            (Outcome::Finished, 6, 1)
+        );
+        let latest = run_dir.join("checkpoints/latest.catgan");
+        assert_eq!(summary.checkpoint.as_deref(), Some(latest.as_path()));
+        assert_eq!(CheckpointInfo::read(&latest).unwrap().step, 6);
+        assert_eq!(
+            summary.last_sample,
+            Some(RunDir::at(&run_dir).sample_path(6))
+        );
+        assert!(summary.last_sample.unwrap().exists());
+        assert_eq!(read_metrics(&run_dir.join("metrics.csv")).unwrap().len(), 6);
+        // The lock went with the run: the folder can be continued.
+        let plan = plan_resume(&run_dir, &ResumeChanges::default(), BackendKind::Flex).unwrap();
+        let run = TrainingRun::<B>::open(
+            Start::Resume(Box::new(plan)),
+            BackendKind::Flex,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(run.steps_done(), 6);
+        assert!(run.is_done());
+        assert_eq!(run.already_done().outcome, Outcome::AlreadyDone);
+    }
+
+    #[test]
+    fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut run = open(config(12), &run_dir);
+        run.nan_at_step = Some(6);
+        steps(&mut run, 5);
+        let err = run.step().expect_err("the NaN batch stops the run");
+        let TrainError::Diverged {
+            checkpoint,
+            lr_d,
+            lr_g,
+            ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        let message = err.to_string();
+        assert!(message.contains("non-finite loss at step 6"), "{message}");
+        let good = RunDir::at(&run_dir).last_good_checkpoint();
+        assert_eq!(checkpoint.as_deref(), Some(good.as_path()));
+        assert_eq!(CheckpointInfo::read(&good).unwrap().step, 4);
+        assert_eq!(
+            CheckpointInfo::read(&run_dir.join("checkpoints/latest.catgan"))
+                .unwrap()
+                .step,
+            4
+        );
+        // The log stops before the broken step; the advice halves the learning rates.
+        assert_eq!(read_metrics(&run_dir.join("metrics.csv")).unwrap().len(), 5);
+        assert!(
+            message.contains(&format!("--lr-d {:e}", lr_d / 2.0)),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("--lr-g {:e}", lr_g / 2.0)),
+            "{message}"
+        );
+        assert!(message.contains(&good.display().to_string()), "{message}");
+        drop(run);
+
+        // With no checkpoint written yet, the advice says so instead of claiming one.
+        let early = dir.path().join("early");
+        let mut run = open(config(12), &early);
+        run.nan_at_step = Some(2);
+        run.step().unwrap();
+        let err = run
+            .step()
+            .expect_err("the NaN batch stops the run")
+            .to_string();
+        assert!(
+            err.contains("No checkpoint had been written yet") && !err.contains("was kept"),
+            "{err}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Backend parity on a tiny model (32 px, base 4, batch 4): the same weights, inputs and
-//! training step on flex and on every other compiled CPU-capable backend, compared tensor by
-//! tensor (see `catgan::parity`).
+//! training steps (the real `Trainer::step`, traced) on flex and on every other compiled
+//! CPU-capable backend, compared tensor by tensor (see `catgan::parity`). The one place
+//! parity is tested: the comparison itself, flex against itself, and the backends.
 //!
 //! - flex vs ndarray: with `--features ndarray`.
 //! - flex vs wgpu: with `--features wgpu`. Without a GPU this runs on lavapipe, Mesa's
@@ -12,7 +13,10 @@
 //! ```
 #![cfg(feature = "flex")]
 
-use catgan::parity::{capture, compare, parity_table, Capture, ParityConfig, Tolerance};
+use catgan::parity::{
+    capture, compare, parity_table, Capture, Captured, ParityConfig, Tolerance, AVERAGE_IMAGES,
+    TRAINER_METRICS,
+};
 
 type FlexAd = burn::backend::Autodiff<burn::backend::Flex>;
 
@@ -33,6 +37,81 @@ fn assert_parity(other: &Capture) {
         report.failures().join("\n"),
         parity_table(std::slice::from_ref(&report))
     );
+}
+
+fn capture_of(values: &[f32]) -> Capture {
+    Capture {
+        backend: "x".into(),
+        config: ParityConfig::tiny(),
+        tensors: vec![Captured {
+            name: "t".into(),
+            shape: vec![values.len()],
+            values: values.to_vec(),
+        }],
+    }
+}
+
+#[test]
+fn errors_are_absolute_relative_and_scaled() {
+    let r = capture_of(&[1.0, -2.0, 1e-6]);
+    let o = capture_of(&[1.0, -2.002, 1.1e-6]);
+    let report = compare(&r, &o, Tolerance::uniform(1e-2));
+    let d = &report.diffs[0];
+    assert!((d.max_abs - 0.002).abs() < 1e-6 && (d.max_ref - 2.0).abs() < 1e-12);
+    // The 1e-6 element is below 1e-3 · max |ref| and left out of the relative error.
+    assert!((d.max_rel - 0.001).abs() < 1e-6, "{d:?}");
+    assert!((d.scaled - 0.001).abs() < 1e-6 && report.passed());
+    assert!(!compare(&r, &o, Tolerance::uniform(1e-4)).passed());
+}
+
+#[test]
+fn nan_and_shape_mismatches_fail() {
+    let r = capture_of(&[1.0, 2.0]);
+    assert!(!compare(&r, &capture_of(&[1.0, f32::NAN]), Tolerance::default()).passed());
+    let report = compare(&r, &capture_of(&[1.0, 2.0, 3.0]), Tolerance::default());
+    assert!(!report.passed());
+    assert!(
+        report.failures()[0].contains("t differs by inf"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn flex_against_itself_is_exact_and_covers_every_tensor() {
+    let config = ParityConfig::tiny();
+    let a = reference(&config);
+    let report = compare(&a, &reference(&config), Tolerance::uniform(0.0));
+    assert!(report.passed(), "{}", parity_table(&[report]));
+    let names: Vec<_> = a.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "G(z)",
+            "D(real)",
+            "D(G(z))",
+            "d_loss",
+            "dD/d conv0.w",
+            "dD/d dense.w",
+            "g_loss",
+            "dG/d dense.w",
+            "dG/d to_image.w",
+            TRAINER_METRICS,
+        ]
+    );
+    assert_eq!(a.tensors[0].shape, vec![4, 3, 32, 32]);
+    // Gradients are not all zero: the backward passes really ran.
+    let grads = a
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("dD/") || t.name.starts_with("dG/"));
+    for grad in grads {
+        assert!(grad.values.iter().any(|v| *v != 0.0), "{}", grad.name);
+    }
+    // The first step's losses are the trainer's own (the first metrics line).
+    let value = |name: &str| a.tensors.iter().find(|t| t.name == name).unwrap().values[0];
+    let metrics = &a.tensors[9];
+    assert_eq!(metrics.shape, vec![config.trainer_steps, 4]);
+    assert_eq!(metrics.values[..2], [value("d_loss"), value("g_loss")]);
 }
 
 #[test]
@@ -69,10 +148,7 @@ fn flex_and_ndarray_compute_the_same_stabilized_steps() {
     type NdAd = burn::backend::Autodiff<burn::backend::NdArray>;
     let config = ParityConfig::tiny_stabilized();
     let other = capture::<NdAd>(&config, "ndarray", &Default::default()).unwrap();
-    assert!(other
-        .tensors
-        .iter()
-        .any(|t| t.name == catgan::parity::AVERAGE_IMAGES));
+    assert!(other.tensors.iter().any(|t| t.name == AVERAGE_IMAGES));
     assert_parity(&other);
 }
 

@@ -103,7 +103,7 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-"))
+        .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "stale temporary files: {leftovers:?}");
 }

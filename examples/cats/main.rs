@@ -29,6 +29,10 @@ struct Cli {
     /// Device of the backend: default, cpu, N (GPU ordinal), integrated:N.
     #[arg(long, global = true, value_name = "DEVICE", default_value = "default")]
     device: String,
+    /// Keep the allocator's default settings (for comparisons). By default, freed
+    /// multi-megabyte buffers stay on the heap for reuse: +3–6% CPU training speed (glibc).
+    #[arg(long, global = true)]
+    default_malloc: bool,
 }
 
 // Parsed once per run: boxing the big variant would only add noise.
@@ -83,7 +87,7 @@ impl Cli {
 fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // Reuse freed multi-megabyte buffers instead of fresh pages each step (CPU training).
-    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
+    catgan::memory::reuse_large_allocations(!cli.default_malloc);
     let target = cli.target()?;
     let uses_backend = !matches!(
         cli.command,

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: run the `cats` binary and read what it printed.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -136,4 +137,67 @@ pub fn assert_same_training(a: &Path, b: &Path) {
 /// A run folder's `config.json`, parsed.
 pub fn run_config(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+}
+
+/// The variable that turns every "cannot run here" skip into a failure (`.ci/run` sets it,
+/// so nothing that matters is skipped silently there).
+pub const REQUIRE_ALL: &str = "CATGAN_REQUIRE_ALL_TESTS";
+
+/// A test that cannot run on this machine (`what` is missing; `how` gets it): prints a
+/// notice and lets the test return, or fails when `CATGAN_REQUIRE_ALL_TESTS=1`.
+pub fn skip_or_fail(test: &str, what: &str, how: &str) {
+    let message = format!("{test}: {what}. {how}");
+    if std::env::var(REQUIRE_ALL).as_deref() == Ok("1") {
+        panic!("{message} ({REQUIRE_ALL}=1 forbids skipping)");
+    }
+    // Written to stderr directly: libtest captures `eprintln!` of passing tests, and a skip
+    // must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {message} (set {REQUIRE_ALL}=1 to make this a failure)"
+    );
+}
+
+/// Whether a wgpu adapter can be made here (`Err` says why not). burn panics when there is
+/// none; the panic is caught.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapter() -> Result<(), String> {
+    use burn::backend::wgpu::{Wgpu, WgpuDevice};
+    if std::env::var("CATGAN_SKIP_WGPU_TESTS").as_deref() == Ok("1") {
+        return Err("CATGAN_SKIP_WGPU_TESTS=1 asks to skip the wgpu tests".into());
+    }
+    let probe = std::panic::catch_unwind(|| {
+        let t =
+            burn::tensor::Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &WgpuDevice::DefaultDevice);
+        t.into_data().to_vec::<f32>().map(|_| ())
+    });
+    match probe {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("no wgpu device works ({e:?})")),
+        Err(payload) => Err(format!(
+            "no wgpu adapter could be created ({})",
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// How to get Vulkan without a GPU.
+pub const VULKAN_HOW: &str = "Without a GPU, install Vulkan on the CPU (lavapipe): \
+     `sudo apt-get install mesa-vulkan-drivers libvulkan1`";
+
+/// Skips (or fails, see [`skip_or_fail`]) when no wgpu adapter exists; true when the test
+/// can go on.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_or_skip(test: &str) -> bool {
+    match wgpu_adapter() {
+        Ok(()) => true,
+        Err(why) => {
+            skip_or_fail(test, &why, VULKAN_HOW);
+            false
+        }
+    }
 }

@@ -14,7 +14,9 @@
 //! the loader's prefetch queue does, and steps through them. `stabilized` turns every
 //! stabiliser on: spectral norm on both networks, an R1 penalty, DiffAugment (all three
 //! policies), the generator average, hinge loss. `PROBE_PHASES=1` also prints the peak
-//! after each phase of each step (or after loading and drawing).
+//! after each phase of each step (or after loading and drawing). `--default-malloc` keeps
+//! glibc's allocator settings instead of `flex_kernels::allocator::reuse_large_allocations`
+//! (as `cats --default-malloc`).
 
 use std::path::Path;
 use std::process::Command;
@@ -203,9 +205,15 @@ fn draw(preset: ModelPreset, base: usize, batch: usize) {
 }
 
 fn main() {
-    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 to compare with glibc's defaults).
-    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (flags, args): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    if let Some(unknown) = flags.iter().find(|f| *f != "--default-malloc") {
+        panic!("unknown flag {unknown}: --default-malloc");
+    }
+    // As `cats` does (`--default-malloc` to compare with glibc's defaults).
+    dcgan_core::flex_kernels::allocator::reuse_large_allocations(
+        !flags.iter().any(|f| f == "--default-malloc"),
+    );
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     let preset: ModelPreset = arg(1, "dcgan64").parse().expect("a preset name");
     let base: usize = arg(2, "16").parse().expect("a width");

@@ -1,10 +1,14 @@
 //! Times training steps on flex, split into phases, with the flex fast path
-//! (`dcgan_core::layers`) on and off in the same process.
+//! (`fast_kernels` in the network configs, `flex_kernels`) on and off in the same process.
 //!
 //! ```text
-//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both]
+//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc]
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 5 both
+//! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 6 on --profile
 //! ```
+//! `--profile` also times the fast path's pieces (`flex_kernels::profile`) and prints
+//! them; `--default-malloc` keeps glibc's allocator settings instead of
+//! `flex_kernels::allocator::reuse_large_allocations` (as `cats --default-malloc`).
 //!
 //! Phases of one step (what `Trainer::step` does): G forward; the D update (D forward on
 //! real and detached fakes, backward, Adam); the G update (D forward on the fakes,
@@ -14,7 +18,8 @@ use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dcgan_core::{layers, LatentDistribution, ModelPreset, Trainer, TrainerConfig};
+use dcgan_core::flex_kernels;
+use dcgan_core::{LatentDistribution, ModelPreset, Trainer, TrainerConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -31,9 +36,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool) {
-    layers::set_flex_kernels(fast);
     let device = Default::default();
     let (g, d) = preset.configs(Some(base));
+    let (g, d) = (g.with_fast_kernels(fast), d.with_fast_kernels(fast));
     let size = g.image_size;
     let mut trainer = Trainer::<B>::new(TrainerConfig::new(g, d).with_batch_size(batch), &device)
         .expect("valid config");
@@ -67,7 +72,7 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
         }
     }
     let [g_fwd, d_upd, g_upd, total] = phases.map(|mut v| median(&mut v));
-    let profile = layers::take_flex_profile();
+    let profile = flex_kernels::profile::take();
     if !profile.is_empty() {
         let all: f64 = profile.iter().map(|p| p.1).sum();
         let per_step = (steps + 1) as f64;
@@ -84,7 +89,7 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
             );
         }
     }
-    let threads = layers::take_flex_thread_profile();
+    let threads = flex_kernels::profile::take_threads();
     if !threads.is_empty() {
         let per_step = (steps + 1) as f64;
         println!("thread time inside the convolution pieces, summed over threads, ms per step:");
@@ -110,9 +115,18 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
 }
 
 fn main() {
-    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 to compare with glibc's defaults).
-    dcgan_core::allocator::reuse_large_allocations_unless_disabled();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (flags, args): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let flag = |name: &str| flags.iter().any(|f| f == name);
+    if let Some(unknown) = flags
+        .iter()
+        .find(|f| !["--profile", "--default-malloc"].contains(&f.as_str()))
+    {
+        panic!("unknown flag {unknown}: --profile, --default-malloc");
+    }
+    // As `cats` does (`--default-malloc` to compare with glibc's defaults).
+    flex_kernels::allocator::reuse_large_allocations(!flag("--default-malloc"));
+    flex_kernels::profile::enable(flag("--profile"));
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     let preset: ModelPreset = arg(0, "dcgan64").parse().expect("a preset name");
     let base: usize = arg(1, "32").parse().expect("a width");

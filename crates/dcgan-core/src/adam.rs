@@ -1,43 +1,38 @@
-//! Adam for the [`Trainer`](crate::Trainer): burn's Adam, with one fused pass per
-//! parameter on flex.
-//!
-//! burn's `Adam` updates a parameter with about ten tensor operations (moments, bias
-//! correction, square root, division, learning rate, subtraction), each a full pass
-//! over memory, most of them on one thread: ≈ 2–4% of a training step on CPU
-//! (docs/performance.md, change 9). [`FusedAdam`] does the same arithmetic, in the same
-//! order, in one parallel pass on flex, and calls burn's `Adam` on every other backend.
-//! Its state is burn's [`AdamState`], so checkpoints are unchanged.
+//! Adam for the [`Trainer`](crate::Trainer): burn's Adam, or with the flex fast path on,
+//! `flex_kernels::adam::FusedAdam`, which does the same arithmetic in the same order in
+//! one parallel pass per parameter on flex (≈ 2–4% of a CPU training step,
+//! docs/performance.md, change 9) and calls burn's Adam on every other backend. The state
+//! is burn's [`AdamState`] either way, so checkpoints are unchanged.
 
 use burn::optim::{AdamConfig, AdamState, LearningRate, SimpleOptimizer};
 use burn::prelude::*;
 
-/// Adam without weight decay or AMSGrad (DCGAN's optimizer), as burn computes it.
+/// Adam without weight decay or AMSGrad (DCGAN's optimizer), as burn computes it; in one
+/// fused pass on flex if built with `fused` (and the `flex` feature).
 #[derive(Clone)]
 pub struct FusedAdam {
-    // Read by the fused pass only (the `flex` feature).
-    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
-    beta_1: f32,
-    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
-    beta_2: f32,
-    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
-    epsilon: f32,
-    /// burn's own implementation, for backends without the fused pass.
+    /// burn's own implementation.
     reference: burn::optim::Adam,
+    /// The one-pass update, if on.
+    #[cfg(feature = "flex")]
+    fused: Option<flex_kernels::adam::FusedAdam>,
 }
 
 impl FusedAdam {
-    /// Adam with moment decays `beta_1`, `beta_2` and `epsilon` added to `√v̂`.
-    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
+    /// Adam with moment decays `beta_1`, `beta_2` and `epsilon` added to `√v̂`, through the
+    /// flex fast path if `fused` (the trainer passes each network's `fast_kernels`).
+    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, fused: bool) -> Self {
         let reference = AdamConfig::new()
             .with_beta_1(beta_1)
             .with_beta_2(beta_2)
             .with_epsilon(epsilon)
             .build();
+        #[cfg(not(feature = "flex"))]
+        let _ = fused;
         Self {
-            beta_1,
-            beta_2,
-            epsilon,
             reference,
+            #[cfg(feature = "flex")]
+            fused: fused.then(|| flex_kernels::adam::FusedAdam::new(beta_1, beta_2, epsilon)),
         }
     }
 }
@@ -53,159 +48,14 @@ impl<B: Backend> SimpleOptimizer<B> for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
         #[cfg(feature = "flex")]
-        let (tensor, grad, state) = match fused::step(self, lr, tensor, grad, state) {
-            Ok(done) => return done,
-            Err(inputs) => inputs,
-        };
+        if let Some(fused) = &self.fused {
+            return fused.step(lr, tensor, grad, state);
+        }
         self.reference.step(lr, tensor, grad, state)
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
         <burn::optim::Adam as SimpleOptimizer<B>>::to_device(state, device)
-    }
-}
-
-#[cfg(feature = "flex")]
-mod fused {
-    //! The one-pass update on flex.
-
-    use burn::backend::Flex;
-    use burn::optim::AdaptiveMomentumState;
-    use burn::tensor::{DType, TensorPrimitive};
-
-    use super::*;
-    use crate::layers::buffers::par_vecs;
-    use crate::layers::fast::{cast, same};
-    use crate::layers::flex::{slice, tensor as flex_tensor};
-
-    type Inputs<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Option<AdamState<B, D>>);
-    type Done<B, const D: usize> = (Tensor<B, D>, Option<AdamState<B, D>>);
-
-    /// Elements per task.
-    const CHUNK: usize = 1 << 14;
-
-    /// The per-step scalars of burn's Adam at step `time` (1 for the first update).
-    fn coefficients(adam: &FusedAdam, time: usize, lr: LearningRate) -> Coefficients {
-        let t = time as i32;
-        let bias_correction2_sqrt = (1.0 - adam.beta_2.powi(t)).sqrt();
-        Coefficients {
-            beta_1: adam.beta_1,
-            beta_2: adam.beta_2,
-            factor_1: 1.0 - adam.beta_1,
-            factor_2: 1.0 - adam.beta_2,
-            combined: bias_correction2_sqrt / (1.0 - adam.beta_1.powi(t)),
-            epsilon: adam.epsilon * bias_correction2_sqrt,
-            lr: lr as f32,
-        }
-    }
-
-    /// The scalars of one Adam update, each computed as burn computes it.
-    #[derive(Clone, Copy, Debug)]
-    struct Coefficients {
-        beta_1: f32,
-        beta_2: f32,
-        /// `1 − β₁`.
-        factor_1: f32,
-        /// `1 − β₂`.
-        factor_2: f32,
-        /// `√(1 − β₂ᵗ) / (1 − β₁ᵗ)`.
-        combined: f32,
-        /// `ε · √(1 − β₂ᵗ)`.
-        epsilon: f32,
-        lr: f32,
-    }
-
-    /// The update on flex (f32), or the inputs back for burn's Adam.
-    pub(super) fn step<B: Backend, const D: usize>(
-        adam: &FusedAdam,
-        lr: LearningRate,
-        tensor: Tensor<B, D>,
-        grad: Tensor<B, D>,
-        state: Option<AdamState<B, D>>,
-    ) -> Result<Done<B, D>, Inputs<B, D>> {
-        let f32_only = tensor.dtype() == DType::F32
-            && grad.dtype() == DType::F32
-            && state.as_ref().is_none_or(|s| {
-                s.momentum.max_moment_2.is_none()
-                    && s.momentum.moment_1.dtype() == DType::F32
-                    && s.momentum.moment_2.dtype() == DType::F32
-            });
-        if !f32_only {
-            return Err((tensor, grad, state));
-        }
-        let inputs = cast::<Inputs<B, D>, Inputs<Flex, D>>((tensor, grad, state))?;
-        Ok(same(flex_step(adam, lr, inputs)))
-    }
-
-    fn flex_step<const D: usize>(
-        adam: &FusedAdam,
-        lr: LearningRate,
-        (tensor, grad, state): Inputs<Flex, D>,
-    ) -> Done<Flex, D> {
-        let shape = tensor.dims();
-        let contiguous = |t: Tensor<Flex, D>| t.into_primitive().tensor().to_contiguous();
-        let (param, grad) = (contiguous(tensor), contiguous(grad));
-        let (time, moments) = match state {
-            Some(s) => {
-                let m = s.momentum;
-                (
-                    m.time + 1,
-                    Some((contiguous(m.moment_1), contiguous(m.moment_2))),
-                )
-            }
-            None => (1, None),
-        };
-        let k = coefficients(adam, time, lr);
-        let (param, grad) = (slice(&param), slice(&grad));
-        let moments = moments.as_ref().map(|(m1, m2)| (slice(m1), slice(m2)));
-        let [new_param, moment_1, moment_2] =
-            par_vecs(param.len(), CHUNK, |i, [p_out, m1_out, m2_out]| {
-                let range = i * CHUNK..i * CHUNK + p_out.len();
-                update(
-                    &k,
-                    (&param[range.clone()], &grad[range.clone()]),
-                    moments.map(|(m1, m2)| (&m1[range.clone()], &m2[range.clone()])),
-                    [p_out, m1_out, m2_out],
-                );
-            });
-        let as_tensor = |data: Vec<f32>| {
-            Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex_tensor(data, &shape)))
-        };
-        let momentum = AdaptiveMomentumState::new(time, as_tensor(moment_1), as_tensor(moment_2));
-        (as_tensor(new_param), Some(AdamState::new(momentum)))
-    }
-
-    /// One chunk: burn's operations in burn's order, element by element.
-    fn update(
-        k: &Coefficients,
-        (param, grad): (&[f32], &[f32]),
-        moments: Option<(&[f32], &[f32])>,
-        [p_out, m1_out, m2_out]: [&mut [f32]; 3],
-    ) {
-        let n = param.len();
-        let (param, grad) = (&param[..n], &grad[..n]);
-        let (p_out, m1_out, m2_out) = (&mut p_out[..n], &mut m1_out[..n], &mut m2_out[..n]);
-        match moments {
-            Some((m1, m2)) => {
-                let (m1, m2) = (&m1[..n], &m2[..n]);
-                for j in 0..n {
-                    let g = grad[j];
-                    m1_out[j] = m1[j] * k.beta_1 + g * k.factor_1;
-                    m2_out[j] = m2[j] * k.beta_2 + (g * g) * k.factor_2;
-                }
-            }
-            None => {
-                for j in 0..n {
-                    let g = grad[j];
-                    m1_out[j] = g * k.factor_1;
-                    m2_out[j] = (g * g) * k.factor_2;
-                }
-            }
-        }
-        for j in 0..n {
-            let step = (m1_out[j] * k.combined) / (m2_out[j].sqrt() + k.epsilon);
-            p_out[j] = param[j] - step * k.lr;
-        }
     }
 }
 
@@ -237,34 +87,39 @@ mod tests {
     }
 
     #[test]
-    fn updates_exactly_as_burns_adam_over_several_steps() {
+    fn updates_exactly_as_burns_adam_with_and_without_the_fast_path() {
         let (beta_1, beta_2, epsilon, lr) = (0.5, 0.999, 1e-8, 2e-4);
-        let fused = FusedAdam::new(beta_1, beta_2, epsilon);
         let reference = AdamConfig::new()
             .with_beta_1(beta_1)
             .with_beta_2(beta_2)
             .with_epsilon(epsilon)
             .build();
-        // More elements than two parallel chunks, and a partial third one.
-        let shape = [200, 201];
-        let (mut ours, mut theirs) = (random(shape, 1), random(shape, 1));
-        let (mut our_state, mut their_state) = (None, None);
-        for step in 0..4 {
-            let grad = random(shape, 10 + step).mul_scalar(0.1 * (step + 1) as f32);
-            (ours, our_state) = fused.step(lr, ours, grad.clone(), our_state);
-            (theirs, their_state) = reference.step(lr, theirs, grad, their_state);
-            assert_eq!(
-                values(&ours),
-                values(&theirs),
-                "parameters after step {step}"
-            );
+        for fused in [true, false] {
+            let ours_adam = FusedAdam::new(beta_1, beta_2, epsilon, fused);
+            let shape = [20, 21];
+            let (mut ours, mut theirs) = (random(shape, 1), random(shape, 1));
+            let (mut our_state, mut their_state) = (None, None);
+            #[cfg(feature = "flex")]
+            let before = flex_kernels::calls();
+            for step in 0..3 {
+                let grad = random(shape, 10 + step).mul_scalar(0.1 * (step + 1) as f32);
+                (ours, our_state) = ours_adam.step(lr, ours, grad.clone(), our_state);
+                (theirs, their_state) = reference.step(lr, theirs, grad, their_state);
+                assert_eq!(values(&ours), values(&theirs), "fused {fused}, step {step}");
+            }
+            // The fast path ran exactly when asked for (on flex).
+            #[cfg(feature = "flex")]
+            {
+                let on_flex =
+                    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>();
+                let expected = if fused && on_flex { 3 } else { 0 };
+                assert_eq!(flex_kernels::calls().since(&before).adam, expected);
+            }
+            let (ours, theirs) = (our_state.unwrap().momentum, their_state.unwrap().momentum);
+            assert_eq!(ours.time, theirs.time);
+            assert_eq!(values(&ours.moment_1), values(&theirs.moment_1));
+            assert_eq!(values(&ours.moment_2), values(&theirs.moment_2));
         }
-        let (ours, theirs) = (our_state.unwrap().momentum, their_state.unwrap().momentum);
-        assert_eq!(ours.time, 4);
-        assert_eq!(ours.time, theirs.time);
-        assert_eq!(values(&ours.moment_1), values(&theirs.moment_1));
-        assert_eq!(values(&ours.moment_2), values(&theirs.moment_2));
-        assert!(values(&ours.moment_2).iter().all(|&v| v > 0.0));
     }
 
     /// One optimizer step of `optimizer` on `model` with a fixed loss.
@@ -294,7 +149,7 @@ mod tests {
         let record = Recorder::<TestAutodiffBackend>::load(&recorder, bytes, &Default::default())
             .expect("burn's Adam record loads as FusedAdam's");
         let mut ours: OptimizerAdaptor<FusedAdam, _, TestAutodiffBackend> =
-            OptimizerAdaptor::from(FusedAdam::new(0.5, 0.999, 1e-5)).load_record(record);
+            OptimizerAdaptor::from(FusedAdam::new(0.5, 0.999, 1e-5, true)).load_record(record);
         let weight = |m: &Linear<TestAutodiffBackend>| {
             m.weight.val().inner().into_data().to_vec::<f32>().unwrap()
         };

@@ -9,12 +9,13 @@
 //! Layout: `CATGANCK` magic, format version (u32 LE), metadata length (u64 LE), metadata
 //! JSON, payload length (u64 LE), payload (burn named-MessagePack record), CRC32 of
 //! everything before it (u32 LE), `CKPTEND!`. Writes go to a temporary file in the same
-//! folder, are flushed to disk, then renamed over the target: a crash or a full disk
-//! mid-save leaves the previous checkpoint intact.
+//! folder, are flushed to disk, then renamed over the target (the `atomic-write-file`
+//! crate, as for every file catgan replaces): a crash or a full disk mid-save leaves the
+//! previous checkpoint intact.
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
@@ -315,7 +316,10 @@ fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<(CheckpointInfo, u32, Vec<u
     Ok((info, version, payload))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically with the `atomic-write-file` crate, the way every
+/// catgan crate replaces files (`dcgan_data::atomic`, which this crate does not depend
+/// on): a temporary file in the same folder (on Linux an `O_TMPFILE`, which a killed
+/// process cannot leave behind), fsynced, renamed over `path`, the folder fsynced.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |action| {
         move |cause| Error::Io {
@@ -325,36 +329,31 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     };
     let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    fs::create_dir_all(&dir).map_err(io("creating the folder of"))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    remove_stale_temporaries(&dir);
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable (best effort: not every platform can open a folder).
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    fs::create_dir_all(dir).map_err(io("creating the folder of"))?;
+    remove_stale_temporaries(dir);
+    let result = if path.is_dir() {
+        // The rename would fail after the temporary file got its name (and leave it).
+        Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "a folder is in the way",
+        ))
+    } else {
+        // Dropped uncommitted (on an error), the temporary file is discarded.
+        atomic_write_file::AtomicWriteFile::open(path).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.commit()
+        })
+    };
     result.map_err(io("writing checkpoint"))
 }
 
-/// Removes the temporary files that saves killed mid-write left in `dir` (named
-/// `.NAME.tmp-PID`), where their process no longer runs. Only where `/proc` tells which
-/// processes run (Linux); elsewhere they stay.
+/// Removes the temporary files that older versions' saves, killed mid-write, left in `dir`
+/// (named `.NAME.tmp-PID`; `catgan::run_dir` still names its link temporaries so), where
+/// their process no longer runs. Only where `/proc` tells which processes run (Linux);
+/// elsewhere they stay.
 fn remove_stale_temporaries(dir: &Path) {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
@@ -524,7 +523,10 @@ mod tests {
             assert!(config.remove(key).is_some(), "{key}");
         }
         for net in ["generator", "discriminator"] {
-            config[net].as_object_mut().unwrap().remove("spectral_norm");
+            let net = config[net].as_object_mut().unwrap();
+            for key in ["spectral_norm", "fast_kernels"] {
+                assert!(net.remove(key).is_some(), "{key}");
+            }
         }
         info.as_object_mut().unwrap().remove("last_g_loss");
         let payload: PayloadV1<B> = (
@@ -653,8 +655,8 @@ mod tests {
         assert!(err.to_string().contains("non-finite"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), before);
 
-        // A write that fails midway (the target is a folder, so the rename fails) leaves
-        // no temporary file and no damage.
+        // A write that cannot finish (the target is a folder) leaves no temporary file
+        // (hidden, whatever its name) and no damage.
         let blocked = dir.path().join("blocked");
         fs::create_dir(&blocked).unwrap();
         fs::write(blocked.join("keep"), b"x").unwrap();
@@ -666,7 +668,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".tmp-"))
+            .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }

@@ -55,6 +55,14 @@ pub struct DiscriminatorConfig {
     /// discriminator: it then replaces batch norm, which this config's stages drop).
     #[config(default = false)]
     pub spectral_norm: bool,
+    /// Run the layers (and the trainer's Adam) through the fast path of the `flex-kernels`
+    /// crate on flex (f32, with the `flex` feature): the same numbers as burn's own
+    /// operations to float rounding, several times faster. `false` computes with burn's
+    /// operations alone (for comparisons); other backends always do. Not part of the
+    /// record; configs saved before this field read as `true` (see
+    /// [`crate::trainer::upgrade_config_json`]).
+    #[config(default = true)]
+    pub fast_kernels: bool,
 }
 
 /// One downsampling stage: convolution, optional batch norm, leaky ReLU.
@@ -82,6 +90,9 @@ pub struct Discriminator<B: Backend> {
     /// Precision of the matrix products ([`Precision::F32`] from `init`; not part of the
     /// record: the parameters are f32 in every precision).
     pub precision: Precision,
+    /// Whether the layers run through the flex fast path (the config's `fast_kernels`; not
+    /// part of the record).
+    pub fast_kernels: bool,
 }
 
 impl DiscriminatorConfig {
@@ -209,18 +220,26 @@ impl DiscriminatorConfig {
             classify_spectral,
             leaky_slope: self.leaky_slope,
             precision: Precision::F32,
+            fast_kernels: self.fast_kernels,
         })
     }
 }
 
 impl<B: Backend> DownBlock<B> {
-    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, the convolution in `precision`.
-    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
+    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, the convolution in
+    /// `precision`, through the flex fast path if `fast_kernels`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        leaky_slope: f64,
+        precision: Precision,
+        fast_kernels: bool,
+    ) -> Tensor<B, 4> {
         let conv = spectral_norm::normalized(&self.conv, &self.spectral);
-        let x = layers::conv2d(&conv, x, precision);
+        let x = layers::conv2d(&conv, x, precision, fast_kernels);
         match &self.norm {
-            Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope),
-            None => layers::leaky_relu(x, leaky_slope),
+            Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope, fast_kernels),
+            None => layers::leaky_relu(x, leaky_slope, fast_kernels),
         }
     }
 }
@@ -234,9 +253,9 @@ impl<B: Backend> Discriminator<B> {
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope, self.precision);
+            x = block.forward(x, self.leaky_slope, self.precision, self.fast_kernels);
         }
-        let features = layers::to_channels_first(x).flatten(1, 3);
+        let features = layers::to_channels_first(x, self.fast_kernels).flatten(1, 3);
         let classify = spectral_norm::normalized(&self.classify, &self.classify_spectral);
         layers::dense(&classify, features, self.precision)
     }
@@ -244,6 +263,13 @@ impl<B: Backend> Discriminator<B> {
     /// The same discriminator computing in `precision` (see [`crate::precision`]).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// The same discriminator with the flex fast path on or off (see
+    /// [`DiscriminatorConfig::fast_kernels`]).
+    pub fn with_fast_kernels(mut self, fast_kernels: bool) -> Self {
+        self.fast_kernels = fast_kernels;
         self
     }
 

@@ -55,6 +55,14 @@ pub struct GeneratorConfig {
     /// norm stays).
     #[config(default = false)]
     pub spectral_norm: bool,
+    /// Run the layers (and the trainer's Adam) through the fast path of the `flex-kernels`
+    /// crate on flex (f32, with the `flex` feature): the same numbers as burn's own
+    /// operations to float rounding, several times faster. `false` computes with burn's
+    /// operations alone (for comparisons); other backends always do. Not part of the
+    /// record; configs saved before this field read as `true` (see
+    /// [`crate::trainer::upgrade_config_json`]).
+    #[config(default = true)]
+    pub fast_kernels: bool,
 }
 
 /// One upsampling stage: stride-2 transposed convolution, batch norm, leaky ReLU.
@@ -88,6 +96,9 @@ pub struct Generator<B: Backend> {
     /// Precision of the matrix products ([`Precision::F32`] from `init`; not part of the
     /// record: the parameters are f32 in every precision).
     pub precision: Precision,
+    /// Whether the layers run through the flex fast path (the config's `fast_kernels`; not
+    /// part of the record).
+    pub fast_kernels: bool,
 }
 
 impl GeneratorConfig {
@@ -177,6 +188,7 @@ impl GeneratorConfig {
             start_channels: c0,
             leaky_slope: self.leaky_slope,
             precision: Precision::F32,
+            fast_kernels: self.fast_kernels,
         })
     }
 
@@ -205,11 +217,18 @@ impl GeneratorConfig {
 }
 
 impl<B: Backend> UpBlock<B> {
-    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, the transposed convolution in `precision`.
-    pub fn forward(&self, x: Tensor<B, 4>, leaky_slope: f64, precision: Precision) -> Tensor<B, 4> {
+    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, the transposed convolution in `precision`,
+    /// through the flex fast path if `fast_kernels`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        leaky_slope: f64,
+        precision: Precision,
+        fast_kernels: bool,
+    ) -> Tensor<B, 4> {
         let conv = spectral_norm::normalized(&self.conv, &self.spectral);
-        let x = layers::conv_transpose2d(&conv, x, precision);
-        layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope)
+        let x = layers::conv_transpose2d(&conv, x, precision, fast_kernels);
+        layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope, fast_kernels)
     }
 }
 
@@ -232,18 +251,26 @@ impl<B: Backend> Generator<B> {
             START_SIZE,
             START_SIZE,
         ]);
-        let mut x = layers::leaky_relu(x, self.leaky_slope);
+        let fast = self.fast_kernels;
+        let mut x = layers::leaky_relu(x, self.leaky_slope, fast);
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope, self.precision);
+            x = block.forward(x, self.leaky_slope, self.precision, fast);
         }
         let to_image = spectral_norm::normalized(&self.to_image, &self.to_image_spectral);
-        let x = layers::conv_transpose2d(&to_image, x, self.precision);
-        layers::tanh_channels_first(x)
+        let x = layers::conv_transpose2d(&to_image, x, self.precision, fast);
+        layers::tanh_channels_first(x, fast)
     }
 
     /// The same generator computing in `precision` (see [`crate::precision`]).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// The same generator with the flex fast path on or off (see
+    /// [`GeneratorConfig::fast_kernels`]).
+    pub fn with_fast_kernels(mut self, fast_kernels: bool) -> Self {
+        self.fast_kernels = fast_kernels;
         self
     }
 

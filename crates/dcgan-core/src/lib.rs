@@ -10,7 +10,9 @@
 //! [checkpoints](checkpoint), [sampling helpers](sample), Keras-style
 //! [summaries](summary), bf16 [mixed precision](precision) and
 //! [memory estimates](memory) that refuse what a machine cannot hold. Everything is
-//! generic over the burn backend.
+//! generic over the burn backend; on flex, the layers and Adam run through the
+//! `flex-kernels` crate's fast path (re-exported as `dcgan_core::flex_kernels` with the
+//! `flex` feature) unless a network config's `fast_kernels` is `false`.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -38,7 +40,6 @@
 #![warn(missing_docs)]
 
 pub mod adam;
-pub mod allocator;
 pub mod augment;
 pub mod checkpoint;
 pub mod discriminator;
@@ -60,6 +61,10 @@ pub mod trainer;
 #[cfg(test)]
 mod test_util;
 
+/// The flex fast path the networks use (the `flex` feature).
+#[cfg(feature = "flex")]
+pub use flex_kernels;
+
 pub use augment::Augment;
 pub use checkpoint::{load_generator, load_generator_with, CheckpointInfo};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
@@ -72,7 +77,7 @@ pub use memory::MemoryEstimate;
 pub use penalty::{GradientPenalty, PenaltyKind};
 pub use precision::Precision;
 pub use preset::ModelPreset;
-pub use trainer::{DiscriminatorUpdate, StepMetrics, Trainer, TrainerConfig};
+pub use trainer::{DiscriminatorUpdate, StepMetrics, StepTrace, Trainer, TrainerConfig};
 
 /// The backend unit tests run on: flex unless only another CPU backend is compiled.
 #[cfg(all(test, feature = "flex"))]

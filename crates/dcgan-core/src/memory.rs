@@ -27,7 +27,7 @@
 //!   operations on the tracked fakes keep a few image-sized tensors per policy.)
 //! - **scratch**: the flex fast path's working memory. Each rayon worker keeps the largest
 //!   window matrix (`im2col` / `col2im`, about 4 MiB, or one image's if larger) it ever
-//!   used ([`crate::layers`]' `with_scratch`) and about 2 MiB more (gemm's packing
+//!   used (flex-kernels' `with_scratch`) and about 2 MiB more (gemm's packing
 //!   buffers, its malloc arena), the calling thread keeps the largest set of
 //!   per-group weight-gradient parts (groups × weight), and every convolution keeps a
 //!   reordered copy of its weight for its input gradient; with spectral norm, two
@@ -78,7 +78,6 @@
 
 use std::fmt;
 
-use crate::allocator::HEAP_BLOCK_LIMIT;
 use crate::discriminator::DiscriminatorConfig;
 use crate::error::{Error, Result};
 use crate::generator::{GeneratorConfig, START_SIZE};
@@ -86,6 +85,10 @@ use crate::trainer::TrainerConfig;
 
 /// Bytes of one f32 element.
 const F32: u128 = 4;
+
+/// Blocks up to this size stay on the heap once freed: glibc's largest mmap threshold,
+/// which `flex_kernels::allocator::reuse_large_allocations` sets (the `cats` tool does).
+const HEAP_BLOCK_LIMIT: usize = 32 << 20;
 
 /// Input batches alive during training: the one in use and dcgan-data's default prefetch
 /// queue (4 batches, plus one being assembled).
@@ -874,6 +877,12 @@ mod tests {
     fn preset(preset: ModelPreset, base: usize, batch: usize) -> TrainerConfig {
         let (g, d) = preset.configs(Some(base));
         TrainerConfig::new(g, d).with_batch_size(batch)
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_heap_block_limit_is_the_allocator_settings() {
+        assert_eq!(HEAP_BLOCK_LIMIT, flex_kernels::allocator::HEAP_BLOCK_LIMIT);
     }
 
     #[test]

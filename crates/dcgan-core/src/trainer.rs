@@ -5,7 +5,7 @@
 //! [generator average](crate::ema) and [DiffAugment](crate::augment). (Spectral
 //! normalisation is a knob of the networks' configs.)
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
@@ -234,10 +234,18 @@ impl TrainerConfig {
         parts.join(" · ")
     }
 
+    /// Adam with this config's settings, fused on flex if `fused` (the network's
+    /// `fast_kernels`).
     fn optimizer<M: AutodiffModule<B>, B: AutodiffBackend>(
         &self,
+        fused: bool,
     ) -> OptimizerAdaptor<FusedAdam, M, B> {
-        OptimizerAdaptor::from(FusedAdam::new(self.beta1, self.beta2, self.adam_epsilon))
+        OptimizerAdaptor::from(FusedAdam::new(
+            self.beta1,
+            self.beta2,
+            self.adam_epsilon,
+            fused,
+        ))
     }
 }
 
@@ -265,6 +273,57 @@ pub struct DiscriminatorUpdate<B: Backend> {
     pub real_logits: Tensor<B, 2>,
     /// D's logits on the fakes.
     pub fake_logits: Tensor<B, 2>,
+}
+
+/// What one [`Trainer::step_traced`] computed on the way, read off the real step (for
+/// backend parity checks and debugging). Tensors live on the inner backend, without graph.
+///
+/// `fake`, `discriminator` and `d_grads` are set by every traced step; `g_loss` and
+/// `g_grads` only by steps that update G (see [`TrainerConfig::d_steps`]). Gradients are
+/// keyed by parameter id, which the Adam steps keep: read one with
+/// `grads.get::<B::InnerBackend, D>(trainer.discriminator.classify.weight.id)`.
+pub struct StepTrace<B: AutodiffBackend> {
+    /// `G(z)`, G in training mode (batch statistics): the fakes of the step.
+    pub fake: Option<Tensor<B::InnerBackend, 4>>,
+    /// D's loss and logits before its update ([`Trainer::update_discriminator`]).
+    pub discriminator: Option<DiscriminatorUpdate<B::InnerBackend>>,
+    /// The gradients of D's loss that its Adam step applied.
+    pub d_grads: Option<GradientsParams>,
+    /// G's loss, scored by the updated D ([`Trainer::update_generator`]).
+    pub g_loss: Option<Tensor<B::InnerBackend, 1>>,
+    /// The gradients of G's loss that its Adam step applied.
+    pub g_grads: Option<GradientsParams>,
+}
+
+impl<B: AutodiffBackend> Default for StepTrace<B> {
+    fn default() -> Self {
+        StepTrace {
+            fake: None,
+            discriminator: None,
+            d_grads: None,
+            g_loss: None,
+            g_grads: None,
+        }
+    }
+}
+
+/// A copy of the gradients `grads` holds for `module`'s parameters (an optimizer step
+/// consumes the original).
+fn copy_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    grads: &GradientsParams,
+    module: &M,
+) -> GradientsParams {
+    struct Copier<'a>(&'a GradientsParams, GradientsParams);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Copier<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.0.get::<B::InnerBackend, D>(param.id) {
+                self.1.register(param.id, grad);
+            }
+        }
+    }
+    let mut copy = Copier(grads, GradientsParams::new());
+    module.visit(&mut copy);
+    copy.1
 }
 
 impl StepMetrics {
@@ -348,8 +407,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(Self {
             generator,
             discriminator,
-            optim_g: config.optimizer(),
-            optim_d: config.optimizer(),
+            optim_g: config.optimizer(config.generator.fast_kernels),
+            optim_d: config.optimizer(config.discriminator.fast_kernels),
             rng: stream_rng(config.seed, streams::NOISE),
             preview_noise,
             step: 0,
@@ -379,6 +438,24 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// # Shapes
     /// - `real`: `[batch, 3, image_size, image_size]`
     pub fn step(&mut self, real: Tensor<B, 4>) -> Result<StepMetrics> {
+        self.traced_step(real, None)
+    }
+
+    /// [`Trainer::step`], also returning what it computed on the way: the same code path,
+    /// which keeps copies of the fakes, D's loss and logits, G's loss and the gradients
+    /// both Adam steps applied ([`StepTrace`]). For backend parity checks and debugging.
+    pub fn step_traced(&mut self, real: Tensor<B, 4>) -> Result<(StepMetrics, StepTrace<B>)> {
+        let mut trace = StepTrace::default();
+        let metrics = self.traced_step(real, Some(&mut trace))?;
+        Ok((metrics, trace))
+    }
+
+    /// [`Trainer::step`], recording into `trace` if given.
+    fn traced_step(
+        &mut self,
+        real: Tensor<B, 4>,
+        mut trace: Option<&mut StepTrace<B>>,
+    ) -> Result<StepMetrics> {
         let [batch, channels, height, width] = real.dims();
         let size = self.config.generator.image_size;
         if batch == 0
@@ -402,9 +479,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         // G is updated on the first step of every cycle of `d_steps` D updates.
         let generator_turn = self.step.is_multiple_of(self.config.d_steps as u64);
         let fake = self.generator.forward(z);
-        let d = self.update_discriminator(real.clone(), fake.clone().detach());
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.fake = Some(fake.clone().inner());
+        }
+        let d = self.update_discriminator_traced(
+            real.clone(),
+            fake.clone().detach(),
+            trace.as_deref_mut(),
+        );
         let g_loss = generator_turn.then(|| {
-            let g_loss = self.update_generator(fake, real);
+            let g_loss = self.update_generator_traced(fake, real, trace);
             self.update_average();
             g_loss.inner()
         });
@@ -454,6 +538,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         real: Tensor<B, 4>,
         fake: Tensor<B, 4>,
     ) -> DiscriminatorUpdate<B> {
+        self.update_discriminator_traced(real, fake, None)
+    }
+
+    /// [`Trainer::update_discriminator`], recording into `trace` if given.
+    fn update_discriminator_traced(
+        &mut self,
+        real: Tensor<B, 4>,
+        fake: Tensor<B, 4>,
+        trace: Option<&mut StepTrace<B>>,
+    ) -> DiscriminatorUpdate<B> {
         let augment = self.config.augment;
         let real = augment.apply(real, &mut self.rng);
         let fake = augment.apply(fake, &mut self.rng);
@@ -481,6 +575,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             loss = loss + surrogate;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.discriminator);
+        if let Some(trace) = trace {
+            trace.discriminator = Some(DiscriminatorUpdate {
+                loss: reported.clone().inner(),
+                real_logits: real_logits.clone().inner(),
+                fake_logits: fake_logits.clone().inner(),
+            });
+            trace.d_grads = Some(copy_grads(&grads, &self.discriminator));
+        }
         self.discriminator = self
             .optim_d
             .step(self.config.lr_d, self.discriminator.clone(), grads);
@@ -497,6 +599,16 @@ impl<B: AutodiffBackend> Trainer<B> {
     ///
     /// `fake` must still be attached to the generator's graph. Returns the loss.
     pub fn update_generator(&mut self, fake: Tensor<B, 4>, real: Tensor<B, 4>) -> Tensor<B, 1> {
+        self.update_generator_traced(fake, real, None)
+    }
+
+    /// [`Trainer::update_generator`], recording into `trace` if given.
+    fn update_generator_traced(
+        &mut self,
+        fake: Tensor<B, 4>,
+        real: Tensor<B, 4>,
+        trace: Option<&mut StepTrace<B>>,
+    ) -> Tensor<B, 1> {
         // D's parameters get no gradients here (only G is stepped), so the backward pass
         // skips D's weight gradients: the same update for less work. The copy shares
         // D's batch-norm running statistics, which this forward updates as before.
@@ -512,6 +624,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             .loss
             .generator(real_logits, discriminator.forward(fake));
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        if let Some(trace) = trace {
+            trace.g_loss = Some(g_loss.clone().inner());
+            trace.g_grads = Some(copy_grads(&grads, &self.generator));
+        }
         self.generator = self
             .optim_g
             .step(self.config.lr_g, self.generator.clone(), grads);
@@ -780,6 +896,38 @@ mod tests {
     }
 
     #[test]
+    fn a_traced_step_is_the_step_and_keeps_what_it_computed() {
+        let device = Default::default();
+        let config = crate::test_util::stabilized_config();
+        let mut plain = Trainer::<B>::new(config.clone(), &device).unwrap();
+        let mut traced = Trainer::<B>::new(config, &device).unwrap();
+        for i in 0..2 {
+            let real = random_batch(&device, i);
+            let expected = plain.step(real.clone()).unwrap();
+            let (metrics, trace) = traced.step_traced(real).unwrap();
+            assert_eq!(metrics, expected, "step {}", i + 1);
+            assert_eq!(trace.fake.unwrap().dims(), [4, 3, 32, 32]);
+            let d = trace.discriminator.unwrap();
+            assert_eq!(d.loss.into_scalar(), metrics.d_loss);
+            assert_eq!(d.real_logits.dims(), [4, 1]);
+            // D's gradients, read back by the (kept) parameter ids.
+            let d_grads = trace.d_grads.unwrap();
+            let weight = &traced.discriminator.classify.weight;
+            let grad = d_grads.get::<<B as AutodiffBackend>::InnerBackend, 2>(weight.id);
+            assert_eq!(grad.unwrap().dims(), weight.val().dims());
+            // With 2 D steps, G is updated (and traced) on the first step only.
+            assert_eq!(trace.g_loss.is_some(), i == 0);
+            if let (Some(g_loss), Some(g_grads)) = (trace.g_loss, trace.g_grads) {
+                assert_eq!(g_loss.into_scalar(), metrics.g_loss);
+                let w = &traced.generator.to_image.weight;
+                let grad = g_grads.get::<<B as AutodiffBackend>::InnerBackend, 4>(w.id);
+                assert!(grad.unwrap().abs().sum().into_scalar() > 0.0);
+            }
+        }
+        assert_eq!(generator_weight(&plain), generator_weight(&traced));
+    }
+
+    #[test]
     fn configs_saved_before_the_stabilizers_read_with_their_defaults() {
         let mut old = serde_json::to_value(tiny_config()).unwrap();
         for key in ["loss", "gradient_penalty", "d_steps", "ema", "augment"] {
@@ -789,6 +937,9 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("spectral_norm");
+        for net in ["generator", "discriminator"] {
+            old[net].as_object_mut().unwrap().remove("fast_kernels");
+        }
         assert!(serde_json::from_value::<TrainerConfig>(old.clone()).is_err());
         upgrade_config_json(&mut old);
         let upgraded: TrainerConfig = serde_json::from_value(old).unwrap();

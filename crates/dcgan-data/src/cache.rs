@@ -11,15 +11,14 @@
 //!               4 zero bytes
 //! ```
 //! A file is accepted only if its length is exactly what the header announces, both magics
-//! and counts agree, the CRC matches and the key is the expected one. It is written to a
-//! temporary file in the same folder, flushed to disk, then renamed into place, so a crash or
-//! a full disk never leaves a truncated file under the cache name; and a truncated file would
-//! fail the length and footer checks anyway.
+//! and counts agree, the CRC matches and the key is the expected one. It is written
+//! atomically ([`crate::atomic`]), so a crash or a full disk never leaves a truncated file
+//! under the cache name; and a truncated file would fail the length and footer checks
+//! anyway.
 //!
 //! # Where
-//! In the user's cache folder ([`CacheLocation::Auto`]: `$CATGAN_CACHE_DIR/data`, else
-//! `$XDG_CACHE_HOME/catgan/data` or `~/.cache/catgan/data`, else the temp folder), never in
-//! the data folder, which may be read-only or shared. The file name ([`cache_file_name`])
+//! In the `data/` subfolder of catgan's cache folder ([`CacheLocation::Auto`], see
+//! [`crate::cache_folder`]), never in the data folder, which may be read-only or shared. The file name ([`cache_file_name`])
 //! is derived from the data folder's absolute path, so one cache folder serves many data
 //! folders.
 //!
@@ -30,7 +29,7 @@
 //! new key, and the cache is rebuilt.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -117,8 +116,8 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Writes `contents` to `path` atomically (temporary file in the same folder, `fsync`,
-/// rename). On error nothing is left under `path` (an older file there stays as it was).
+/// Writes `contents` to `path` atomically ([`crate::atomic`]). On error nothing is left
+/// under `path` (an older file there stays as it was).
 ///
 /// # Errors
 /// [`Error::Io`] if the folder is not writable or the disk is full;
@@ -128,7 +127,6 @@ pub fn write_cache(path: &Path, contents: &CacheContents) -> Result<()> {
     if contents.pixels.len() != contents.usable.len() * image_bytes {
         return Err(invalid(path, "pixel buffer does not match the image count"));
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
     let meta = serde_json::to_vec(&Meta {
         usable: contents.usable.clone(),
         skipped: contents.skipped.clone(),
@@ -155,26 +153,13 @@ pub fn write_cache(path: &Path, contents: &CacheContents) -> Result<()> {
     footer.extend_from_slice(&crc.finalize().to_le_bytes());
     footer.extend_from_slice(&[0; 4]);
 
-    let io = |action: &'static str| move |e: std::io::Error| Error::io(action, path, e);
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-catgan-cache-")
-        .tempfile_in(dir)
-        .map_err(io("cannot create a temporary cache file next to"))?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        w.write_all(&header)
-            .and_then(|_| w.write_all(&contents.pixels))
-            .and_then(|_| w.write_all(&meta))
-            .and_then(|_| w.write_all(&footer))
-            .and_then(|_| w.flush())
-            .map_err(io("cannot write cache file"))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("cannot flush cache file"))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("cannot move the finished cache file to", path, e.error))?;
-    Ok(())
+    crate::atomic::write_atomically_with(path, |out| {
+        out.write_all(&header)?;
+        out.write_all(&contents.pixels)?;
+        out.write_all(&meta)?;
+        out.write_all(&footer)
+    })
+    .map_err(|e| Error::io("cannot write cache file", path, e))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -266,11 +251,11 @@ pub fn read_cache(path: &Path, expected_key: Option<&CacheKey>) -> Result<CacheC
 /// Where the cache is kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CacheLocation {
-    /// The user's cache folder: `$CATGAN_CACHE_DIR/data` if that variable is set (the same
-    /// variable moves the FID weights), else `$XDG_CACHE_HOME/catgan/data`, else
-    /// `~/.cache/catgan/data`; if that is not writable, the system temp folder; if none is
-    /// writable, the data is kept in memory only. Never inside the data folder: data
-    /// folders are often read-only or shared, and opening one must not change it.
+    /// The `data/` subfolder of catgan's cache folder ([`crate::cache_folder`]:
+    /// `$CATGAN_CACHE_DIR`, else `$XDG_CACHE_HOME/catgan`, else `~/.cache/catgan`; if that
+    /// is not writable, the one in the system temp folder); if none is writable, the data
+    /// is kept in memory only. Never inside the data folder: data folders are often
+    /// read-only or shared, and opening one must not change it.
     #[default]
     Auto,
     /// This folder (created if missing); if it is not writable, memory only.
@@ -279,36 +264,22 @@ pub enum CacheLocation {
     Disabled,
 }
 
-/// Environment variable that moves catgan's cache folder (data caches go to its `data/`
-/// subfolder; `dcgan-metrics` keeps the converted FID weights in it).
-pub const CACHE_DIR_ENV_VAR: &str = "CATGAN_CACHE_DIR";
-
 /// The folders to try, in order, for `location` (see [`CacheLocation`]). The data folder
 /// itself is never among them; the cache file's name ([`cache_file_name`]) tells data
 /// folders apart.
 pub fn cache_dirs(location: &CacheLocation) -> Vec<PathBuf> {
-    cache_dirs_with_env(location, |name| std::env::var_os(name))
-}
-
-/// [`cache_dirs`] with the environment given as a lookup function (for tests).
-fn cache_dirs_with_env(
-    location: &CacheLocation,
-    env: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Vec<PathBuf> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     match location {
         CacheLocation::Disabled => Vec::new(),
         CacheLocation::Dir(dir) => vec![dir.clone()],
-        CacheLocation::Auto => {
-            let user = var(CACHE_DIR_ENV_VAR)
-                .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("catgan")))
-                .or_else(|| var("HOME").map(|d| d.join(".cache").join("catgan")));
-            let mut dirs: Vec<PathBuf> = user.map(|d| d.join("data")).into_iter().collect();
-            dirs.push(std::env::temp_dir().join("catgan-cache"));
-            dirs
-        }
+        CacheLocation::Auto => crate::cache_folder::cache_roots()
+            .into_iter()
+            .map(|root| root.join(DATA_SUBFOLDER))
+            .collect(),
     }
 }
+
+/// The subfolder of catgan's cache folders ([`crate::cache_folder`]) that holds data caches.
+pub const DATA_SUBFOLDER: &str = "data";
 
 /// The cache file name for a data folder and settings. It depends on the folder's absolute
 /// path (so several data folders can share one cache folder) but not on the files: when they
@@ -373,48 +344,21 @@ mod tests {
 
     #[test]
     fn auto_cache_folder_is_the_user_cache_never_the_data_folder() {
-        use std::ffi::OsString;
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
-        let tmp = std::env::temp_dir().join("catgan-cache");
-        const ALL: &[(&str, &str)] = &[
-            ("CATGAN_CACHE_DIR", "/c"),
-            ("XDG_CACHE_HOME", "/x"),
-            ("HOME", "/h"),
-        ];
+        // The order of the folders is `cache_folder`'s (tested there).
+        let auto = cache_dirs(&CacheLocation::Auto);
+        let roots = crate::cache_folder::cache_roots();
+        assert_eq!(auto.len(), roots.len());
+        for (dir, root) in auto.iter().zip(&roots) {
+            assert_eq!(dir, &root.join("data"));
+        }
         assert_eq!(
-            cache_dirs_with_env(&CacheLocation::Auto, env(ALL)),
-            [PathBuf::from("/c/data"), tmp.clone()]
-        );
-        assert_eq!(
-            cache_dirs_with_env(
-                &CacheLocation::Auto,
-                env(&[
-                    ("CATGAN_CACHE_DIR", ""),
-                    ("XDG_CACHE_HOME", "/x"),
-                    ("HOME", "/h")
-                ])
-            ),
-            [PathBuf::from("/x/catgan/data"), tmp.clone()]
-        );
-        assert_eq!(
-            cache_dirs_with_env(&CacheLocation::Auto, env(&[("HOME", "/h")])),
-            [PathBuf::from("/h/.cache/catgan/data"), tmp.clone()]
-        );
-        assert_eq!(cache_dirs_with_env(&CacheLocation::Auto, env(&[])), [tmp]);
-        assert_eq!(
-            cache_dirs_with_env(&CacheLocation::Dir("/d".into()), env(ALL)),
+            cache_dirs(&CacheLocation::Dir("/d".into())),
             [PathBuf::from("/d")]
         );
-        assert!(cache_dirs_with_env(&CacheLocation::Disabled, env(ALL)).is_empty());
-        // With the real environment: nothing under a data folder.
+        assert!(cache_dirs(&CacheLocation::Disabled).is_empty());
+        // Nothing under a data folder.
         let data = Path::new("/srv/cats");
-        assert!(cache_dirs(&CacheLocation::Auto)
+        assert!(auto
             .iter()
             .all(|d| !d.starts_with(data) && !d.ends_with(".catgan-cache")));
     }

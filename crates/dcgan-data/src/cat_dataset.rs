@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use crate::decode::{self, DecodeLimits, SkippedFile};
 use crate::error::Error;
-use crate::progress::{FinishOnDrop, Progress, ProgressEvent};
+use crate::progress::{Progress, Task};
 
 /// The 9 landmarks of one cat, in pixels `(x, y)`, in file order.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -224,7 +224,7 @@ enum Outcome {
 /// mirroring the folder structure (`CAT_00/00000001_000.jpg` → `CAT_00/00000001_000.png`).
 ///
 /// Malformed landmark files, missing or undecodable photos and too-small crops are reported,
-/// not fatal. Each PNG is written to a temporary file and renamed, so an interrupted run
+/// not fatal. Each PNG is written atomically ([`crate::atomic`]), so an interrupted run
 /// leaves no truncated image.
 ///
 /// # Errors
@@ -297,16 +297,12 @@ pub fn prepare(
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io("cannot create output folder", out_dir, e))?;
 
-    progress.event(ProgressEvent::Started {
-        total: cats.len() as u64,
-        what: "cropping cat faces",
-    });
-    let _finish = FinishOnDrop(progress);
+    let task = Task::start(progress, "cropping cat faces", cats.len() as u64);
     let outcomes: Vec<crate::Result<Outcome>> = cats
         .par_iter()
         .map(|cat| {
             let outcome = prepare_one(cat, cat_dir, out_dir, config);
-            progress.event(ProgressEvent::Advanced { by: 1 });
+            task.advance(1);
             outcome
         })
         .collect();
@@ -374,28 +370,19 @@ fn prepare_one(
     Ok(Outcome::Written(target))
 }
 
-/// Writes `image` as PNG to `target` via a temporary file and a rename.
+/// Writes `image` as PNG to `target`, atomically ([`crate::atomic`]).
 pub(crate) fn write_png_atomically(image: &RgbImage, target: &Path) -> crate::Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create output folder", dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-catgan-")
-        .suffix(".png")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("cannot create a file in", dir, e))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file());
-        image
-            .write_to(&mut w, image::ImageFormat::Png)
-            .map_err(|e| Error::Encode {
-                path: target.into(),
-                reason: e.to_string(),
-            })?;
-        std::io::Write::flush(&mut w).map_err(|e| Error::io("cannot write", target, e))?;
-    }
-    tmp.persist(target)
-        .map_err(|e| Error::io("cannot move the finished image to", target, e.error))?;
-    Ok(())
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| Error::Encode {
+            path: target.into(),
+            reason: e.to_string(),
+        })?;
+    crate::atomic::write_atomically(target, png.get_ref())
+        .map_err(|e| Error::io("cannot write", target, e))
 }
 
 #[cfg(test)]

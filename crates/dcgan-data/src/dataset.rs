@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{self, CacheContents, CacheKey, CacheLocation};
 use crate::decode::{self, DecodeLimits, SkipReason, SkippedFile};
 use crate::error::Error;
-use crate::progress::{FinishOnDrop, Progress, ProgressEvent};
+use crate::progress::{Progress, Task};
 use crate::scan::{self, DataFingerprint, Scan};
 use crate::transform::{self, CropMode};
 
@@ -371,11 +371,7 @@ fn decode_all(
     let size = config.image_size;
     let item = 3 * size as usize * size as usize;
     let n = scan.files.len();
-    progress.event(ProgressEvent::Started {
-        total: n as u64,
-        what: "decoding images",
-    });
-    let _finish = FinishOnDrop(progress);
+    let task = Task::start(progress, "decoding images", n as u64);
     let mut pixels = vec![0u8; n * item];
     let results: Vec<std::result::Result<(), SkipReason>> = pixels
         .par_chunks_mut(item)
@@ -385,7 +381,7 @@ fn decode_all(
                 let img = transform::to_training_size(decode::to_rgb8(img), size, config.crop);
                 slot.copy_from_slice(img.as_raw());
             });
-            progress.event(ProgressEvent::Advanced { by: 1 });
+            task.advance(1);
             result
         })
         .collect();
@@ -468,6 +464,7 @@ fn store(dirs: &[PathBuf], name: &str, contents: &CacheContents) -> CacheStatus 
 mod tests {
     use super::*;
     use crate::test_util;
+    use crate::ProgressEvent;
     use image::{DynamicImage, ImageFormat, Rgb, Rgba};
     use std::fs;
 
@@ -693,7 +690,13 @@ mod tests {
         let cache_dir = tmp.path().join("cache");
         let config = config_with_cache(&cache_dir);
         let events = std::sync::Mutex::new(Vec::new());
-        let progress = |e: ProgressEvent| events.lock().unwrap().push(e);
+        let progress = |e: ProgressEvent<'_>| {
+            events.lock().unwrap().push(match e {
+                ProgressEvent::Started { total, what } => format!("{what} {total}"),
+                ProgressEvent::Advanced { by } => format!("+{by}"),
+                ProgressEvent::Finished => "finished".into(),
+            })
+        };
         let first = ImageDataset::open(&data, &config, &progress).unwrap();
         let CacheStatus::Built(path) = &first.report().cache else {
             panic!("{:?}", first.report().cache)
@@ -701,21 +704,10 @@ mod tests {
         assert!(path.starts_with(&cache_dir));
         {
             let events = events.lock().unwrap();
-            assert_eq!(
-                events[0],
-                ProgressEvent::Started {
-                    total: 11,
-                    what: "decoding images"
-                }
-            );
-            assert_eq!(
-                events
-                    .iter()
-                    .filter(|e| matches!(e, ProgressEvent::Advanced { .. }))
-                    .count(),
-                11
-            );
-            assert_eq!(events.last(), Some(&ProgressEvent::Finished));
+            assert_eq!(events[0], "decoding images 11");
+            assert_eq!(events.iter().filter(|e| *e == "+1").count(), 11);
+            assert_eq!(events.last().unwrap(), "finished");
+            assert_eq!(events.len(), 13);
         }
 
         let second = ImageDataset::open(&data, &config, &()).unwrap();

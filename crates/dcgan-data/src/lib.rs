@@ -9,13 +9,16 @@
 //! 2. [`decode`] each file (EXIF orientation, any colour type → RGB, limits against
 //!    decompression bombs; bad files are skipped and reported, or refused in strict mode);
 //! 3. [`transform`] it to a `size × size` square (center crop or pad, Lanczos3);
-//! 4. keep the result in a [`cache`] file (in the user's cache folder, never inside the
-//!    data folder), so later runs skip decoding;
+//! 4. keep the result in a [`cache`] file (in catgan's cache folder, [`cache_folder`],
+//!    never inside the data folder), so later runs skip decoding;
 //! 5. serve shuffled, optionally flipped NCHW batches in [−1, 1] on any burn device with the
 //!    [`Loader`], prefetched on a background thread and exactly resumable
 //!    from a [`LoaderPosition`];
 //! 6. for the CAT dataset, [`cat_dataset::prepare`] turns annotated photos into level face
 //!    crops.
+//!
+//! What the catgan crates share lives here too, this being the lowest one: [`atomic`] file
+//! writes, [`cache_folder`] (where every cache goes) and [`progress`] reports.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -33,9 +36,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod batcher;
 pub mod builtin;
 pub mod cache;
+pub mod cache_folder;
 pub mod cat_dataset;
 pub mod dataset;
 pub mod decode;
@@ -50,7 +55,7 @@ pub use cat_dataset::{prepare, PrepareConfig, PrepareReport};
 pub use dataset::{CacheStatus, DatasetConfig, DatasetReport, ImageDataset};
 pub use decode::{DecodeLimits, SkipReason, SkippedFile};
 pub use error::{Error, Result};
-pub use progress::{Progress, ProgressEvent};
+pub use progress::{Progress, ProgressEvent, Task};
 pub use scan::DataFingerprint;
 pub use transform::CropMode;
 

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut images = Vec::new();
     for path in &args[1..] {
         let img = load_rgb(path.as_ref())?;
-        let f_dir = eval.features_of_images(std::slice::from_ref(&img), &mut |_| {})?;
+        let f_dir = eval.features_of_images(std::slice::from_ref(&img), &())?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let mut chw = Vec::with_capacity(3 * h * w);
         for c in 0..3 {

@@ -9,10 +9,13 @@
 //! cached conversion). The `cats fid` command does the same with a progress bar.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::backend::Flex;
-use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, Progress, ReferenceStats, Scores};
+use dcgan_metrics::{
+    FidEvaluator, FolderOptions, KidConfig, ProgressEvent, ReferenceStats, Scores,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -41,25 +44,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stats = Vec::new();
     for (path, save) in paths.iter().zip([save_a, save_b]) {
         let t = Instant::now();
-        let mut last = 0;
-        let mut progress = |p: Progress<'_>| {
-            if p.done >= last + 128 || (p.done == p.total && p.done > 0) {
-                last = p.done;
+        // (what, done, total, done at the last line)
+        let state = Mutex::new((String::new(), 0u64, 0u64, 0u64));
+        let progress = |event: ProgressEvent<'_>| {
+            let mut state = state.lock().unwrap();
+            let (what, done, total, last) = &mut *state;
+            match event {
+                ProgressEvent::Started { total: n, what: w } => {
+                    (*what, *done, *total, *last) = (w.to_string(), 0, n, 0);
+                }
+                ProgressEvent::Advanced { by } => *done += by,
+                ProgressEvent::Finished => {}
+            }
+            if *done >= *last + 128 || (*done == *total && *done > *last) {
+                *last = *done;
                 eprintln!(
-                    "{}: {}/{} ({:.2} img/s)",
-                    p.label,
-                    p.done,
-                    p.total,
-                    p.done as f64 / t.elapsed().as_secs_f64()
+                    "{what}: {done}/{total} ({:.2} img/s)",
+                    *done as f64 / t.elapsed().as_secs_f64()
                 );
             }
         };
-        let (r, report) = ReferenceStats::from_dir_or_file(
-            &eval,
-            path,
-            &FolderOptions::default(),
-            &mut progress,
-        )?;
+        let (r, report) =
+            ReferenceStats::from_dir_or_file(&eval, path, &FolderOptions::default(), &progress)?;
         for note in report.iter().flat_map(|r| r.notes()) {
             eprintln!("note: {note}");
         }

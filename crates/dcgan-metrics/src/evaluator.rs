@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use dcgan_data::decode::{catch_decoder_panic, classify_error, jpeg_is_complete};
-use dcgan_data::{SkipReason, SkippedFile};
+use dcgan_data::{Progress, SkipReason, SkippedFile, Task};
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -54,17 +54,6 @@ pub fn read_by_reference(path: &Path) -> bool {
     path.file_name()
         .map(|n| n.to_string_lossy())
         .is_some_and(|n| REFERENCE_EXTENSIONS.iter().any(|ext| n.ends_with(ext)))
-}
-
-/// Progress of a long computation, given to the caller's callback after each batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress<'a> {
-    /// What is being processed (e.g. a folder).
-    pub label: &'a str,
-    /// Images done so far.
-    pub done: usize,
-    /// Images expected in all (0 when unknown).
-    pub total: usize,
 }
 
 /// FID (and KID) between two sets.
@@ -345,7 +334,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 ///
 /// ```no_run
 /// use burn::backend::Flex;
-/// use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig};
+/// use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, ProgressEvent};
 /// # fn main() -> dcgan_metrics::Result<()> {
 /// let device = Default::default();
 /// // --weights FILE, else $CATGAN_FID_WEIGHTS, else the cached conversion.
@@ -355,7 +344,8 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
 ///     "fake/".as_ref(),
 ///     Some(&KidConfig::default()),
 ///     &FolderOptions::default(), // skip unreadable files and report them
-///     &mut |p| eprintln!("{} {}/{}", p.label, p.done, p.total),
+///     // Or a progress bar (`cats fid` draws one); `&()` reports nothing.
+///     &|event: ProgressEvent<'_>| eprintln!("{event:?}"),
 /// )?;
 /// for note in reports.iter().flat_map(|r| r.notes()) {
 ///     eprintln!("note: {note}");
@@ -432,15 +422,11 @@ impl<B: Backend> FidEvaluator<B> {
         n: usize,
         label: &str,
         prepare: impl Fn(usize) -> Result<Vec<f32>> + Sync,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<Features> {
         let mut out = Features::new(FEATURE_DIM);
         let mut start = 0;
-        progress(Progress {
-            label,
-            done: 0,
-            total: n,
-        });
+        let task = Task::start(progress, label, n as u64);
         while start < n {
             let end = (start + self.batch_size).min(n);
             let inputs = (start..end)
@@ -449,12 +435,8 @@ impl<B: Backend> FidEvaluator<B> {
                 .collect::<Result<Vec<_>>>()?;
             let feats = self.forward_inputs(inputs.concat(), end - start)?;
             out.extend(&feats)?;
+            task.advance((end - start) as u64);
             start = end;
-            progress(Progress {
-                label,
-                done: end,
-                total: n,
-            });
         }
         Ok(out)
     }
@@ -463,14 +445,14 @@ impl<B: Backend> FidEvaluator<B> {
     pub fn features_of_images(
         &self,
         images: &[RgbImage],
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<Features> {
         for (i, img) in images.iter().enumerate() {
             check_not_empty(img, || format!("image {i}"))?;
         }
         self.run_batches(
             images.len(),
-            "images",
+            "features of images",
             |i| Ok(image_to_input(&images[i])),
             progress,
         )
@@ -482,7 +464,7 @@ impl<B: Backend> FidEvaluator<B> {
         &self,
         paths: &[PathBuf],
         label: &str,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<Features> {
         let folder = ImageFolder {
             root: PathBuf::from(label),
@@ -505,7 +487,7 @@ impl<B: Backend> FidEvaluator<B> {
         &self,
         folder: &ImageFolder,
         options: &FolderOptions,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<(Features, FolderReport)> {
         let strict_error = |s: &SkippedFile| Error::BadImage {
             path: s.path.clone(),
@@ -517,16 +499,14 @@ impl<B: Backend> FidEvaluator<B> {
                 return Err(strict_error(first));
             }
         }
-        let label = folder.root.display().to_string();
         let n = folder.files.len();
         let mut out = Features::new(FEATURE_DIM);
         let mut skipped = folder.skipped.clone();
-        let mut done = 0;
-        progress(Progress {
-            label: &label,
-            done,
-            total: n,
-        });
+        let task = Task::start(
+            progress,
+            &format!("features of {}", folder.root.display()),
+            n as u64,
+        );
         for chunk in folder.files.chunks(self.batch_size) {
             let decoded: Vec<_> = chunk
                 .par_iter()
@@ -552,13 +532,9 @@ impl<B: Backend> FidEvaluator<B> {
                 let count = inputs.len();
                 out.extend(&self.forward_inputs(inputs.concat(), count)?)?;
             }
-            done += chunk.len();
-            progress(Progress {
-                label: &label,
-                done,
-                total: n,
-            });
+            task.advance(chunk.len() as u64);
         }
+        drop(task);
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
         if out.is_empty() {
             let first = skipped
@@ -587,7 +563,7 @@ impl<B: Backend> FidEvaluator<B> {
         &self,
         dir: &Path,
         options: &FolderOptions,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<(Features, FolderReport)> {
         self.features_of_folder(&list_images(dir)?, options, progress)
     }
@@ -623,7 +599,7 @@ impl<B: Backend> FidEvaluator<B> {
             n,
             "generated",
             |i| Ok(generated_to_input(&values[i * per..(i + 1) * per], h, w)),
-            &mut |_| {},
+            &(),
         )
     }
 
@@ -637,7 +613,7 @@ impl<B: Backend> FidEvaluator<B> {
         dir_b: &Path,
         kid: Option<&KidConfig>,
         options: &FolderOptions,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<(Scores, [FolderReport; 2])> {
         // List both first so a missing folder fails before an hour of work.
         let (la, lb) = (list_images(dir_a)?, list_images(dir_b)?);
@@ -655,25 +631,19 @@ impl<B: Backend> FidEvaluator<B> {
         expected: usize,
         reference: &ReferenceStats,
         kid: Option<&KidConfig>,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<Scores>
     where
         I: IntoIterator<Item = Tensor<B, 4>>,
     {
         let mut feats = Features::new(FEATURE_DIM);
-        progress(Progress {
-            label: "generated",
-            done: 0,
-            total: expected,
-        });
+        let task = Task::start(progress, "features of generated images", expected as u64);
         for batch in batches {
-            feats.extend(&self.features_of_generated(batch)?)?;
-            progress(Progress {
-                label: "generated",
-                done: feats.len(),
-                total: expected,
-            });
+            let batch = self.features_of_generated(batch)?;
+            task.advance(batch.len() as u64);
+            feats.extend(&batch)?;
         }
+        drop(task);
         let stats = FeatureStats::from_features(&feats)?;
         let fid = frechet_distance(&reference.stats, &stats)?;
         let kid = match (kid, &reference.features) {
@@ -698,7 +668,7 @@ impl ReferenceStats {
         evaluator: &FidEvaluator<B>,
         path: &Path,
         options: &FolderOptions,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<(Self, Option<FolderReport>)> {
         if path.is_file() {
             Ok((ReferenceStats::load(path)?, None))
@@ -717,7 +687,7 @@ impl ReferenceStats {
         evaluator: &FidEvaluator<B>,
         dir: &Path,
         keep_features: bool,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<Self> {
         let strict = FolderOptions::new().with_strict(true);
         Ok(Self::compute_from_folder(evaluator, dir, keep_features, &strict, progress)?.0)
@@ -731,7 +701,7 @@ impl ReferenceStats {
         dir: &Path,
         keep_features: bool,
         options: &FolderOptions,
-        progress: &mut dyn FnMut(Progress<'_>),
+        progress: &dyn Progress,
     ) -> Result<(Self, FolderReport)> {
         let (feats, report) = evaluator.features_of_dir(dir, options, progress)?;
         let stats = ReferenceStats::from_features(feats, keep_features, dir.display().to_string())?;
@@ -743,6 +713,25 @@ impl ReferenceStats {
 mod tests {
     use super::*;
     use crate::TestBackend;
+    use dcgan_data::ProgressEvent;
+
+    /// Records what a task reports as (items done, total) after each start and step.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(u64, u64)>>);
+
+    impl Progress for Recorder {
+        fn event(&self, event: ProgressEvent<'_>) {
+            let mut calls = self.0.lock().unwrap();
+            match event {
+                ProgressEvent::Started { total, .. } => calls.push((0, total)),
+                ProgressEvent::Advanced { by } => {
+                    let (done, total) = *calls.last().unwrap();
+                    calls.push((done + by, total));
+                }
+                ProgressEvent::Finished => {}
+            }
+        }
+    }
 
     fn relative(root: &Path, paths: &[PathBuf]) -> Vec<String> {
         paths
@@ -870,13 +859,11 @@ mod tests {
             .unwrap();
         std::fs::write(p.join("e-cut.jpg"), &jpeg[..jpeg.len() * 2 / 3]).unwrap();
         let eval = evaluator();
-        let mut calls = Vec::new();
+        let calls = Recorder::default();
         let (feats, report) = eval
-            .features_of_dir(p, &FolderOptions::default(), &mut |pr| {
-                calls.push((pr.done, pr.total))
-            })
+            .features_of_dir(p, &FolderOptions::default(), &calls)
             .unwrap();
-        assert_eq!(calls, [(0, 5), (2, 5), (4, 5), (5, 5)]);
+        assert_eq!(*calls.0.lock().unwrap(), [(0, 5), (2, 5), (4, 5), (5, 5)]);
         assert_eq!((feats.len(), report.found, report.used), (2, 5, 2));
         let bad: Vec<_> = report
             .skipped
@@ -899,13 +886,13 @@ mod tests {
         assert_eq!(notes[0].matches("b-broken.png").count(), 1, "{}", notes[0]);
         // The good files' features do not depend on the bad ones.
         let good = eval
-            .features_of_files(&[p.join("a.png"), p.join("c.png")], "good", &mut |_| {})
+            .features_of_files(&[p.join("a.png"), p.join("c.png")], "good", &())
             .unwrap();
         assert_eq!(good.as_slice(), feats.as_slice());
 
         // Strict: one error, naming the first bad file, with the way out said once.
         let strict = FolderOptions::new().with_strict(true);
-        let err = eval.features_of_dir(p, &strict, &mut |_| {}).unwrap_err();
+        let err = eval.features_of_dir(p, &strict, &()).unwrap_err();
         assert!(
             matches!(&err, Error::BadImage { path, strict: true, .. } if path.ends_with("b-broken.png")),
             "{err:?}"
@@ -916,22 +903,17 @@ mod tests {
         assert_eq!(msg.matches("--strict").count(), 1, "{msg}");
         assert!(std::error::Error::source(&err).is_none());
         // The strict wrapper keeps compute_from_dir's old all-or-nothing contract.
-        assert!(ReferenceStats::compute_from_dir(&eval, p, false, &mut |_| {}).is_err());
-        let (stats, report) = ReferenceStats::compute_from_folder(
-            &eval,
-            p,
-            false,
-            &FolderOptions::new(),
-            &mut |_| {},
-        )
-        .unwrap();
+        assert!(ReferenceStats::compute_from_dir(&eval, p, false, &()).is_err());
+        let (stats, report) =
+            ReferenceStats::compute_from_folder(&eval, p, false, &FolderOptions::new(), &())
+                .unwrap();
         assert_eq!((stats.stats.n, report.skipped.len()), (2, 3));
 
         // Nothing readable at all: an error, not a score of nothing.
         let none = tempfile::tempdir().unwrap();
         std::fs::write(none.path().join("x.png"), b"nope").unwrap();
         let err = eval
-            .features_of_dir(none.path(), &FolderOptions::new(), &mut |_| {})
+            .features_of_dir(none.path(), &FolderOptions::new(), &())
             .unwrap_err();
         assert!(
             matches!(err, Error::NoUsableImages { found: 1, .. }),
@@ -995,7 +977,7 @@ mod tests {
         let ((scores, reports), folder_a) = without_hanging(move || {
             let eval = evaluator();
             let out = eval
-                .compare_dirs(&root, &root, None, &FolderOptions::new(), &mut |_| {})
+                .compare_dirs(&root, &root, None, &FolderOptions::new(), &())
                 .unwrap();
             (out, root)
         });
@@ -1008,7 +990,7 @@ mod tests {
         let root = p.clone();
         let err = without_hanging(move || {
             evaluator()
-                .features_of_dir(&root, &FolderOptions::new().with_strict(true), &mut |_| {})
+                .features_of_dir(&root, &FolderOptions::new().with_strict(true), &())
                 .unwrap_err()
         });
         assert!(err.to_string().contains("pipe.png"), "{err}");
@@ -1039,11 +1021,9 @@ mod tests {
                 })
             })
             .collect();
-        let mut calls = Vec::new();
-        let fi = eval
-            .features_of_images(&imgs, &mut |p| calls.push((p.done, p.total)))
-            .unwrap();
-        assert_eq!(calls, vec![(0, 3), (2, 3), (3, 3)]);
+        let calls = Recorder::default();
+        let fi = eval.features_of_images(&imgs, &calls).unwrap();
+        assert_eq!(*calls.0.lock().unwrap(), [(0, 3), (2, 3), (3, 3)]);
         assert_eq!((fi.len(), fi.dim()), (3, FEATURE_DIM));
         let mut chw = Vec::new();
         for img in &imgs {
@@ -1058,7 +1038,7 @@ mod tests {
         }
         let empty = [RgbImage::new(0, 5)];
         assert!(matches!(
-            eval.features_of_images(&empty, &mut |_| {}),
+            eval.features_of_images(&empty, &()),
             Err(Error::Shape { .. })
         ));
         let gray = Tensor::<TestBackend, 4>::zeros([1, 1, 8, 8], &device);

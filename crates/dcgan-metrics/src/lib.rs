@@ -7,7 +7,8 @@
 //!   resize to 299x299).
 //! - [`stats`], [`fid`], [`kid`]: feature statistics (f64), FID with a stable matrix
 //!   square root, KID (unbiased MMD^2, cubic kernel, subsets), reference statistics files.
-//! - [`evaluator`]: folders, images and generator batches to scores, with progress.
+//! - [`evaluator`]: folders, images and generator batches to scores, with progress
+//!   reported as every catgan library does ([`Progress`], from `dcgan-data`).
 //!   Folders are searched with `dcgan-data`'s walker, the one training uses (regular image
 //!   files in any letter case; FIFOs, sockets and link loops skipped with a reason);
 //!   unreadable files are skipped and reported once ([`FolderReport`]), or refused with
@@ -23,11 +24,11 @@
 //! let device = Default::default();
 //! let eval = FidEvaluator::<Flex>::load(None, &device)?.with_batch_size(32);
 //! // Once: statistics of the training images, with features for KID.
-//! let reference = ReferenceStats::compute_from_dir(&eval, "data/crops".as_ref(), true, &mut |_| {})?;
+//! let reference = ReferenceStats::compute_from_dir(&eval, "data/crops".as_ref(), true, &())?;
 //! reference.save("crops.fidstats.safetensors".as_ref())?;
 //! // Later, every N epochs: generate images ([-1, 1] NCHW tensors) and compare.
 //! # let batches: Vec<burn::tensor::Tensor<Flex, 4>> = vec![];
-//! let scores = eval.evaluate_generator_images(batches, 1000, &reference, Some(&KidConfig::default()), &mut |_| {})?;
+//! let scores = eval.evaluate_generator_images(batches, 1000, &reference, Some(&KidConfig::default()), &())?;
 //! println!("fid={}", scores.fid);
 //! # Ok(()) }
 //! ```
@@ -43,11 +44,13 @@ pub mod preprocess;
 pub mod stats;
 pub mod weights;
 
+/// The progress reports of every catgan library ([`dcgan_data::progress`]).
+pub use dcgan_data::{Progress, ProgressEvent};
 pub use dcgan_data::{SkipReason, SkippedFile};
 pub use error::{Error, Result};
 pub use evaluator::{
-    list_images, load_rgb, FidEvaluator, FolderOptions, FolderReport, ImageFolder, Progress,
-    Scores, REFERENCE_EXTENSIONS,
+    list_images, load_rgb, FidEvaluator, FolderOptions, FolderReport, ImageFolder, Scores,
+    REFERENCE_EXTENSIONS,
 };
 pub use fid::frechet_distance;
 pub use inception::{FidInceptionV3, FEATURE_DIM};

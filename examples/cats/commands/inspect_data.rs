@@ -10,7 +10,8 @@ use dcgan_data::{DatasetConfig, ImageDataset};
 pub struct InspectDataArgs {
     /// Folder of images (searched recursively: jpg, jpeg, png, bmp, gif, webp, tif, tiff,
     /// in any letter case; regular files only). Nothing is written into it: the decoded
-    /// cache goes to `$CATGAN_CACHE_DIR/data` or `~/.cache/catgan/data`.
+    /// cache goes to `data/` in the cache folder (`$CATGAN_CACHE_DIR`, by default
+    /// `~/.cache/catgan`; README, "Cache folders").
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Side of the square training images, in pixels (the cache is built for this size).

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{dispatch, BackendKind, BackendTask};
+use catgan::defaults::{self, Situation};
 use catgan::resume::{plan_resume, ResumeChanges};
-use catgan::train::{
-    train, DataSettings, DebugOptions, FidSchedule, Outcome, RunConfig, Schedule, Start,
-};
+use catgan::run_config::{DataSettings, FidSchedule, RunConfig, Schedule};
+use catgan::train::{train, Outcome, Start};
 use dcgan_core::{
     Augment, EmaConfig, GanLoss, GradientPenalty, LatentDistribution, ModelPreset, PenaltyKind,
     Precision, TrainerConfig,
@@ -155,18 +155,7 @@ pub struct TrainArgs {
     /// [default: none].
     #[arg(long, value_name = "POLICIES")]
     pub augment: Option<String>,
-    /// Testing aid: make the batch NaN at this step.
-    #[arg(long, hide = true, value_name = "STEP")]
-    pub inject_nan_at_step: Option<u64>,
 }
-
-/// Defaults for the demo on the built-in cats: small and quick on a 2-core CPU.
-const DEMO_BASE: usize = 16;
-const DEMO_BATCH: usize = 16;
-const DEMO_STEPS: u64 = 300;
-/// 16 photos are learned faster with PyTorch DCGAN's equal learning rates than with the
-/// seed's slow discriminator (5e-5); measured on the demo, see README.
-const DEMO_LR: f64 = 2e-4;
 
 fn preset(args: &TrainArgs) -> anyhow::Result<ModelPreset> {
     let by_size = |size: usize| {
@@ -210,84 +199,18 @@ fn latent(name: &str) -> anyhow::Result<LatentDistribution> {
     }
 }
 
-/// On a CPU backend, `cats train --data DIR` without size flags trains the README's 64 px
-/// recipe: width 16, batch 32. Measured on 2 cores (12 minutes each, docs/quality.md): it
-/// draws recognisable cat faces where the article's width 64, batch 64 and lr_D 5e-5
-/// manage 112 steps of speckle.
-const CPU_BASE: usize = 16;
-const CPU_BATCH: usize = 32;
-/// Both learning rates of that recipe with the generator average (the default): the
-/// average scored FID 133 at 4e-4 where it scored 169 at 2e-4 after 1,500 steps (two
-/// seeds), and 85.5 where 98.0 after 4,000 (docs/quality.md).
-const CPU_LR: f64 = 4e-4;
-/// ... and without it (`--no-ema`): the raw generator is noisier at 4e-4 (FID 192 and 240
-/// where 2e-4 gave 202 and 215), so the raw recipe keeps 2e-4.
-const CPU_LR_NO_EMA: f64 = 2e-4;
-
-/// The generator average kept by default on real data: at equal steps it scored FID 169
-/// where the raw generator scored 208 on the cat faces (two seeds, docs/quality.md), and
-/// it costs one blend of G's weights per step.
-const DEFAULT_EMA: f64 = 0.999;
-
-/// Sizes that fit the machine when the user gave none, and why (printed).
-struct MachineDefaults {
-    base: Option<usize>,
-    batch: usize,
-    lr: Option<f64>,
-    why: Option<String>,
-}
-
-fn machine_defaults(
-    args: &TrainArgs,
-    preset: ModelPreset,
-    backend: BackendKind,
-) -> MachineDefaults {
-    let demo = args.data.is_none();
-    if args.dry_run {
-        return MachineDefaults {
-            base: Some(4),
-            batch: 4,
-            lr: None,
-            why: None,
-        };
-    }
-    if demo {
-        let base = (preset == ModelPreset::Dcgan64).then_some(DEMO_BASE);
-        return MachineDefaults {
-            base,
-            batch: DEMO_BATCH,
-            lr: Some(DEMO_LR),
-            why: None,
-        };
-    }
-    let sized_by_user = args.preset.is_some()
-        || args.image_size.is_some()
-        || args.base.is_some()
-        || args.batch_size.is_some();
-    if sized_by_user || backend.is_gpu() {
-        let why = (!sized_by_user).then(|| {
-            format!(
-                "defaults for a GPU ({backend}): {preset}, the article's width 64, batch 64, \
-                 lr_D 5e-5 / lr_G 2e-4"
-            )
-        });
-        return MachineDefaults {
-            base: None,
-            batch: 64,
-            lr: None,
-            why,
-        };
-    }
-    let lr = if args.no_ema { CPU_LR_NO_EMA } else { CPU_LR };
-    MachineDefaults {
-        base: Some(CPU_BASE),
-        batch: CPU_BATCH,
-        lr: Some(lr),
-        why: Some(format!(
-            "defaults for a CPU ({backend}): {preset}, width {CPU_BASE}, batch {CPU_BATCH}, \
-             lr {lr:e} for both: a model that learns cat faces in minutes on a few cores \
-             (the article's width 64 needs a GPU); --base, --batch-size, --preset choose yourself"
-        )),
+/// What the defaults of a new run depend on, from the flags.
+fn situation(args: &TrainArgs, preset: ModelPreset, backend: BackendKind) -> Situation {
+    Situation {
+        demo: args.data.is_none(),
+        dry_run: args.dry_run,
+        sized_by_user: args.preset.is_some()
+            || args.image_size.is_some()
+            || args.base.is_some()
+            || args.batch_size.is_some(),
+        no_ema: args.no_ema,
+        preset,
+        backend,
     }
 }
 
@@ -299,11 +222,12 @@ fn new_run_config(
 ) -> anyhow::Result<(RunConfig, Option<String>)> {
     let demo = args.data.is_none();
     let preset = preset(args)?;
-    let defaults = machine_defaults(args, preset, backend);
-    let (g, d) = preset.configs(args.base.or(defaults.base));
+    let situation = situation(args, preset, backend);
+    let machine = defaults::machine_defaults(&situation);
+    let (g, d) = preset.configs(args.base.or(machine.base));
     let mut trainer =
-        TrainerConfig::new(g, d).with_batch_size(args.batch_size.unwrap_or(defaults.batch));
-    if let Some(lr) = defaults.lr {
+        TrainerConfig::new(g, d).with_batch_size(args.batch_size.unwrap_or(machine.batch));
+    if let Some(lr) = machine.lr {
         trainer.lr_d = lr;
         trainer.lr_g = lr;
     }
@@ -325,14 +249,14 @@ fn new_run_config(
     if let Some(v) = args.seed {
         trainer.seed = v;
     }
-    apply_stabilizers(args, preset, &mut trainer)?;
+    apply_stabilizers(args, &situation, &mut trainer)?;
     trainer
         .validate()
         .map_err(|e| anyhow::anyhow!("{e} (check the flags)"))?;
     let steps = if args.dry_run {
-        Some(args.steps.unwrap_or(2))
+        Some(args.steps.unwrap_or(defaults::DRY_RUN_STEPS))
     } else if demo && args.epochs.is_none() {
-        Some(args.steps.unwrap_or(DEMO_STEPS))
+        Some(args.steps.unwrap_or(defaults::DEMO_STEPS))
     } else {
         args.steps
     };
@@ -352,15 +276,11 @@ fn new_run_config(
         schedule: Schedule {
             epochs: args.epochs,
             steps,
-            sample_every: args.sample_every.unwrap_or(if args.dry_run {
-                1
-            } else if demo {
-                50
-            } else {
-                100
-            }),
+            sample_every: args
+                .sample_every
+                .unwrap_or_else(|| defaults::sample_every(&situation)),
             checkpoint_every: args.checkpoint_every,
-            keep_checkpoints: args.keep_checkpoints.unwrap_or(3),
+            keep_checkpoints: args.keep_checkpoints.unwrap_or(defaults::KEEP_CHECKPOINTS),
             fid: fid_schedule(args)?,
         },
         backend,
@@ -368,13 +288,13 @@ fn new_run_config(
         run_id: None,
         branched_from: None,
     };
-    Ok((config, defaults.why))
+    Ok((config, machine.why))
 }
 
 /// `--loss`, `--gp`, `--r1`, `--d-steps`, `--spectral-norm`, `--ema`, `--augment`.
 fn apply_stabilizers(
     args: &TrainArgs,
-    preset: ModelPreset,
+    situation: &Situation,
     trainer: &mut TrainerConfig,
 ) -> anyhow::Result<()> {
     let mut wgan_gp = false;
@@ -426,9 +346,7 @@ fn apply_stabilizers(
         trainer.generator.spectral_norm = g;
         trainer.discriminator.spectral_norm = d;
     }
-    let default_ema = (args.data.is_some() && !args.dry_run && preset != ModelPreset::Seed128)
-        .then_some(DEFAULT_EMA);
-    match (args.ema.or(default_ema), args.no_ema) {
+    match (args.ema.or(defaults::default_ema(situation)), args.no_ema) {
         (_, true) => trainer.ema = None,
         (Some(decay), false) => {
             anyhow::ensure!(
@@ -546,7 +464,6 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
 
 struct TrainTask {
     start: Start,
-    debug: DebugOptions,
     stop: Arc<AtomicBool>,
 }
 
@@ -554,13 +471,7 @@ impl BackendTask for TrainTask {
     type Output = anyhow::Result<catgan::train::RunSummary>;
 
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
-        Ok(train::<B>(
-            self.start,
-            backend,
-            &device,
-            self.stop,
-            &self.debug,
-        )?)
+        Ok(train::<B>(self.start, backend, &device, self.stop)?)
     }
 }
 
@@ -656,13 +567,7 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal = stop_on_signals(stop.clone());
 
-    let task = TrainTask {
-        start,
-        debug: DebugOptions {
-            inject_nan_at_step: args.inject_nan_at_step,
-        },
-        stop,
-    };
+    let task = TrainTask { start, stop };
     let summary = dispatch(target.backend, target.device, task)??;
     let folder = summary.run_dir.display();
     match summary.outcome {

@@ -1,9 +1,9 @@
-//! The flex fast path: convolutions, transposed convolutions, batch norm + leaky ReLU
-//! and leaky ReLU as custom operations of `Autodiff<Flex>` (training) and `Flex`
+//! The fast path's operations: convolutions, transposed convolutions, batch norm + leaky
+//! ReLU, leaky ReLU and `tanh` as custom operations of `Autodiff<Flex>` (training) and `Flex`
 //! (inference), computed channels-last.
 //!
 //! Why: burn 0.21's flex backend spends most of a training step outside matrix
-//! multiplication (see `docs/performance.md`): batch norm's broadcasts and the
+//! multiplication (see catgan's `docs/performance.md`): batch norm's broadcasts and the
 //! convolutions' weight gradients go through element-by-element strided copies, and the
 //! transposed convolution runs image after image. Here every convolution is one GEMM per
 //! direction between the weight and a window matrix ([`kernels::im2col`] /
@@ -13,8 +13,8 @@
 //! Layout: the outputs are logical `[n, c, h, w]` tensors whose memory is channels-last
 //! (a permuted view of a contiguous `[n, h, w, c]` buffer), so that the next fast layer
 //! reads them without a copy; any layout is accepted as input. Input gradients come back
-//! in the layout their input had. [`to_channels_first`] makes a tensor plain NCHW again
-//! for burn's own operations (the networks call it before `tanh` and before `flatten`).
+//! in the layout their input had. [`crate::to_channels_first`] makes a tensor plain NCHW
+//! again for burn's own operations (call it before `flatten`, for example).
 //!
 //! The parameter tensors are the modules' own (`[c_out, c_in, k, k]` for `Conv2d`,
 //! `[c_in, c_out, k, k]` for `ConvTranspose2d`, `γ`, `β`, running statistics), so records
@@ -33,96 +33,9 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 
 use rayon::prelude::*;
 
-use super::buffers::{par_vec, with_scratch};
-use super::kernels::{self, Affine, Mat, Window};
-
-/// Opt-in timing of the fast path's pieces (`CATGAN_LAYER_PROFILE=1`): totals per piece
-/// and shape, read with `layers::take_flex_profile`. Off, it costs one relaxed load.
-pub(crate) mod profile {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicU8, Ordering};
-    use std::sync::Mutex;
-    use std::time::Instant;
-
-    static ENABLED: AtomicU8 = AtomicU8::new(0);
-    static TOTALS: Mutex<BTreeMap<String, (f64, u64)>> = Mutex::new(BTreeMap::new());
-
-    fn enabled() -> bool {
-        match ENABLED.load(Ordering::Relaxed) {
-            0 => {
-                let on = std::env::var("CATGAN_LAYER_PROFILE").is_ok_and(|v| v == "1");
-                ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-                on
-            }
-            v => v == 1,
-        }
-    }
-
-    /// Runs `f`; when profiling is on, times it and lets `add` fold the seconds into
-    /// `totals[key()]` (the one place both kinds of totals are taken).
-    fn measure<K: Ord, V: Default, T>(
-        totals: &Mutex<BTreeMap<K, V>>,
-        key: impl FnOnce() -> K,
-        f: impl FnOnce() -> T,
-        add: impl FnOnce(&mut V, f64),
-    ) -> T {
-        if !enabled() {
-            return f();
-        }
-        let t = Instant::now();
-        let out = f();
-        let dt = t.elapsed().as_secs_f64();
-        let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
-        add(totals.entry(key()).or_default(), dt);
-        out
-    }
-
-    /// Runs `f`, adding its wall time to `label()`'s total when profiling is on.
-    pub fn timed<T>(label: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
-        measure(&TOTALS, label, f, |(secs, calls): &mut (f64, u64), dt| {
-            *secs += dt;
-            *calls += 1;
-        })
-    }
-
-    static THREADS: Mutex<BTreeMap<&'static str, (f64, f64)>> = Mutex::new(BTreeMap::new());
-
-    /// Runs `f` (a GEMM, a gather, a scatter) on whichever thread calls it, adding its
-    /// time and `flops` to `kind`'s thread-time total: summed over threads, so the GEMMs'
-    /// own rate can be compared with the pieces' wall time.
-    pub fn thread_timed<T>(kind: &'static str, flops: f64, f: impl FnOnce() -> T) -> T {
-        measure(
-            &THREADS,
-            || kind,
-            f,
-            |(secs, work): &mut (f64, f64), dt| {
-                *secs += dt;
-                *work += flops;
-            },
-        )
-    }
-
-    /// Thread-time totals so far, `(kind, seconds, flops)`; resets them.
-    pub fn take_threads() -> Vec<(String, f64, f64)> {
-        let mut totals = THREADS.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *totals)
-            .into_iter()
-            .map(|(k, (t, f))| (k.to_string(), t, f))
-            .collect()
-    }
-
-    /// The totals so far, slowest first; resets them.
-    pub fn take() -> Vec<(String, f64, u64)> {
-        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<_> = std::mem::take(&mut *totals)
-            .into_iter()
-            .map(|(k, (t, n))| (k, t, n))
-            .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        v
-    }
-}
-use profile::timed;
+use crate::buffers::{par_vec, with_scratch};
+use crate::kernels::{self, Affine, Mat, Window};
+use crate::profile::{self, timed};
 
 /// [`kernels::gemm`] (single-threaded: the callers run groups in parallel) under the
 /// thread-time profile, as `role`.

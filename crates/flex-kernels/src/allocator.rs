@@ -6,23 +6,28 @@
 //! `mmap` and returns it with `munmap`, so the kernel hands out, faults in and zeroes new
 //! pages for the same buffers every step. [`reuse_large_allocations`] keeps blocks up to
 //! 32 MiB on the heap instead, where freed memory is reused: the kernel time of a 64 px
-//! step halves and the step gets ~5% faster here (`docs/performance.md`, change 4). The
-//! price: the process keeps its peak heap instead of returning it to the system, which a
-//! training process reaches every step anyway.
+//! step halves and the step gets ~5% faster here (catgan's `docs/performance.md`, change
+//! 4). The price: the process keeps its peak heap instead of returning it to the system,
+//! which a training process reaches every step anyway. It helps any CPU backend, not only
+//! flex.
 //!
-//! A process-wide setting, so the library never applies it by itself: the `cats` tool and
-//! the benchmarks call [`reuse_large_allocations_unless_disabled`] first thing
-//! (`CATGAN_MALLOC_DEFAULT=1` keeps glibc's defaults); call [`reuse_large_allocations`] at
-//! the start of your own `main` if you train on the CPU.
+//! A process-wide setting, so the library never applies it by itself: call
+//! [`reuse_large_allocations`] at the start of your own `main` if you train on the CPU,
+//! with `false` to keep glibc's defaults (for comparisons; the binary decides, from a flag
+//! for instance).
 
 /// Blocks up to this size are served from the heap (glibc's largest mmap threshold on
 /// 64-bit targets).
 pub const HEAP_BLOCK_LIMIT: usize = 32 << 20;
 
-/// Tells glibc to serve blocks up to [`HEAP_BLOCK_LIMIT`] from the heap and not to give
-/// freed heap memory back to the system. Returns whether the settings took effect (always
-/// `false` off glibc: other allocators reuse memory their own way).
-pub fn reuse_large_allocations() -> bool {
+/// With `reuse`, tells glibc to serve blocks up to [`HEAP_BLOCK_LIMIT`] from the heap and
+/// not to give freed heap memory back to the system; without, leaves the allocator as it
+/// is. Returns whether the settings took effect (always `false` without `reuse`, and off
+/// glibc: other allocators reuse memory their own way).
+pub fn reuse_large_allocations(reuse: bool) -> bool {
+    if !reuse {
+        return false;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes glibc's allocation policy; it is safe to call at
@@ -39,23 +44,17 @@ pub fn reuse_large_allocations() -> bool {
     }
 }
 
-/// The variable that keeps glibc's defaults in the `cats` tool and the benchmarks (`1`),
-/// for comparisons.
-pub const MALLOC_DEFAULT_ENV: &str = "CATGAN_MALLOC_DEFAULT";
-
-/// [`reuse_large_allocations`], unless [`MALLOC_DEFAULT_ENV`] is `1`. Returns whether the
-/// settings took effect.
-pub fn reuse_large_allocations_unless_disabled() -> bool {
-    std::env::var(MALLOC_DEFAULT_ENV).as_deref() != Ok("1") && reuse_large_allocations()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn glibc_accepts_the_settings() {
-        let applied = reuse_large_allocations();
+        assert!(
+            !reuse_large_allocations(false),
+            "applied without being asked"
+        );
+        let applied = reuse_large_allocations(true);
         assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
         // Allocation still works both below and above the limit afterwards.
         let small = vec![1u8; HEAP_BLOCK_LIMIT / 2];

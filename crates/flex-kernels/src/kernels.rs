@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::buffers::par_vec;
+use crate::buffers::par_vec;
 
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.

@@ -1,9 +1,7 @@
-//! The flex fast path (`dcgan_core::layers`) computes what burn's own operations compute:
-//! forward outputs and every gradient, on random data, for each layer shape the networks
-//! use (and some odd ones), and for whole networks.
-#![cfg(feature = "flex")]
-
-use std::sync::Mutex;
+//! The fast path computes what burn's own operations compute: forward outputs and every
+//! gradient, on random data, for each layer shape of a DCGAN (and some odd ones), in
+//! training and inference; and [`flex_kernels::calls`] shows that it is the fast path
+//! that ran, not burn's operations compared with themselves.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Param};
@@ -11,20 +9,27 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
-use dcgan_core::layers;
-use dcgan_core::{DiscriminatorConfig, GeneratorConfig, LatentDistribution, Precision, WeightInit};
+use flex_kernels::Calls;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 type B = Autodiff<Flex>;
 
-/// Tests that switch the fast path off hold this, so no other test sees it off.
-static SWITCH: Mutex<()> = Mutex::new(());
-
-fn fast_on() -> std::sync::MutexGuard<'static, ()> {
-    let guard = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
-    layers::set_flex_kernels(true);
-    guard
+/// Runs `f` and checks that it ran `n` fast-path operations of the kind `kind` picks, and
+/// no others (the counters are per thread, so other tests do not interfere).
+fn on_fast_path<T>(
+    what: &str,
+    kind: fn(&mut Calls) -> &mut u64,
+    n: u64,
+    f: impl FnOnce() -> T,
+) -> T {
+    let before = flex_kernels::calls();
+    let out = f();
+    let ran = flex_kernels::calls().since(&before);
+    let mut expected = Calls::default();
+    *kind(&mut expected) = n;
+    assert_eq!(ran, expected, "{what}: fast-path calls");
+    out
 }
 
 fn random<Bk: Backend, const D: usize>(shape: [usize; D], seed: u64, scale: f32) -> Tensor<Bk, D> {
@@ -112,7 +117,6 @@ fn conv_t(c_in: usize, c_out: usize, k: usize, stride: usize, seed: u64) -> Conv
 
 #[test]
 fn convolutions_match_burn_forward_and_backward() {
-    let _on = fast_on();
     // (batch, c_in, c_out, side, kernel, stride, pad): the discriminator's layers and odd ones.
     for (i, &(n, ci, co, side, k, s, p)) in [
         (3, 3, 4, 16, 5, 2, 2),
@@ -129,17 +133,24 @@ fn convolutions_match_burn_forward_and_backward() {
         let c = conv(ci, co, k, s, p, 10 + i as u64);
         let x = random::<B, 4>([n, ci, side, side + 1], 20 + i as u64, 1.0);
         let bias = c.bias.as_ref().unwrap();
-        let fast = run(x.clone(), [&c.weight], [bias], |x| {
-            layers::conv2d(&c, x, Precision::F32)
-        });
+        let what = format!("conv2d case {i}");
+        let fast = on_fast_path(
+            &what,
+            |c| &mut c.conv2d,
+            1,
+            || {
+                run(x.clone(), [&c.weight], [bias], |x| {
+                    flex_kernels::conv2d(&c, x)
+                })
+            },
+        );
         let reference = run(x, [&c.weight], [bias], |x| c.forward(x));
-        check(&format!("conv2d case {i}"), fast, reference);
+        check(&what, fast, reference);
     }
 }
 
 #[test]
 fn transposed_convolutions_match_burn_forward_and_backward() {
-    let _on = fast_on();
     // (batch, c_in, c_out, side, kernel, stride): the generator's layers and odd ones.
     for (i, &(n, ci, co, side, k, s)) in [
         (3, 8, 4, 4, 5, 2),
@@ -154,18 +165,25 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         let c = conv_t(ci, co, k, s, 30 + i as u64);
         let x = random::<B, 4>([n, ci, side, side + 2], 40 + i as u64, 1.0);
         let bias = c.bias.as_ref().unwrap();
-        let fast = run(x.clone(), [&c.weight], [bias], |x| {
-            layers::conv_transpose2d(&c, x, Precision::F32)
-        });
+        let what = format!("conv_transpose2d case {i}");
+        let fast = on_fast_path(
+            &what,
+            |c| &mut c.conv_transpose2d,
+            1,
+            || {
+                run(x.clone(), [&c.weight], [bias], |x| {
+                    flex_kernels::conv_transpose2d(&c, x)
+                })
+            },
+        );
         let reference = run(x, [&c.weight], [bias], |x| c.forward(x));
-        check(&format!("conv_transpose2d case {i}"), fast, reference);
+        check(&what, fast, reference);
     }
 }
 
 #[test]
 fn weight_gradients_need_no_input_gradient() {
     // The discriminator's first layer on real images: the input is not tracked.
-    let _on = fast_on();
     let c = conv(3, 4, 5, 2, 2, 50);
     let ct = conv_t(4, 3, 5, 2, 51);
     let x = random::<B, 4>([2, 3, 8, 8], 52, 1.0);
@@ -174,16 +192,25 @@ fn weight_gradients_need_no_input_gradient() {
         let g = y.sum().backward();
         values(w.val().grad(&g).unwrap())
     };
+    let what = "conv2d dW, untracked input";
     assert_close(
-        "conv2d dW, untracked input",
-        &grads_of(layers::conv2d(&c, x.clone(), Precision::F32), &c.weight),
+        what,
+        &on_fast_path(
+            what,
+            |c| &mut c.conv2d,
+            1,
+            || grads_of(flex_kernels::conv2d(&c, x.clone()), &c.weight),
+        ),
         &grads_of(c.forward(x), &c.weight),
     );
+    let what = "conv_transpose2d dW, untracked input";
     assert_close(
-        "conv_transpose2d dW, untracked input",
-        &grads_of(
-            layers::conv_transpose2d(&ct, z.clone(), Precision::F32),
-            &ct.weight,
+        what,
+        &on_fast_path(
+            what,
+            |c| &mut c.conv_transpose2d,
+            1,
+            || grads_of(flex_kernels::conv_transpose2d(&ct, z.clone()), &ct.weight),
         ),
         &grads_of(ct.forward(z), &ct.weight),
     );
@@ -198,7 +225,6 @@ fn norm(channels: usize, seed: u64) -> BatchNorm<B> {
 
 #[test]
 fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
-    let _on = fast_on();
     for (i, &(n, c, h, w, slope)) in [(4, 3, 5, 6, 0.2), (2, 5, 4, 4, 0.0), (3, 2, 1, 1, 0.2)]
         .iter()
         .enumerate()
@@ -207,9 +233,16 @@ fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
         let ref_bn = norm(c, 60 + i as u64);
         // An offset and a scale per channel, as after a convolution.
         let x = random::<B, 4>([n, c, h, w], 70 + i as u64, 2.0).add_scalar(0.7);
-        let fast = run(x.clone(), [], [&fast_bn.gamma, &fast_bn.beta], |x| {
-            layers::batch_norm_leaky_relu(&fast_bn, x, slope)
-        });
+        let fast = on_fast_path(
+            "batch norm",
+            |c| &mut c.batch_norm_leaky_relu,
+            1,
+            || {
+                run(x.clone(), [], [&fast_bn.gamma, &fast_bn.beta], |x| {
+                    flex_kernels::batch_norm_leaky_relu(&fast_bn, x, slope)
+                })
+            },
+        );
         let reference = run(x.clone(), [], [&ref_bn.gamma, &ref_bn.beta], |x| {
             leaky_relu(ref_bn.forward(x), slope)
         });
@@ -232,9 +265,21 @@ fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
         // Inference (plain Flex, running statistics).
         let (fast_bn, ref_bn) = (fast_bn.valid(), ref_bn.valid());
         let x = x.inner();
+        let what = "batch norm inference";
         assert_close(
-            "batch norm inference",
-            &values(layers::batch_norm_leaky_relu(&fast_bn, x.clone(), slope)),
+            what,
+            &on_fast_path(
+                what,
+                |c| &mut c.batch_norm_leaky_relu,
+                1,
+                || {
+                    values(flex_kernels::batch_norm_leaky_relu(
+                        &fast_bn,
+                        x.clone(),
+                        slope,
+                    ))
+                },
+            ),
             &values(leaky_relu(ref_bn.forward(x), slope)),
         );
     }
@@ -242,111 +287,148 @@ fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
 
 #[test]
 fn tanh_channels_first_matches_burn_in_training_and_inference() {
-    let _on = fast_on();
     let ct = conv_t(4, 3, 5, 1, 84);
     let z = random::<B, 4>([2, 4, 6, 5], 85, 1.5);
     // On plain NCHW input, and on a transposed convolution's output (channels-last).
-    let fast = run(z.clone(), [], [], layers::tanh_channels_first);
+    let fast_tanh = on_fast_path(
+        "tanh",
+        |c| &mut c.tanh_channels_first,
+        1,
+        || run(z.clone(), [], [], flex_kernels::tanh_channels_first),
+    );
     let reference = run(z.clone(), [], [], tanh);
-    check("tanh", fast, reference);
-    let fast = run(z.clone(), [&ct.weight], [], |x| {
-        layers::tanh_channels_first(layers::conv_transpose2d(&ct, x, Precision::F32))
+    check("tanh", fast_tanh, reference);
+    let before = flex_kernels::calls();
+    let fast_tanh = run(z.clone(), [&ct.weight], [], |x| {
+        flex_kernels::tanh_channels_first(flex_kernels::conv_transpose2d(&ct, x))
     });
+    let ran = flex_kernels::calls().since(&before);
+    assert_eq!((ran.conv_transpose2d, ran.tanh_channels_first), (1, 1));
     let reference = run(z.clone(), [&ct.weight], [], |x| tanh(ct.forward(x)));
-    check("tanh after a transposed convolution", fast, reference);
+    check("tanh after a transposed convolution", fast_tanh, reference);
     // Inference.
     let (ct, z) = (ct.valid(), z.inner());
-    let fast =
-        layers::tanh_channels_first(layers::conv_transpose2d(&ct, z.clone(), Precision::F32));
-    assert_eq!(fast.dims(), [2, 3, 6, 5]);
+    let before = flex_kernels::calls();
+    let fast_tanh =
+        flex_kernels::tanh_channels_first(flex_kernels::conv_transpose2d(&ct, z.clone()));
+    let ran = flex_kernels::calls().since(&before);
+    assert_eq!((ran.conv_transpose2d, ran.tanh_channels_first), (1, 1));
+    assert_eq!(fast_tanh.dims(), [2, 3, 6, 5]);
     assert_close(
         "tanh inference",
-        &values(fast),
+        &values(fast_tanh),
         &values(tanh(ct.forward(z))),
     );
 }
 
 #[test]
 fn inference_convolutions_match_burn() {
-    let _on = fast_on();
     let c = conv(3, 4, 5, 2, 2, 80).valid();
     let ct = conv_t(4, 3, 5, 2, 81).valid();
     let x = random::<Flex, 4>([2, 3, 8, 8], 82, 1.0);
     let z = random::<Flex, 4>([2, 4, 4, 4], 83, 1.0);
+    let what = "conv2d inference";
     assert_close(
-        "conv2d inference",
-        &values(layers::conv2d(&c, x.clone(), Precision::F32)),
+        what,
+        &on_fast_path(
+            what,
+            |c| &mut c.conv2d,
+            1,
+            || values(flex_kernels::conv2d(&c, x.clone())),
+        ),
         &values(c.forward(x)),
     );
+    let what = "conv_transpose2d inference";
     assert_close(
-        "conv_transpose2d inference",
-        &values(layers::conv_transpose2d(&ct, z.clone(), Precision::F32)),
+        what,
+        &on_fast_path(
+            what,
+            |c| &mut c.conv_transpose2d,
+            1,
+            || values(flex_kernels::conv_transpose2d(&ct, z.clone())),
+        ),
         &values(ct.forward(z)),
     );
 }
 
-/// G and D forward, and the gradients of every parameter, with the fast path on and off.
-fn networks(fast: bool) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
-    layers::set_flex_kernels(fast);
-    let device = Default::default();
-    let init = WeightInit::new().with_std(0.1);
-    // The seed's family at 32 px: a stride-1 layer and batch norm on every D layer.
-    let g = GeneratorConfig::new(32)
-        .with_base_channels(4)
-        .with_latent_dim(12)
-        .with_init(init.clone());
-    let d = DiscriminatorConfig::new(32)
-        .with_base_channels(4)
-        .with_strides(vec![2, 1, 2, 2])
-        .with_first_batch_norm(true)
-        .with_init(init);
-    let g = g.init_seeded::<B>(&device, 5).unwrap();
-    let d = d.init_seeded::<B>(&device, 6).unwrap();
-    let z =
-        LatentDistribution::Uniform.tensor::<B>(3, 12, &mut ChaCha8Rng::seed_from_u64(7), &device);
-    let images = g.forward(z);
-    let logits = d.forward(images.clone());
-    let grads = logits.clone().sum().backward();
-    let mut all = Vec::new();
-    let mut collect = |p: Option<Tensor<Flex, 4>>| all.push(values(p.expect("a gradient")));
-    for block in &g.blocks {
-        collect(block.conv.weight.val().grad(&grads));
-    }
-    collect(g.to_image.weight.val().grad(&grads));
-    for block in &d.blocks {
-        collect(block.conv.weight.val().grad(&grads));
-    }
-    let mut vectors: Vec<Vec<f32>> = Vec::new();
-    for block in &g.blocks {
-        vectors.push(values(block.norm.gamma.val().grad(&grads).unwrap()));
-        vectors.push(values(block.norm.beta.val().grad(&grads).unwrap()));
-        // (The bias of a convolution followed by batch norm has a zero gradient up to
-        // rounding, so its values are noise: not compared.)
-    }
-    for block in &d.blocks {
-        if let Some(n) = &block.norm {
-            vectors.push(values(n.gamma.val().grad(&grads).unwrap()));
-        }
-    }
-    vectors.push(values(g.project.weight.val().grad(&grads).unwrap()));
-    all.extend(vectors);
-    layers::set_flex_kernels(true);
-    (values(images), values(logits), all)
+#[test]
+fn leaky_relu_and_layout_changes_match_burn() {
+    let c = conv(3, 4, 5, 2, 2, 90);
+    let x = random::<B, 4>([2, 3, 8, 8], 91, 1.0);
+    // Alone, on plain NCHW input.
+    let fast = on_fast_path(
+        "leaky relu",
+        |c| &mut c.leaky_relu,
+        1,
+        || run(x.clone(), [], [], |x| flex_kernels::leaky_relu(x, 0.2)),
+    );
+    let reference = run(x.clone(), [], [], |x| leaky_relu(x, 0.2));
+    check("leaky relu", fast, reference);
+    // On a convolution's channels-last output, then back to NCHW.
+    let before = flex_kernels::calls();
+    let fast = run(x.clone(), [&c.weight], [], |x| {
+        let y = flex_kernels::leaky_relu(flex_kernels::conv2d(&c, x), 0.2);
+        flex_kernels::to_channels_first(y)
+    });
+    let ran = flex_kernels::calls().since(&before);
+    assert_eq!(
+        (
+            ran.conv2d,
+            ran.leaky_relu,
+            ran.to_channels_first,
+            ran.total()
+        ),
+        (1, 1, 1, 3)
+    );
+    let reference = run(x.clone(), [&c.weight], [], |x| {
+        leaky_relu(c.forward(x), 0.2)
+    });
+    check("leaky relu after a convolution", fast, reference);
+    // Inference.
+    let (c, x) = (c.valid(), x.inner());
+    let what = "leaky relu inference";
+    assert_close(
+        what,
+        &on_fast_path(
+            what,
+            |c| &mut c.leaky_relu,
+            1,
+            || values(flex_kernels::leaky_relu(x.clone(), 0.2)),
+        ),
+        &values(leaky_relu(x.clone(), 0.2)),
+    );
+    let before = flex_kernels::calls();
+    let y = flex_kernels::to_channels_first(flex_kernels::conv2d(&c, x.clone()));
+    assert_eq!(flex_kernels::calls().since(&before).total(), 2);
+    assert_close("channels first", &values(y), &values(c.forward(x)));
 }
 
 #[test]
-fn whole_networks_match_burn_forward_and_backward() {
-    let _guard = fast_on();
-    let fast = networks(true);
-    let reference = networks(false);
-    assert_close("generator images", &fast.0, &reference.0);
-    assert_close("discriminator logits", &fast.1, &reference.1);
-    for (i, (f, r)) in fast.2.iter().zip(&reference.2).enumerate() {
-        // Gradients through several layers: allow a little more rounding.
-        let d = rel_diff(f, r);
-        assert!(
-            d < 1e-3,
-            "parameter gradient {i}: relative difference {d:e}"
+fn what_the_fast_path_does_not_cover_is_burns_own() {
+    let device = Default::default();
+    let x = random::<B, 4>([2, 4, 6, 6], 95, 1.0);
+    let grouped = Conv2dConfig::new([4, 4], [3, 3])
+        .with_groups(2)
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init::<B>(&device);
+    let unbiased = Conv2dConfig::new([4, 2], [3, 3])
+        .with_bias(false)
+        .init::<B>(&device);
+    let same = Conv2dConfig::new([4, 2], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init::<B>(&device);
+    for (what, c) in [
+        ("grouped", &grouped),
+        ("without a bias", &unbiased),
+        ("same padding", &same),
+    ] {
+        let before = flex_kernels::calls();
+        let y = flex_kernels::conv2d(c, x.clone());
+        assert_eq!(
+            flex_kernels::calls().since(&before),
+            Calls::default(),
+            "{what}"
         );
+        assert_eq!(values(y), values(c.forward(x.clone())), "{what}");
     }
 }

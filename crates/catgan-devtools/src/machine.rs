@@ -1,0 +1,179 @@
+//! Where and when figures were taken (CPU model, threads, load, git commit, date), and
+//! waiting for a quiet machine before timing on a shared one. The CPU figures come from
+//! `sysinfo`; `None` or "unknown" where it cannot read them.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{CpuRefreshKind, RefreshKind, System};
+
+/// The threads the CPU backends use: `RAYON_NUM_THREADS` if set, else every core (rayon's
+/// default, which flex and ndarray use).
+pub fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+/// Where and when figures were taken, for the JSON files and the docs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MachineInfo {
+    /// CPU model (e.g. Linux's `/proc/cpuinfo` `model name`), or "unknown".
+    pub cpu: String,
+    /// Threads the CPU backends use ([`cpu_threads`]).
+    pub threads: usize,
+    /// The 1-minute load average before measuring (Unix), to judge noise.
+    pub load_average: Option<f64>,
+    /// `git rev-parse --short HEAD` (with `-dirty` if the tree has changes), if in a repository.
+    pub commit: Option<String>,
+    /// UTC date, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// Reads [`MachineInfo`] now.
+pub fn machine_info() -> MachineInfo {
+    let system =
+        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
+    let cpu = system
+        .cpus()
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .filter(|brand| !brand.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    // Windows has no load average (sysinfo reports zeros there).
+    let load_average =
+        (sysinfo::IS_SUPPORTED_SYSTEM && cfg!(unix)).then(|| System::load_average().one);
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).map(|c| {
+        match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{c}-dirty"),
+            _ => c,
+        }
+    });
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    MachineInfo {
+        cpu,
+        threads: cpu_threads(),
+        load_average,
+        commit,
+        date: civil_date(days),
+    }
+}
+
+/// Fraction of all CPU time spent busy (not idle, not waiting for I/O) over `sample` (at
+/// least sysinfo's minimum interval; None where sysinfo cannot read it). Called while this
+/// process is idle, it says how much of the machine other programs are using.
+pub fn cpu_busy_fraction(sample: Duration) -> Option<f64> {
+    if !sysinfo::IS_SUPPORTED_SYSTEM {
+        return None;
+    }
+    let mut system = System::new_with_specifics(
+        RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing().with_cpu_usage()),
+    );
+    std::thread::sleep(sample.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
+    system.refresh_cpu_usage();
+    Some(f64::from(system.global_cpu_usage()) / 100.0)
+}
+
+/// Waits until other programs use under `threshold` of the CPUs (sampled over 3 s), for at
+/// most `max_wait`; returns the last busy fraction seen (None where it cannot be read).
+/// For timing on a shared machine: a busy neighbour halves our figures and makes PyTorch's
+/// spin-waiting OpenMP threads collapse.
+pub fn wait_until_quiet(
+    threshold: f64,
+    max_wait: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Option<f64> {
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        let busy = cpu_busy_fraction(Duration::from_secs(3))?;
+        if busy < threshold {
+            return Some(busy);
+        }
+        if start.elapsed() >= max_wait {
+            progress(&format!(
+                "still {:.0}% busy after waiting {:.0} s: measuring anyway",
+                busy * 100.0,
+                start.elapsed().as_secs_f64()
+            ));
+            return Some(busy);
+        }
+        if !announced {
+            progress(&format!(
+                "machine {:.0}% busy (other programs): waiting for under {:.0}% (at most {:.0} s)",
+                busy * 100.0,
+                threshold * 100.0,
+                max_wait.as_secs_f64()
+            ));
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// For the bench binaries' `--wait-quiet S`: waits (at most `max_wait_s` seconds) until
+/// other programs use under 10% of the CPUs, reporting on stderr how busy the machine was.
+/// Does nothing for 0.
+pub fn settle_before_run(max_wait_s: u64) {
+    if max_wait_s == 0 {
+        return;
+    }
+    let busy = wait_until_quiet(0.10, Duration::from_secs(max_wait_s), &mut |line| {
+        eprintln!("  {line}")
+    });
+    if let Some(b) = busy {
+        eprintln!("  (machine {:.0}% busy before this run)", b * 100.0);
+    }
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_418), "2025-11-26");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn machine_info_reads_something() {
+        let info = machine_info();
+        assert!(info.threads >= 1);
+        assert_eq!(info.date.len(), "YYYY-MM-DD".len());
+    }
+}

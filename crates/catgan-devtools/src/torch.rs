@@ -1,0 +1,270 @@
+//! The PyTorch reference (`benches/reference/torch_dcgan.py`: the same layers, losses,
+//! optimizers and step) run as a subprocess, and the side-by-side table of its figures and
+//! ours.
+
+use std::path::Path;
+use std::process::Command;
+
+use catgan::bench::{median, BenchConfig, BenchResult};
+use serde::{Deserialize, Serialize};
+
+/// One run of the PyTorch reference (`benches/reference/torch_dcgan.py`): its JSON line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TorchResult {
+    /// `torch.__version__`.
+    pub torch_version: String,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// The CPU or GPU model.
+    pub device_name: String,
+    /// Preset name.
+    pub preset: String,
+    /// Image side.
+    pub image_size: usize,
+    /// Width.
+    pub base: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// `torch.get_num_threads()`.
+    pub threads: usize,
+    /// `fp32`, `tf32` or `bf16-autocast`.
+    pub precision: String,
+    /// Trainable parameters of G + D (must equal ours: the same layers).
+    pub params: usize,
+    /// Seconds of the first training step.
+    pub first_step_s: f64,
+    /// Median seconds per training step after warm-up.
+    pub train_step_s: f64,
+    /// Training images per second.
+    pub train_img_per_s: f64,
+    /// (max − min) / median of the timed steps.
+    pub train_spread: f64,
+    /// Seconds of the fastest timed step.
+    #[serde(default)]
+    pub best_step_s: f64,
+    /// Generator inference images per second.
+    pub gen_img_per_s: Option<f64>,
+}
+
+/// Checks that `python` can import torch; returns torch's version, or a message that says
+/// how to get it.
+pub fn torch_check(python: &str) -> Result<String, String> {
+    let out = Command::new(python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run `{python}` ({e}): install Python 3 and PyTorch (`pip install torch`)"
+            )
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "PyTorch is absent: `{python} -c 'import torch'` failed ({}). Install it with \
+             `pip install torch` (CPU wheels: `pip install torch --index-url \
+             https://download.pytorch.org/whl/cpu`)",
+            err.trim().lines().last().unwrap_or("no message")
+        ))
+    }
+}
+
+/// Runs the PyTorch reference script once for `config` and parses its JSON line.
+/// `extra` is passed through (e.g. `["--device", "cuda", "--tf32"]`); its progress lines
+/// go to `progress`.
+pub fn run_torch(
+    python: &str,
+    script: &Path,
+    config: &BenchConfig,
+    threads: usize,
+    extra: &[&str],
+    progress: &mut dyn FnMut(&str),
+) -> Result<TorchResult, String> {
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .args(["--preset", config.preset.name()])
+        .args(["--batch-size", &config.batch_size.to_string()])
+        .args(["--steps", &config.repeats.max(1).to_string()])
+        .args(["--warmup", &config.warmup.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--device", "cpu"])
+        .args(extra);
+    if let Some(base) = config.base {
+        cmd.args(["--base", &base.to_string()]);
+    }
+    if !config.inference {
+        cmd.arg("--no-inference");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {python} {}: {e}", script.display()))?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        progress(line);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{} exited with {}: {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| format!("{} printed no JSON line", script.display()))?;
+    serde_json::from_str(line).map_err(|e| format!("bad JSON from {}: {e}", script.display()))
+}
+
+/// One row of the side-by-side table: our figures and PyTorch's for the same config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideBySide {
+    /// Ours (medians over rounds).
+    pub ours: BenchResult,
+    /// PyTorch's (medians over rounds), if it ran.
+    pub torch: Option<TorchResult>,
+    /// Rounds measured.
+    pub rounds: usize,
+}
+
+/// The side-by-side Markdown table: img/s of both, and ours / PyTorch.
+pub fn ratio_table(rows: &[SideBySide]) -> String {
+    let mut out = String::from(
+        "| config (preset:base:batch) | px | ours | ours train img/s | PyTorch train img/s | ratio train | ratio best steps | ours G img/s | PyTorch G img/s | ratio G | params equal |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    };
+    for row in rows {
+        let o = &row.ours;
+        let t = row.torch.as_ref();
+        out.push_str(&format!(
+            "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            o.preset,
+            o.base,
+            o.batch_size,
+            o.image_size,
+            o.backend,
+            f(Some(o.train_img_per_s)),
+            f(t.map(|t| t.train_img_per_s)),
+            ratio(Some(o.train_img_per_s), t.map(|t| t.train_img_per_s)),
+            // Time ratio of the fastest steps = img/s ratio (same batch).
+            ratio(
+                t.map(|t| t.best_step_s).filter(|&b| b > 0.0),
+                Some(o.best_step_s).filter(|&b| b > 0.0)
+            ),
+            f(o.gen_img_per_s),
+            f(t.and_then(|t| t.gen_img_per_s)),
+            ratio(o.gen_img_per_s, t.and_then(|t| t.gen_img_per_s)),
+            t.map_or("–".into(), |t| if t.params == o.params {
+                "yes".to_string()
+            } else {
+                format!("**no** ({} vs {})", o.params, t.params)
+            }),
+        ));
+    }
+    out
+}
+
+/// The median of several runs of the same configuration, field by field (timings and
+/// rates are each the median of the runs' medians; the best step is the best of all).
+pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
+    let first = runs.first()?.clone();
+    let m = |f: fn(&BenchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+    Some(BenchResult {
+        first_step_s: m(|r| r.first_step_s),
+        train_step_s: m(|r| r.train_step_s),
+        train_img_per_s: m(|r| r.train_img_per_s),
+        train_spread: m(|r| r.train_spread),
+        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
+        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+        ..first
+    })
+}
+
+/// [`median_result`] for PyTorch's runs.
+pub fn median_torch(runs: &[TorchResult]) -> Option<TorchResult> {
+    let first = runs.first()?.clone();
+    let m = |f: fn(&TorchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+    Some(TorchResult {
+        first_step_s: m(|r| r.first_step_s),
+        train_step_s: m(|r| r.train_step_s),
+        train_img_per_s: m(|r| r.train_img_per_s),
+        train_spread: m(|r| r.train_spread),
+        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
+        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+        ..first
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcgan_core::Precision;
+
+    #[test]
+    fn ratio_table_divides_ours_by_torch() {
+        let ours = BenchResult {
+            backend: "flex".into(),
+            preset: "dcgan64".into(),
+            image_size: 64,
+            base: 16,
+            batch_size: 16,
+            params: 10,
+            first_step_s: 1.0,
+            train_step_s: 0.5,
+            train_img_per_s: 32.0,
+            train_spread: 0.1,
+            best_step_s: 0.4,
+            gen_img_per_s: Some(100.0),
+            repeats: 3,
+            warmup: 1,
+            precision: Precision::F32,
+        };
+        let torch = TorchResult {
+            torch_version: "2".into(),
+            device: "cpu".into(),
+            device_name: "x".into(),
+            preset: "dcgan64".into(),
+            image_size: 64,
+            base: 16,
+            batch_size: 16,
+            threads: 2,
+            precision: "fp32".into(),
+            params: 10,
+            first_step_s: 0.1,
+            train_step_s: 0.05,
+            train_img_per_s: 320.0,
+            train_spread: 0.1,
+            best_step_s: 0.04,
+            gen_img_per_s: Some(400.0),
+        };
+        let table = ratio_table(&[SideBySide {
+            ours: ours.clone(),
+            torch: Some(torch),
+            rounds: 1,
+        }]);
+        assert!(
+            table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
+            "{table}"
+        );
+        let mut slower = ours.clone();
+        slower.train_img_per_s = 16.0;
+        slower.gen_img_per_s = None;
+        let m = median_result(&[ours.clone(), slower.clone(), ours]).unwrap();
+        assert_eq!(m.train_img_per_s, 32.0);
+        assert_eq!(m.gen_img_per_s, Some(100.0));
+    }
+}
