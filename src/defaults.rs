@@ -1,7 +1,7 @@
 //! Every default of a new training run that is not the model's own, in one place: what
 //! `cats train` picks when a flag is not given, and why. The model and optimiser defaults
 //! (the article's: batch 64, lr_D 5e-5, lr_G 2e-4, β₁ 0.5, label 0.9) are
-//! [`TrainerConfig`](dcgan_core::TrainerConfig)'s; `cats train --help` shows both, and a
+//! [`TrainerConfig`]'s; `cats train --help` shows both, and a
 //! test checks that the help text names these values.
 
 use dcgan_core::{ModelPreset, TrainerConfig};
