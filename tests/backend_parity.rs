@@ -6,12 +6,16 @@
 //! - flex vs ndarray: with `--features ndarray`.
 //! - flex vs wgpu: with `--features wgpu`. Without a GPU this runs on lavapipe, Mesa's
 //!   Vulkan-on-the-CPU driver (`apt-get install mesa-vulkan-drivers libvulkan1`); the first
-//!   step compiles shaders for tens of seconds. Set `CATGAN_SKIP_WGPU_TESTS=1` to skip it.
+//!   step compiles shaders for tens of seconds. Without an adapter (or with
+//!   `CATGAN_SKIP_WGPU_TESTS=1`) it is skipped with a notice, or fails under
+//!   `CATGAN_REQUIRE_ALL_TESTS=1` (`tests/common`).
 //!
 //! ```text
 //! cargo test --features ndarray,wgpu --test backend_parity -- --nocapture   # prints the tables
 //! ```
 #![cfg(feature = "flex")]
+
+mod common;
 
 use catgan::parity::{
     capture, compare, parity_table, Capture, Captured, ParityConfig, Tolerance, AVERAGE_IMAGES,
@@ -167,31 +171,11 @@ fn flex_and_wgpu_compute_the_same_stabilized_steps() {
 #[cfg(feature = "wgpu")]
 fn wgpu_parity(config: &ParityConfig) {
     use burn::backend::wgpu::{Wgpu, WgpuDevice};
-    use burn::tensor::Tensor;
 
-    if std::env::var("CATGAN_SKIP_WGPU_TESTS").as_deref() == Ok("1") {
-        eprintln!("flex vs wgpu parity skipped: CATGAN_SKIP_WGPU_TESTS=1");
+    if !common::wgpu_or_skip("flex vs wgpu parity") {
         return;
     }
     let device = WgpuDevice::DefaultDevice;
-    // burn panics when no adapter can be created; turn that into an actionable failure.
-    let probe = std::panic::catch_unwind(|| {
-        let t = Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &device);
-        t.into_data().to_vec::<f32>().unwrap()
-    });
-    if let Err(payload) = probe {
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!(
-            "no wgpu adapter could be created ({message}).\n\
-             Without a GPU, install Vulkan on the CPU (lavapipe): \
-             `sudo apt-get install mesa-vulkan-drivers libvulkan1`.\n\
-             To skip this test instead, set CATGAN_SKIP_WGPU_TESTS=1."
-        );
-    }
     type WgpuAd = burn::backend::Autodiff<Wgpu>;
     let other = capture::<WgpuAd>(config, "wgpu", &device).unwrap();
     assert_parity(&other);
