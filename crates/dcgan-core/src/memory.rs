@@ -339,7 +339,7 @@ impl MemoryEstimate {
             gradients: 0,
             activations: bytes(g.inference_peak().saturating_mul(batch_u)).saturating_add(pictures),
             // What reading left on the heap (glibc keeps freed blocks under its mmap
-            // threshold, `allocator::reuse_large_allocations`, and returns larger ones:
+            // threshold, [`HEAP_BLOCK_LIMIT`] once set, and returns larger ones:
             // measured, at most about the state and one such block), the workers' window
             // matrices, one reordered weight.
             scratch: bytes(sum(&[
