@@ -52,8 +52,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // As `cats` does (CATGAN_MALLOC_DEFAULT=1 keeps glibc's defaults).
-    catgan::memory::reuse_large_allocations_unless_disabled();
+    // As `cats` does (`--default-malloc` keeps glibc's defaults).
+    catgan::memory::reuse_large_allocations(!args.common.default_malloc);
     let threads = args.threads.unwrap_or_else(cpu_threads);
     let python = args
         .python

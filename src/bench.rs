@@ -43,6 +43,14 @@ pub struct BenchConfig {
     /// Precision of the networks (training and inference).
     #[serde(default)]
     pub precision: Precision,
+    /// Whether the networks use the flex fast path (`fast_kernels` in their configs; only
+    /// flex has one): `false` times burn's own operations, for comparison.
+    #[serde(default = "fast_kernels_on")]
+    pub fast_kernels: bool,
+}
+
+fn fast_kernels_on() -> bool {
+    true
 }
 
 /// One measured configuration.
@@ -80,6 +88,10 @@ pub struct BenchResult {
     /// Precision of the networks (results of older versions: f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Whether the flex fast path was allowed ([`BenchConfig::fast_kernels`]; results of
+    /// older versions: on).
+    #[serde(default = "fast_kernels_on")]
+    pub fast_kernels: bool,
 }
 
 /// Median of a non-empty slice.
@@ -106,6 +118,10 @@ pub fn run_bench<B: AutodiffBackend>(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult, dcgan_core::Error> {
     let (g, d) = config.preset.configs(config.base);
+    let (g, d) = (
+        g.with_fast_kernels(config.fast_kernels),
+        d.with_fast_kernels(config.fast_kernels),
+    );
     let image_size = g.image_size;
     let base = d.base_channels;
     let trainer_config = TrainerConfig::new(g, d).with_batch_size(config.batch_size);
@@ -196,7 +212,17 @@ pub fn run_bench<B: AutodiffBackend>(
         repeats: config.repeats.max(1),
         warmup: config.warmup,
         precision: config.precision,
+        fast_kernels: config.fast_kernels,
     })
+}
+
+/// The precision column: `f32`, or `f32, burn ops` for flex without its fast path.
+fn precision_label(r: &BenchResult) -> String {
+    if !r.fast_kernels && r.backend == BackendKind::Flex.name() {
+        format!("{}, burn ops", r.precision)
+    } else {
+        r.precision.to_string()
+    }
 }
 
 /// A Markdown table of results.
@@ -209,7 +235,7 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
             r.backend,
-            r.precision,
+            precision_label(r),
             r.preset,
             r.image_size,
             r.base,
@@ -286,7 +312,9 @@ mod tests {
             repeats: 3,
             inference: true,
             precision: Precision::F32,
+            fast_kernels: true,
         };
+        let calls_before = dcgan_core::flex_kernels::calls();
         let mut lines = 0;
         let r = run_bench::<B>(&config, BackendKind::Flex, &Default::default(), &mut |_| {
             lines += 1
@@ -299,9 +327,34 @@ mod tests {
         assert!(r.train_img_per_s > 0.0 && r.first_step_s > 0.0);
         assert!(r.gen_img_per_s.unwrap() > 0.0);
         assert_eq!(lines, 1 + 1 + 3);
-        let table = markdown_table(&[r]);
+        // The counters are per thread, so other tests running meanwhile do not count.
+        let fast = dcgan_core::flex_kernels::calls().since(&calls_before);
+        assert!(fast.conv2d > 0 && fast.adam > 0, "{fast:?}");
+
+        // The same bench on burn's own operations says so in the table.
+        let burn_ops = BenchConfig {
+            fast_kernels: false,
+            inference: false,
+            ..config
+        };
+        let calls_before = dcgan_core::flex_kernels::calls();
+        let r_burn = run_bench::<B>(
+            &burn_ops,
+            BackendKind::Flex,
+            &Default::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(!r_burn.fast_kernels && r_burn.train_img_per_s > 0.0);
+        let burn = dcgan_core::flex_kernels::calls().since(&calls_before);
+        assert_eq!(burn.total(), 0, "the fast path ran: {burn:?}");
+        let table = markdown_table(&[r, r_burn]);
         assert!(
             table.contains("| flex | f32 | tiny32 | 32 | 4 | 4 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| flex | f32, burn ops | tiny32 | 32 | 4 | 4 |"),
             "{table}"
         );
     }

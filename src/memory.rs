@@ -235,16 +235,6 @@ pub fn reuse_large_allocations(reuse: bool) -> bool {
     }
 }
 
-/// The environment variable that keeps glibc's allocator defaults in the benchmark
-/// binaries (`1`), for comparisons. (`cats` takes `--default-malloc` instead.)
-pub const MALLOC_DEFAULT_ENV: &str = "CATGAN_MALLOC_DEFAULT";
-
-/// [`reuse_large_allocations`] unless [`MALLOC_DEFAULT_ENV`] is `1`. Reads the
-/// environment: for the benchmark binaries' `main`, where the choice is made.
-pub fn reuse_large_allocations_unless_disabled() -> bool {
-    reuse_large_allocations(std::env::var(MALLOC_DEFAULT_ENV).as_deref() != Ok("1"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -18,8 +18,7 @@
 mod common;
 
 use catgan::parity::{
-    capture, compare, parity_table, Capture, Captured, ParityConfig, Tolerance, AVERAGE_IMAGES,
-    TRAINER_METRICS,
+    capture, compare, parity_table, Capture, Captured, ParityConfig, Tolerance, TRAINER_METRICS,
 };
 
 type FlexAd = burn::backend::Autodiff<burn::backend::Flex>;
@@ -152,7 +151,10 @@ fn flex_and_ndarray_compute_the_same_stabilized_steps() {
     type NdAd = burn::backend::Autodiff<burn::backend::NdArray>;
     let config = ParityConfig::tiny_stabilized();
     let other = capture::<NdAd>(&config, "ndarray", &Default::default()).unwrap();
-    assert!(other.tensors.iter().any(|t| t.name == AVERAGE_IMAGES));
+    assert!(other
+        .tensors
+        .iter()
+        .any(|t| t.name == catgan::parity::AVERAGE_IMAGES));
     assert_parity(&other);
 }
 

@@ -126,6 +126,14 @@ pub struct BenchFlags {
     /// Also write the machine info and every result to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+    /// Keep glibc's allocator settings instead of reusing freed multi-megabyte buffers
+    /// (as `cats --default-malloc`), to measure what the reuse is worth.
+    #[arg(long)]
+    pub default_malloc: bool,
+    /// Time flex on burn's own operations instead of its fast path (`fast_kernels: false`
+    /// in the network configs), to measure what the fast path is worth.
+    #[arg(long)]
+    pub no_fast_kernels: bool,
     /// Passed by `cargo bench` to every bench binary; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,
@@ -142,6 +150,7 @@ impl BenchFlags {
             repeats: self.steps,
             inference: !self.no_inference,
             precision: Precision::F32,
+            fast_kernels: !self.no_fast_kernels,
         }
     }
 }

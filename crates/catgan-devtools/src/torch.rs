@@ -176,37 +176,36 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
     out
 }
 
-/// The median of several runs of the same configuration, field by field (timings and
-/// rates are each the median of the runs' medians; the best step is the best of all).
-pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
-    let first = runs.first()?.clone();
-    let m = |f: fn(&BenchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
-    Some(BenchResult {
-        first_step_s: m(|r| r.first_step_s),
-        train_step_s: m(|r| r.train_step_s),
-        train_img_per_s: m(|r| r.train_img_per_s),
-        train_spread: m(|r| r.train_spread),
-        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
-        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
-        ..first
-    })
+/// The field-by-field median of several runs of one configuration, for either result type
+/// (they share these fields): timings and rates are each the median of the runs' medians;
+/// the best step is the best of all.
+macro_rules! median_of_runs {
+    ($runs:expr, $result:ident) => {{
+        let runs: &[$result] = $runs;
+        runs.first().cloned().map(|first| {
+            let m = |f: fn(&$result) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+            let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+            $result {
+                first_step_s: m(|r| r.first_step_s),
+                train_step_s: m(|r| r.train_step_s),
+                train_img_per_s: m(|r| r.train_img_per_s),
+                train_spread: m(|r| r.train_spread),
+                best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
+                gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+                ..first
+            }
+        })
+    }};
 }
 
-/// [`median_result`] for PyTorch's runs.
+/// The median of several of our runs of the same configuration, field by field.
+pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
+    median_of_runs!(runs, BenchResult)
+}
+
+/// The median of several of PyTorch's runs of the same configuration.
 pub fn median_torch(runs: &[TorchResult]) -> Option<TorchResult> {
-    let first = runs.first()?.clone();
-    let m = |f: fn(&TorchResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
-    Some(TorchResult {
-        first_step_s: m(|r| r.first_step_s),
-        train_step_s: m(|r| r.train_step_s),
-        train_img_per_s: m(|r| r.train_img_per_s),
-        train_spread: m(|r| r.train_spread),
-        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
-        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
-        ..first
-    })
+    median_of_runs!(runs, TorchResult)
 }
 
 #[cfg(test)]
@@ -232,6 +231,7 @@ mod tests {
             repeats: 3,
             warmup: 1,
             precision: Precision::F32,
+            fast_kernels: true,
         };
         let torch = TorchResult {
             torch_version: "2".into(),

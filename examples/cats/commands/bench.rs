@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// on CUDA tensor cores, emulated and slow on CPU backends) [default: f32].
     #[arg(long, value_name = "P")]
     pub precision: Option<Precision>,
+    /// Run flex on burn's own operations instead of its fast path (the networks'
+    /// `fast_kernels: false`), to see what the fast path is worth. Other backends have none.
+    #[arg(long)]
+    pub no_fast_kernels: bool,
     /// Backends to run, comma-separated, or `all` (every compiled one) [default: --backend's;
     /// with --parity: all].
     #[arg(long, value_name = "LIST")]
@@ -93,6 +97,7 @@ pub fn run(args: &BenchArgs, target: Target) -> anyhow::Result<ExitCode> {
         repeats: args.steps,
         inference: !args.no_inference,
         precision: args.precision.unwrap_or_default(),
+        fast_kernels: !args.no_fast_kernels,
     };
     let mut results: Vec<BenchResult> = Vec::new();
     let mut failed = false;

