@@ -18,8 +18,9 @@ pub struct ImageWriteError {
 }
 
 /// Encodes `image` as PNG in memory, then writes the file and checks every byte reached
-/// it; on failure the partial file is removed and the error names the path.
-pub fn save_png(image: &RgbImage, path: &Path) -> Result<(), ImageWriteError> {
+/// it; on failure the partial file is removed and the error names the path. Returns the
+/// encoded file (for a copy elsewhere, such as TensorBoard's events).
+pub fn save_png(image: &RgbImage, path: &Path) -> Result<Vec<u8>, ImageWriteError> {
     let error = |reason: String| ImageWriteError {
         path: path.to_path_buf(),
         reason,
@@ -28,13 +29,15 @@ pub fn save_png(image: &RgbImage, path: &Path) -> Result<(), ImageWriteError> {
     image
         .write_to(&mut bytes, ImageFormat::Png)
         .map_err(|e| error(format!("cannot encode the PNG ({e})")))?;
-    std::fs::write(path, bytes.into_inner()).map_err(|e| {
+    let bytes = bytes.into_inner();
+    std::fs::write(path, &bytes).map_err(|e| {
         // Only a regular file is ours to remove (never a device such as /dev/full).
         if path.metadata().is_ok_and(|m| m.is_file()) {
             let _ = std::fs::remove_file(path);
         }
         error(e.to_string())
-    })
+    })?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub mod progress;
 pub mod resume;
 pub mod run_config;
 pub mod run_dir;
+pub mod serve;
+pub mod tensorboard;
 pub mod train;
 
 pub use dcgan_core;

@@ -94,6 +94,8 @@ pub struct ResumeChanges {
     pub fid_samples: Option<usize>,
     /// `--fid-weights`.
     pub fid_weights: Option<PathBuf>,
+    /// `--no-tensorboard`: stop writing TensorBoard event files.
+    pub no_tensorboard: bool,
 }
 
 /// Where a resumed run is written.
@@ -310,6 +312,9 @@ fn apply_changes(
     if let Some(v) = changes.keep_checkpoints {
         config.schedule.keep_checkpoints = v;
     }
+    if changes.no_tensorboard {
+        config.schedule.tensorboard = false;
+    }
     apply_fid_changes(config, changes)
 }
 
@@ -421,9 +426,12 @@ mod tests {
             strict: true,
             fid_every: Some(3),
             fid_samples: Some(64),
+            no_tensorboard: true,
             ..ResumeChanges::default()
         };
+        assert!(config().schedule.tensorboard);
         let (c, notes) = apply(&changes).unwrap();
+        assert!(!c.schedule.tensorboard);
         assert_eq!((c.trainer.lr_d, c.trainer.lr_g), (1e-4, 3e-4));
         assert_eq!((c.schedule.steps, c.schedule.epochs), (Some(50), None));
         assert_eq!(c.schedule.sample_every, 7);

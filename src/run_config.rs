@@ -39,6 +39,14 @@ pub struct Schedule {
     /// Measure FID (and KID) every this many epochs, if set.
     #[serde(default)]
     pub fid: Option<FidSchedule>,
+    /// Also write TensorBoard event files in the run folder (runs started before they
+    /// existed: on from their next session).
+    #[serde(default = "tensorboard_on")]
+    pub tensorboard: bool,
+}
+
+fn tensorboard_on() -> bool {
+    true
 }
 
 /// FID measured during training, logged in `metrics.csv` next to the losses.
@@ -69,6 +77,7 @@ impl Default for Schedule {
             checkpoint_every: None,
             keep_checkpoints: crate::defaults::KEEP_CHECKPOINTS,
             fid: None,
+            tensorboard: true,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::run_config::{DataSettings, RunConfig, Schedule};
 use crate::run_dir::{
     new_run_id, read_metrics, same_path, MetricsLog, MetricsRow, RunDir, RunLock,
 };
+use crate::tensorboard::{tags, EventWriteError, EventWriter};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +115,9 @@ pub enum TrainError {
     /// Measuring FID failed.
     #[error("measuring FID")]
     Fid(#[from] dcgan_metrics::Error),
+    /// The TensorBoard events file could not be created.
+    #[error(transparent)]
+    TensorBoard(#[from] EventWriteError),
 }
 
 /// What to do after a divergence: resume the last good checkpoint with lower learning
@@ -218,6 +222,9 @@ pub struct TrainingRun<B: AutodiffBackend> {
     fid: Option<FidProbe<B::InnerBackend>>,
     fingerprint: DataFingerprint,
     metrics_log: MetricsLog,
+    /// TensorBoard's copy of the log, the previews and the settings (unless turned off, or
+    /// after a write failed: training goes on without it).
+    events: Option<EventWriter>,
     watch: DivergenceWatch,
     progress: Option<Progress>,
     target_steps: u64,
@@ -317,6 +324,10 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         let target_steps = target_steps(&config.schedule, steps_per_epoch);
         let resumed_at = resume.as_ref().map(|_| trainer.steps_done());
         let metrics_log = MetricsLog::open(&run.metrics_path(), resumed_at)?;
+        let events = match config.schedule.tensorboard {
+            true => Some(open_events(run.root(), resumed_at, &config)?),
+            false => None,
+        };
         // The checkpoint the run continues from counts as good: the user chose it.
         let last_good = match &resume {
             Some(plan) => {
@@ -342,6 +353,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             fid,
             fingerprint,
             metrics_log,
+            events,
             watch: DivergenceWatch::new(),
             progress: None,
             target_steps,
@@ -465,6 +477,20 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             img_per_s: rate as f32,
             fid,
         })?;
+        let (lr_d, lr_g) = (self.trainer.config().lr_d, self.trainer.config().lr_g);
+        self.log_events(|events| {
+            let mut scalars = vec![
+                (tags::D_LOSS, metrics.d_loss as f64),
+                (tags::G_LOSS, metrics.g_loss as f64),
+                (tags::D_REAL, metrics.d_real as f64),
+                (tags::D_FAKE, metrics.d_fake as f64),
+                (tags::IMG_PER_S, rate),
+                (tags::LR_D, lr_d),
+                (tags::LR_G, lr_g),
+            ];
+            scalars.extend(fid.map(|fid| (tags::FID, fid)));
+            events.scalars(metrics.step, &scalars)
+        });
         if let Some(progress) = &mut self.progress {
             progress.update(
                 metrics.step,
@@ -477,7 +503,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         self.estimate_time(metrics.step);
         if metrics.step % self.config.schedule.sample_every.max(1) == 0 {
             let path = self.run.sample_path(metrics.step);
-            self.write_preview(&path)?;
+            self.write_preview(&path, metrics.step)?;
             self.last_sample = Some(path);
         }
         if batch.epoch_end {
@@ -495,6 +521,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             return Ok(());
         }
         self.metrics_log.flush()?;
+        self.log_events(EventWriter::flush);
         let path = self.run.epoch_checkpoint(epoch);
         self.save(&path, next)?;
         self.run.point_latest_to(&path)?;
@@ -514,6 +541,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
     /// already it), a final preview and the loss plot.
     pub fn finish(mut self, outcome: Outcome) -> Result<RunSummary, TrainError> {
         self.metrics_log.flush()?;
+        self.log_events(EventWriter::flush);
         if let Some(progress) = self.progress.take() {
             progress.finish();
         }
@@ -523,7 +551,10 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             self.last_checkpoint = Some(latest);
         }
         let final_sample = self.run.sample_path(self.trainer.steps_done());
-        self.write_preview(&final_sample)?;
+        // (Unless the schedule just wrote it: the same generator draws the same grid.)
+        if self.last_sample.as_ref() != Some(&final_sample) {
+            self.write_preview(&final_sample, self.trainer.steps_done())?;
+        }
         self.plot()?;
         Ok(RunSummary {
             outcome,
@@ -606,15 +637,34 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         Ok(())
     }
 
-    /// The preview grid (the fixed preview latents, from the average when there is one).
-    fn write_preview(&self, path: &Path) -> Result<(), TrainError> {
+    /// The preview grid at `step` (the fixed preview latents, from the average when there
+    /// is one), also sent to TensorBoard.
+    fn write_preview(&mut self, path: &Path, step: u64) -> Result<(), TrainError> {
         let images = self
             .trainer
             .sampling_generator(true)
             .forward(self.trainer.preview_latents());
         let images = to_rgb_images(images)?;
         let grid = image_grid(&images, square_columns(images.len()), 2)?;
-        Ok(crate::image_file::save_png(&grid, path)?)
+        let png = crate::image_file::save_png(&grid, path)?;
+        let (width, height) = grid.dimensions();
+        self.log_events(|events| events.png(tags::SAMPLES, step, png, width, height));
+        Ok(())
+    }
+
+    /// Writes to TensorBoard's events file. A failure (a full disk, say) is reported once
+    /// and ends the TensorBoard log, not the run: `metrics.csv` and the previews hold
+    /// everything it would have shown.
+    fn log_events(&mut self, write: impl FnOnce(&mut EventWriter) -> Result<(), EventWriteError>) {
+        let Some(events) = &mut self.events else {
+            return;
+        };
+        if let Err(e) = write(events) {
+            self.events = None;
+            self.say(&format!(
+                "warning: {e}; TensorBoard logging stops here, training goes on                  (metrics.csv and samples/ have everything)"
+            ));
+        }
     }
 
     fn plot(&self) -> Result<(), TrainError> {
@@ -633,6 +683,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         if let Err(e) = self.metrics_log.flush() {
             eprintln!("warning: {e}");
         }
+        self.log_events(EventWriter::flush);
         if let Some(progress) = self.progress.take() {
             progress.finish();
         }
@@ -665,6 +716,20 @@ impl<B: AutodiffBackend> TrainingRun<B> {
     fn test_fault(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
         images
     }
+}
+
+/// The run's TensorBoard events file, starting with its settings (as `config.json`).
+fn open_events(
+    dir: &Path,
+    resumed_at: Option<u64>,
+    config: &RunConfig,
+) -> Result<EventWriter, TrainError> {
+    let mut events = EventWriter::create(dir, resumed_at)?;
+    let json = serde_json::to_string_pretty(config).expect("the run config serialises");
+    // Markdown: four spaces make a code block that keeps the JSON's indentation.
+    let text: String = json.lines().map(|line| format!("    {line}\n")).collect();
+    events.text(tags::CONFIG, resumed_at.unwrap_or(0), &text)?;
+    Ok(events)
 }
 
 /// A new run's trainer, at the run's precision.

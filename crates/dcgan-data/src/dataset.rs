@@ -790,7 +790,7 @@ mod tests {
 
     #[test]
     fn committed_assets_and_builtin_cats_load_cleanly() {
-        let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/cats");
+        let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/cats");
         let config = DatasetConfig::new()
             .with_image_size(32)
             .with_cache(CacheLocation::Disabled);

@@ -5,14 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{catch_device_failure, dispatch, BackendKind, BackendTask};
 use catgan::progress::Progress;
 use catgan::resume::resolve_checkpoint;
-use dcgan_core::sample::{
-    generate, image_grid, interpolate_latents, square_columns, to_rgb_images,
-};
+use catgan::serve::generator::draw_latents;
+use dcgan_core::sample::{image_grid, interpolate_latents, square_columns};
 use rand::SeedableRng;
 
 use crate::Target;
@@ -73,23 +71,15 @@ impl BackendTask for GenerateTask<'_> {
             .with_context(|| format!("creating {}", args.out.display()))?;
         let mut written = Vec::new();
         let save = |image: &image::RgbImage, path: &Path| -> anyhow::Result<()> {
-            Ok(catgan::image_file::save_png(image, path)?)
+            catgan::image_file::save_png(image, path)?;
+            Ok(())
         };
         // At most `chunk` images per generator call (a latent walk too), so that no call
         // allocates more than the memory check allowed.
         let render = |latents: Vec<f32>| -> anyhow::Result<Vec<image::RgbImage>> {
-            let mut images = Vec::with_capacity(latents.len() / latent_dim);
-            for part in latents.chunks(self.chunk.max(1) * latent_dim) {
-                let n = part.len() / latent_dim;
-                let z = Tensor::<B::InnerBackend, 2>::from_data(
-                    TensorData::new(part.to_vec(), [n, latent_dim]),
-                    &device,
-                );
-                images.extend(catch_device_failure(backend, || {
-                    to_rgb_images(generate(&generator, z))
-                })??);
-            }
-            Ok(images)
+            Ok(draw_latents(
+                &generator, &latents, self.chunk, backend, &device,
+            )?)
         };
         // Names that sort in order: cat-0001 … cat-9999, cat-00001 … for more.
         let width = args.count.to_string().len().max(4);

@@ -6,6 +6,7 @@ pub mod fid;
 pub mod generate;
 pub mod inspect_data;
 pub mod prepare;
+pub mod serve;
 pub mod summary;
 pub mod train;
 

@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// Keep the last K epoch checkpoints (plus `latest`) [default: 3].
     #[arg(long, value_name = "K")]
     pub keep_checkpoints: Option<usize>,
+    /// Do not write TensorBoard event files (by default the run folder gets them: scalars,
+    /// preview grids and the settings, for `tensorboard --logdir runs`).
+    #[arg(long)]
+    pub no_tensorboard: bool,
     /// Continue a run: its folder (uses checkpoints/latest.catgan) or a checkpoint file.
     /// The checkpoint carries the run's settings; the schedule, learning rates, precision,
     /// FID flags, --no-flip and --strict may change. With --out naming a folder without a
@@ -282,6 +286,7 @@ fn new_run_config(
             checkpoint_every: args.checkpoint_every,
             keep_checkpoints: args.keep_checkpoints.unwrap_or(defaults::KEEP_CHECKPOINTS),
             fid: fid_schedule(args)?,
+            tensorboard: !args.no_tensorboard,
         },
         backend,
         precision: args.precision.unwrap_or_default(),
@@ -423,6 +428,7 @@ fn resume_changes(args: &TrainArgs) -> ResumeChanges {
         fid_every: args.fid_every,
         fid_reference: args.fid_reference.clone(),
         fid_samples: args.fid_samples,
+        no_tensorboard: args.no_tensorboard,
         fid_weights: args.fid_weights.clone(),
     }
 }
@@ -484,8 +490,15 @@ fn signal_name(number: i32) -> &'static str {
     }
 }
 
+/// A stop signal within this long of the first is the same request delivered twice, not a
+/// second request: GNU `timeout` sends its signal to the command and then to the command's
+/// process group, and a terminal's Ctrl-C reaches every process of the foreground group.
+#[cfg(unix)]
+const REPEATED_SIGNAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sets `stop` on the first SIGINT, SIGTERM or SIGHUP (the training loop then saves and
-/// returns) and exits at once on a second. Returns the number of the signal received.
+/// returns) and exits at once on a second one sent later ([`REPEATED_SIGNAL`]). Returns the
+/// number of the signal received.
 #[cfg(unix)]
 fn stop_on_signals(stop: Arc<AtomicBool>) -> Arc<AtomicI32> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -496,12 +509,18 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Arc<AtomicI32> {
     };
     let number = received.clone();
     std::thread::spawn(move || {
+        let mut first: Option<std::time::Instant> = None;
         for signal in signals.forever() {
             let name = signal_name(signal);
-            if stop.swap(true, Ordering::SeqCst) {
+            if let Some(first) = first {
+                if first.elapsed() < REPEATED_SIGNAL {
+                    continue;
+                }
                 eprintln!("\nsecond {name}: exiting without saving");
                 std::process::exit(128 + signal);
             }
+            first = Some(std::time::Instant::now());
+            stop.store(true, Ordering::SeqCst);
             number.store(signal, Ordering::SeqCst);
             eprintln!(
                 "\n{name}: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
