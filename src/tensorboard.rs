@@ -117,6 +117,16 @@ impl EventWriter {
         Ok(writer)
     }
 
+    /// A writer on an existing file (tests: `/dev/full`, where every write fails).
+    #[cfg(test)]
+    pub(crate) fn writing_to(path: &Path) -> Self {
+        EventWriter {
+            out: BufWriter::new(File::options().write(true).open(path).unwrap()),
+            path: path.to_path_buf(),
+            last_flush: Instant::now(),
+        }
+    }
+
     /// The events file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -980,6 +980,25 @@ mod tests {
         assert!(rows.iter().all(|r| r.epoch == 1 && r.img_per_s > 0.0));
     }
 
+    /// TensorBoard's copy failing (a full disk: `/dev/full`) ends the TensorBoard log, not
+    /// the run: training, `metrics.csv` and the previews go on.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_tensorboard_log_stops_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let mut run = open(config(10), &run_dir);
+        assert!(run.events.is_some(), "TensorBoard is on by default");
+        run.events = Some(EventWriter::writing_to(Path::new("/dev/full")));
+        steps(&mut run, 3); // the preview at step 3 flushes the events: the write fails
+        assert!(run.events.is_none(), "the failed log was not dropped");
+        steps(&mut run, 3);
+        assert_eq!(run.steps_done(), 6);
+        assert!(run.run_dir().sample_path(6).exists());
+        run.metrics_log.flush().unwrap();
+        assert_eq!(read_metrics(&run_dir.join("metrics.csv")).unwrap().len(), 6);
+    }
+
     #[test]
     fn epoch_ends_checkpoint_rotate_and_keep_the_last_good_one() {
         let dir = tempfile::tempdir().unwrap();
