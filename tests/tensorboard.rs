@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -49,21 +48,6 @@ fn tensorboard_view(test: &str, run: &Path) -> Option<serde_json::Value> {
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
-/// `metrics.csv` as columns by name.
-fn metrics_columns(run: &Path) -> BTreeMap<String, Vec<f64>> {
-    let lines = metrics_lines(run);
-    let names: Vec<&str> = lines[0].split(',').collect();
-    let mut columns: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for line in &lines[1..] {
-        for (name, value) in names.iter().zip(line.split(',')) {
-            if let Ok(v) = value.parse::<f64>() {
-                columns.entry(name.to_string()).or_default().push(v);
-            }
-        }
-    }
-    columns
-}
-
 fn steps_and_values(view: &serde_json::Value, tag: &str) -> (Vec<u64>, Vec<f64>) {
     let events = view["scalars"][tag]
         .as_array()
@@ -92,19 +76,22 @@ fn tensorboard_reads_a_resumed_run_as_metrics_csv_says() {
         return;
     };
 
-    let csv = metrics_columns(&run);
+    let csv = catgan::run_dir::read_metrics(&run.join("metrics.csv")).unwrap();
     // The same f32 values; the CSV prints the losses in their shortest exact form and
     // the throughput to 2 decimals.
-    for (tag, column, tolerance) in [
-        ("loss/d", "d_loss", 1e-6),
-        ("loss/g", "g_loss", 1e-6),
-        ("D/real D(x)", "d_real", 1e-6),
-        ("D/fake D(G(z))", "d_fake", 1e-6),
-        ("speed/img_per_s", "img_per_s", 5e-3),
-    ] {
+    type Column = fn(&catgan::run_dir::MetricsRow) -> f32;
+    let columns: [(&str, Column, f64); 5] = [
+        ("loss/d", |r| r.d_loss, 1e-6),
+        ("loss/g", |r| r.g_loss, 1e-6),
+        ("D/real D(x)", |r| r.d_real, 1e-6),
+        ("D/fake D(G(z))", |r| r.d_fake, 1e-6),
+        ("speed/img_per_s", |r| r.img_per_s, 5e-3),
+    ];
+    for (tag, column, tolerance) in columns {
         let (steps, values) = steps_and_values(&view, tag);
         assert_eq!(steps, (1..=10).collect::<Vec<_>>(), "{tag}");
-        for (step, (got, want)) in values.iter().zip(&csv[column]).enumerate() {
+        let want: Vec<f64> = csv.iter().map(|r| column(r) as f64).collect();
+        for (step, (got, want)) in values.iter().zip(&want).enumerate() {
             assert!(
                 (got - want).abs() <= tolerance * want.abs().max(1.0),
                 "{tag} at step {}: TensorBoard {got}, metrics.csv {want}",
