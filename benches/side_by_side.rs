@@ -22,6 +22,7 @@ use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::run_on;
 use catgan_devtools::flags::{compiled_backend, positive, BenchFlags};
 use catgan_devtools::machine::{cpu_threads, machine_info, settle_before_run};
+use catgan_devtools::report::{exit_code, parse_args, write_json};
 use catgan_devtools::torch::{
     median_result, median_torch, ratio_table, run_torch, torch_check, SideBySide,
 };
@@ -29,10 +30,6 @@ use clap::Parser;
 
 /// PyTorch's identical model and ours, back to back, with the ratio per config.
 #[derive(Debug, Parser)]
-#[command(
-    name = "side_by_side",
-    override_usage = "cargo bench --bench side_by_side -- [OPTIONS]"
-)]
 struct Args {
     #[command(flatten)]
     common: BenchFlags,
@@ -51,7 +48,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = parse_args("side_by_side");
     // As `cats` does (`--default-malloc` keeps glibc's defaults).
     catgan::memory::reuse_large_allocations(!args.common.default_malloc);
     let threads = args.threads.unwrap_or_else(cpu_threads);
@@ -117,7 +114,7 @@ fn main() -> ExitCode {
             let mut progress = |line: &str| eprintln!("  {line}");
             match run_torch(&python, &script, &config, threads, &[], &mut progress) {
                 Ok(t) => {
-                    eprintln!("  => PyTorch {:.1} train img/s", t.train_img_per_s);
+                    eprintln!("  => PyTorch {:.1} train img/s", t.timings.train_img_per_s);
                     torch.push(t);
                 }
                 Err(e) => failures.push(format!("PyTorch {spec}: {e}")),
@@ -127,7 +124,10 @@ fn main() -> ExitCode {
             let mut progress = |line: &str| eprintln!("  [{}] {line}", args.backend);
             match run_on(args.backend, DeviceSpec::Default, &config, &mut progress) {
                 Ok(r) => {
-                    eprintln!("  => {} {:.1} train img/s", args.backend, r.train_img_per_s);
+                    eprintln!(
+                        "  => {} {:.1} train img/s",
+                        args.backend, r.timings.train_img_per_s
+                    );
                     ours.push(r);
                 }
                 Err(e) => failures.push(format!("{} {spec}: {e}", args.backend)),
@@ -170,17 +170,9 @@ fn main() -> ExitCode {
             "rows": rows,
             "failures": failures,
         });
-        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()) {
-            eprintln!("cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+        if let Err(code) = write_json(path, &doc) {
+            return code;
         }
     }
-    if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        for f in &failures {
-            eprintln!("failed: {f}");
-        }
-        ExitCode::FAILURE
-    }
+    exit_code(&failures)
 }

@@ -19,14 +19,11 @@ use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::{markdown_table, run_on};
 use catgan_devtools::flags::{compiled_backend, default_skip, positive, BenchFlags, ConfigSpec};
 use catgan_devtools::machine::{machine_info, settle_before_run};
+use catgan_devtools::report::{exit_code, parse_args, write_json};
 use clap::Parser;
 
 /// Training and generation throughput of every compiled backend over a grid of configs.
 #[derive(Debug, Parser)]
-#[command(
-    name = "throughput",
-    override_usage = "cargo bench --bench throughput -- [OPTIONS]"
-)]
 struct Args {
     #[command(flatten)]
     common: BenchFlags,
@@ -43,7 +40,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = parse_args("throughput");
     // As `cats` does (`--default-malloc` keeps glibc's defaults).
     catgan::memory::reuse_large_allocations(!args.common.default_malloc);
     let backends = match args.backends.as_deref() {
@@ -95,7 +92,7 @@ fn main() -> ExitCode {
             Ok(r) => {
                 eprintln!(
                     "  => {:.1} train img/s, first step {:.2} s",
-                    r.train_img_per_s, r.first_step_s
+                    r.timings.train_img_per_s, r.timings.first_step_s
                 );
                 results.push(r);
             }
@@ -118,18 +115,10 @@ fn main() -> ExitCode {
     if let Some(path) = &args.common.json {
         let doc =
             serde_json::json!({ "machine": machine, "results": results, "failures": failures });
-        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()) {
-            eprintln!("cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+        if let Err(code) = write_json(path, &doc) {
+            return code;
         }
         eprintln!("wrote {}", path.display());
     }
-    if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        for f in &failures {
-            eprintln!("failed: {f}");
-        }
-        ExitCode::FAILURE
-    }
+    exit_code(&failures)
 }

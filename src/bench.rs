@@ -53,6 +53,7 @@ fn fast_kernels_on() -> bool {
     true
 }
 
+
 /// One measured configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BenchResult {
@@ -68,6 +69,26 @@ pub struct BenchResult {
     pub batch_size: usize,
     /// Trainable parameters of G + D.
     pub params: usize,
+    /// The timings (fields of this struct's JSON form, not an object of their own).
+    #[serde(flatten)]
+    pub timings: StepTimings,
+    /// Timed repeats.
+    pub repeats: usize,
+    /// Warm-up steps.
+    pub warmup: usize,
+    /// Precision of the networks (results of older versions: f32).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Whether the flex fast path was allowed ([`BenchConfig::fast_kernels`]; results of
+    /// older versions: on).
+    #[serde(default = "fast_kernels_on")]
+    pub fast_kernels: bool,
+}
+
+/// The timings of one measured configuration, which the PyTorch reference run of the
+/// bench binaries (`catgan-devtools`) reports too, under the same JSON names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct StepTimings {
     /// Seconds of the first training step (cold: kernel compilation, allocation).
     pub first_step_s: f64,
     /// Median seconds per training step after warm-up.
@@ -81,17 +102,6 @@ pub struct BenchResult {
     pub best_step_s: f64,
     /// Generator inference images per second (batch / median time), if measured.
     pub gen_img_per_s: Option<f64>,
-    /// Timed repeats.
-    pub repeats: usize,
-    /// Warm-up steps.
-    pub warmup: usize,
-    /// Precision of the networks (results of older versions: f32).
-    #[serde(default)]
-    pub precision: Precision,
-    /// Whether the flex fast path was allowed ([`BenchConfig::fast_kernels`]; results of
-    /// older versions: on).
-    #[serde(default = "fast_kernels_on")]
-    pub fast_kernels: bool,
 }
 
 /// Median of a non-empty slice.
@@ -203,12 +213,14 @@ pub fn run_bench<B: AutodiffBackend>(
         base,
         batch_size: n,
         params,
-        first_step_s,
-        train_step_s,
-        train_img_per_s: n as f64 / train_step_s,
-        train_spread: spread,
-        best_step_s: times.iter().cloned().fold(f64::MAX, f64::min),
-        gen_img_per_s,
+        timings: StepTimings {
+            first_step_s,
+            train_step_s,
+            train_img_per_s: n as f64 / train_step_s,
+            train_spread: spread,
+            best_step_s: times.iter().cloned().fold(f64::MAX, f64::min),
+            gen_img_per_s,
+        },
         repeats: config.repeats.max(1),
         warmup: config.warmup,
         precision: config.precision,
@@ -232,6 +244,7 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
+        let t = &r.timings;
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
             r.backend,
@@ -240,12 +253,12 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
             r.image_size,
             r.base,
             r.batch_size,
-            r.first_step_s,
-            r.train_img_per_s,
-            r.train_step_s * 1e3,
-            r.best_step_s * 1e3,
-            r.train_spread * 100.0,
-            r.gen_img_per_s
+            t.first_step_s,
+            t.train_img_per_s,
+            t.train_step_s * 1e3,
+            t.best_step_s * 1e3,
+            t.train_spread * 100.0,
+            t.gen_img_per_s
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_else(|| "–".into()),
         ));
@@ -300,6 +313,27 @@ mod tests {
         assert!(median(&[]).is_nan());
     }
 
+    #[test]
+    fn a_result_reads_and_writes_its_timings_as_fields_of_its_own() {
+        // The JSON form of results written before `StepTimings` (and of older versions,
+        // without `best_step_s`, `precision` and `fast_kernels`) is what is read and written.
+        let json = r#"{"backend":"flex","preset":"dcgan64","image_size":64,"base":16,"batch_size":16,"params":10,"first_step_s":1.5,"train_step_s":0.5,"train_img_per_s":32.0,"train_spread":0.1,"best_step_s":0.4,"gen_img_per_s":null,"repeats":3,"warmup":1,"precision":"f32","fast_kernels":false}"#;
+        let r: BenchResult = serde_json::from_str(json).unwrap();
+        assert_eq!(r.timings.first_step_s, 1.5);
+        assert_eq!(r.timings.gen_img_per_s, None);
+        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        let old = r#"{"backend":"flex","preset":"dcgan64","image_size":64,"base":16,"batch_size":16,"params":10,"first_step_s":1.5,"train_step_s":0.5,"train_img_per_s":32.0,"train_spread":0.1,"gen_img_per_s":100.0,"repeats":3,"warmup":1}"#;
+        let r: BenchResult = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (
+                r.timings.best_step_s,
+                r.timings.gen_img_per_s,
+                r.fast_kernels
+            ),
+            (0.0, Some(100.0), true)
+        );
+    }
+
     #[cfg(feature = "flex")]
     #[test]
     fn a_tiny_bench_measures_positive_throughput() {
@@ -324,8 +358,8 @@ mod tests {
             (r.image_size, r.base, r.batch_size, r.repeats),
             (32, 4, 4, 3)
         );
-        assert!(r.train_img_per_s > 0.0 && r.first_step_s > 0.0);
-        assert!(r.gen_img_per_s.unwrap() > 0.0);
+        assert!(r.timings.train_img_per_s > 0.0 && r.timings.first_step_s > 0.0);
+        assert!(r.timings.gen_img_per_s.unwrap() > 0.0);
         assert_eq!(lines, 1 + 1 + 3);
         // The counters are per thread, so other tests running meanwhile do not count.
         let fast = dcgan_core::flex_kernels::calls().since(&calls_before);
@@ -345,7 +379,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        assert!(!r_burn.fast_kernels && r_burn.train_img_per_s > 0.0);
+        assert!(!r_burn.fast_kernels && r_burn.timings.train_img_per_s > 0.0);
         let burn = dcgan_core::flex_kernels::calls().since(&calls_before);
         assert_eq!(burn.total(), 0, "the fast path ran: {burn:?}");
         let table = markdown_table(&[r, r_burn]);

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{
-    assert_same_training, cats, fails, metrics_lines, ok, run_config, s, text, tiny_run_args,
+    assert_same_training, cats, fails, metrics_lines, ok, resume_args, run_config, s, text,
+    tiny_run_args,
 };
 
 /// Waits until `run`'s metrics log has at least `rows` rows (or 120 s pass).
@@ -78,7 +79,7 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
         let child = if round == 0 {
             spawn(&tiny_run_args(s(&killed), STEPS))
         } else {
-            spawn(&["train", "--resume", s(&killed), "--steps", STEPS])
+            spawn(&resume_args(s(&killed), STEPS, &[]))
         };
         // A few steps into this session (after the first epoch's checkpoint of the run), at
         // a random moment.
@@ -96,7 +97,7 @@ fn kill_9_at_random_points_then_resume_matches_a_straight_run() {
         landed >= 3,
         "only {landed} of 4 kills landed before the run ended"
     );
-    let log = ok(&["train", "--resume", s(&killed), "--steps", STEPS]);
+    let log = ok(&resume_args(s(&killed), STEPS, &[]));
     assert!(log.contains("resuming at step"), "{log}");
     assert_same_training(&straight, &killed);
     let leftovers: Vec<String> = std::fs::read_dir(killed.join("checkpoints"))
@@ -125,7 +126,7 @@ fn two_processes_cannot_write_one_run() {
     let first = spawn(&tiny_run_args(s(&run_dir), "100000"));
     wait_for_rows(&run_dir, 5);
 
-    let err = fails(&["train", "--resume", s(&run_dir), "--steps", "100000"]);
+    let err = fails(&resume_args(s(&run_dir), "100000", &[]));
     assert!(
         err.contains("in use by another `cats train`")
             && err.contains(&format!("pid {}", first.id())),
@@ -141,14 +142,8 @@ fn two_processes_cannot_write_one_run() {
     let mut first = first;
     first.kill().unwrap();
     first.wait().unwrap();
-    let steps = metrics_lines(&run_dir).len() as u64 + 8;
-    ok(&[
-        "train",
-        "--resume",
-        s(&run_dir),
-        "--steps",
-        &steps.to_string(),
-    ]);
+    let steps = (metrics_lines(&run_dir).len() as u64 + 8).to_string();
+    ok(&resume_args(s(&run_dir), &steps, &[]));
 }
 
 /// Promise: a checkpoint is never resumed into another run's folder (which would replace
@@ -170,30 +165,14 @@ fn resuming_into_another_run_is_refused_and_branching_is_explicit() {
     };
     let before = snapshot(&b);
     let a_latest = a.join("checkpoints/latest.catgan");
-    let err = fails(&[
-        "train",
-        "--resume",
-        s(&a_latest),
-        "--out",
-        s(&b),
-        "--steps",
-        "10",
-    ]);
+    let err = fails(&resume_args(s(&a_latest), "10", &["--out", s(&b)]));
     assert!(
         err.contains("holds another run") && err.contains("--out NEW_FOLDER"),
         "{err}"
     );
     assert!(snapshot(&b) == before, "run b was changed");
 
-    let log = ok(&[
-        "train",
-        "--resume",
-        s(&a_latest),
-        "--out",
-        s(&branch),
-        "--steps",
-        "10",
-    ]);
+    let log = ok(&resume_args(s(&a_latest), "10", &["--out", s(&branch)]));
     assert!(log.contains("branching"), "{log}");
     let config = run_config(&branch);
     let parent = run_config(&a);
@@ -204,7 +183,7 @@ fn resuming_into_another_run_is_refused_and_branching_is_explicit() {
         "{from}"
     );
     // The branch carries the original's log and trains as the original continues.
-    ok(&["train", "--resume", s(&a), "--steps", "10"]);
+    ok(&resume_args(s(&a), "10", &[]));
     assert_same_training(&a, &branch);
 }
 
@@ -226,7 +205,7 @@ fn resume_works_from_the_checkpoint_alone() {
         ok(&args);
     }
     std::fs::write(damaged.join("config.json"), b"{ half a confi").unwrap();
-    let log = ok(&["train", "--resume", s(&damaged), "--steps", "9"]);
+    let log = ok(&resume_args(s(&damaged), "9", &[]));
     assert!(
         log.contains("12 images of 32×32"),
         "trained on other data: {log}"
@@ -240,17 +219,9 @@ fn resume_works_from_the_checkpoint_alone() {
 
     let copy = dir.path().join("elsewhere.catgan");
     std::fs::copy(damaged.join("checkpoints/epoch-0002.catgan"), &copy).unwrap();
-    let err = fails(&["train", "--resume", s(&copy), "--steps", "12"]);
+    let err = fails(&resume_args(s(&copy), "12", &[]));
     assert!(err.contains("give --out"), "{err}");
-    let log = ok(&[
-        "train",
-        "--resume",
-        s(&copy),
-        "--out",
-        s(&moved),
-        "--steps",
-        "12",
-    ]);
+    let log = ok(&resume_args(s(&copy), "12", &["--out", s(&moved)]));
     assert!(
         log.contains("12 images of 32×32") && log.contains("resuming at step 6"),
         "{log}"
@@ -271,7 +242,7 @@ fn a_changed_data_folder_is_refused_unless_allowed() {
     image::RgbImage::from_pixel(40, 40, image::Rgb([1, 2, 3]))
         .save(data.join("new-cat.png"))
         .unwrap();
-    let err = fails(&["train", "--resume", s(&run_dir), "--steps", "8"]);
+    let err = fails(&resume_args(s(&run_dir), "8", &[]));
     assert!(
         err.contains("training data changed")
             && err.contains("12 files then, 13 now")
@@ -279,14 +250,7 @@ fn a_changed_data_folder_is_refused_unless_allowed() {
         "{err}"
     );
     assert_eq!(std::fs::read(run_dir.join("metrics.csv")).unwrap(), before);
-    let log = ok(&[
-        "train",
-        "--resume",
-        s(&run_dir),
-        "--steps",
-        "8",
-        "--allow-data-change",
-    ]);
+    let log = ok(&resume_args(s(&run_dir), "8", &["--allow-data-change"]));
     assert!(log.contains("13 images"), "{log}");
 }
 
@@ -296,34 +260,25 @@ fn flags_on_resume_apply_or_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     ok(&tiny_run_args(s(&run_dir), "4"));
-    let err = fails(&["train", "--resume", s(&run_dir), "--steps", "8", "--pad"]);
+    let err = fails(&resume_args(s(&run_dir), "8", &["--pad"]));
     assert!(err.contains("--pad cannot change a resumed run"), "{err}");
-    let err = fails(&[
-        "train",
-        "--resume",
-        s(&run_dir),
-        "--steps",
-        "8",
-        "--fid-samples",
-        "50",
-    ]);
+    let err = fails(&resume_args(s(&run_dir), "8", &["--fid-samples", "50"]));
     assert!(err.contains("need --fid-every"), "{err}");
     let err = fails(&["train", "--allow-data-change"]);
     assert!(err.contains("--resume"), "{err}");
 
-    let log = ok(&[
-        "train",
-        "--resume",
+    let log = ok(&resume_args(
         s(&run_dir),
-        "--steps",
         "8",
-        "--no-flip",
-        "--strict",
-        "--sample-every",
-        "2",
-        "--keep-checkpoints",
-        "1",
-    ]);
+        &[
+            "--no-flip",
+            "--strict",
+            "--sample-every",
+            "2",
+            "--keep-checkpoints",
+            "1",
+        ],
+    ));
     assert!(log.contains("no longer mirrored"), "{log}");
     let config = run_config(&run_dir);
     assert_eq!(config["data"]["flip"], false);

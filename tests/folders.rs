@@ -80,6 +80,14 @@ fn refused(args: &[&str], cache: &Path) -> String {
     text(&out)
 }
 
+/// `fid --weights WEIGHTS`, `flags`, then the two folders `a` and `b`.
+fn fid_args<'a>(weights: &'a Path, flags: &[&'a str], a: &'a Path, b: &'a Path) -> Vec<&'a str> {
+    let mut args = vec!["fid", "--weights", s(weights)];
+    args.extend_from_slice(flags);
+    args.extend([s(a), s(b)]);
+    args
+}
+
 /// Random FID weights of the right shapes, as a converted `.safetensors` file in `dir`.
 fn random_weights(dir: &Path) -> PathBuf {
     let path = dir.join("random-inception.safetensors");
@@ -157,17 +165,10 @@ fn fid_skips_fifos_sockets_and_link_loops_and_says_so_once() {
     std::os::unix::fs::symlink(&data, data.join("sub/loop")).unwrap();
     std::os::unix::fs::symlink(data.join("sub"), data.join("sub/again")).unwrap();
 
+    let cache = dir.path().join("cache");
     let log = succeeds(
-        &[
-            "fid",
-            "--weights",
-            s(&weights),
-            "--kid-subsets",
-            "0",
-            s(&data),
-            s(&copy),
-        ],
-        &dir.path().join("cache"),
+        &fid_args(&weights, &["--kid-subsets", "0"], &data, &copy),
+        &cache,
     );
     assert!(
         log.contains(&format!(
@@ -202,17 +203,7 @@ fn fid_skips_fifos_sockets_and_link_loops_and_says_so_once() {
     );
 
     // Strict: one error naming the first entry that cannot be used, before any decoding.
-    let err = refused(
-        &[
-            "fid",
-            "--weights",
-            s(&weights),
-            "--strict",
-            s(&data),
-            s(&copy),
-        ],
-        &dir.path().join("cache"),
-    );
+    let err = refused(&fid_args(&weights, &["--strict"], &data, &copy), &cache);
     assert!(err.contains("pipe.png") && err.contains("FIFO"), "{err}");
     assert_eq!(err.matches("pipe.png").count(), 1, "{err}");
 }
@@ -244,15 +235,7 @@ fn fid_skips_a_broken_image_and_strict_fails_once_naming_it() {
     let cache = dir.path().join("cache");
 
     let log = succeeds(
-        &[
-            "fid",
-            "--weights",
-            s(&weights),
-            "--kid-subsets",
-            "0",
-            s(&data),
-            s(&other),
-        ],
+        &fid_args(&weights, &["--kid-subsets", "0"], &data, &other),
         &cache,
     );
     assert!(log.contains("images: 3 in"), "{log}");
@@ -263,17 +246,7 @@ fn fid_skips_a_broken_image_and_strict_fails_once_naming_it() {
         "{log}"
     );
 
-    let err = refused(
-        &[
-            "fid",
-            "--weights",
-            s(&weights),
-            "--strict",
-            s(&data),
-            s(&other),
-        ],
-        &cache,
-    );
+    let err = refused(&fid_args(&weights, &["--strict"], &data, &other), &cache);
     assert_eq!(err.matches("broken.png").count(), 1, "{err}");
     assert_eq!(err.matches("--strict").count(), 1, "{err}");
     assert!(err.contains("cannot read image"), "{err}");
@@ -282,10 +255,8 @@ fn fid_skips_a_broken_image_and_strict_fails_once_naming_it() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     std::fs::write(empty.join("notes.txt"), b"no images here").unwrap();
-    let err = refused(
-        &["fid", "--weights", "/nonexistent.pt", s(&empty), s(&other)],
-        &cache,
-    );
+    let no_weights = Path::new("/nonexistent.pt");
+    let err = refused(&fid_args(no_weights, &[], &empty, &other), &cache);
     assert!(err.contains("no images found"), "{err}");
     assert!(!err.contains("weights"), "{err}");
 }
@@ -348,10 +319,14 @@ fn inspect_data_never_writes_into_the_data_folder_and_lists_fifos() {
     let cache = dir.path().join("cache");
     let before = listing(&data);
 
-    let log = succeeds(
-        &["inspect-data", "--data", s(&data), "--image-size", "16"],
-        &cache,
-    );
+    // `cats inspect-data` at 16 px, its cache in `cache`.
+    let inspect = |data: &Path| {
+        succeeds(
+            &["inspect-data", "--data", s(data), "--image-size", "16"],
+            &cache,
+        )
+    };
+    let log = inspect(&data);
     assert!(
         log.contains("usable: 2") && log.contains("skipped: 1"),
         "{log}"
@@ -373,10 +348,7 @@ fn inspect_data_never_writes_into_the_data_folder_and_lists_fifos() {
         "{cached:?}"
     );
     // Second time from the cache: same answer.
-    let again = succeeds(
-        &["inspect-data", "--data", s(&data), "--image-size", "16"],
-        &cache,
-    );
+    let again = inspect(&data);
     assert!(
         again.contains("usable: 2") && again.contains("skipped: 1"),
         "{again}"
@@ -388,16 +360,7 @@ fn inspect_data_never_writes_into_the_data_folder_and_lists_fifos() {
     image(77).save(read_only.join("c.png")).unwrap();
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
     let before = listing(&read_only);
-    let log = succeeds(
-        &[
-            "inspect-data",
-            "--data",
-            s(&read_only),
-            "--image-size",
-            "16",
-        ],
-        &cache,
-    );
+    let log = inspect(&read_only);
     let unchanged = listing(&read_only) == before;
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(

@@ -90,6 +90,14 @@ pub fn tiny_run_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// `train --resume FROM --steps STEPS` followed by `flags`: resumes the run folder or
+/// checkpoint `from` up to step `steps`.
+pub fn resume_args<'a>(from: &'a str, steps: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--resume", from, "--steps", steps];
+    args.extend_from_slice(flags);
+    args
+}
+
 pub fn metrics_lines(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("metrics.csv"))
         .unwrap()

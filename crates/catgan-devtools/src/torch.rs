@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use catgan::bench::{median, BenchConfig, BenchResult};
+use catgan::bench::{median, BenchConfig, BenchResult, StepTimings};
 use serde::{Deserialize, Serialize};
 
 /// One run of the PyTorch reference (`benches/reference/torch_dcgan.py`): its JSON line.
@@ -31,19 +31,9 @@ pub struct TorchResult {
     pub precision: String,
     /// Trainable parameters of G + D (must equal ours: the same layers).
     pub params: usize,
-    /// Seconds of the first training step.
-    pub first_step_s: f64,
-    /// Median seconds per training step after warm-up.
-    pub train_step_s: f64,
-    /// Training images per second.
-    pub train_img_per_s: f64,
-    /// (max − min) / median of the timed steps.
-    pub train_spread: f64,
-    /// Seconds of the fastest timed step.
-    #[serde(default)]
-    pub best_step_s: f64,
-    /// Generator inference images per second.
-    pub gen_img_per_s: Option<f64>,
+    /// The timings, as ours (fields of the JSON line, not an object of their own).
+    #[serde(flatten)]
+    pub timings: StepTimings,
 }
 
 /// Checks that `python` can import torch; returns torch's version, or a message that says
@@ -146,8 +136,8 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
         _ => "–".into(),
     };
     for row in rows {
-        let o = &row.ours;
-        let t = row.torch.as_ref();
+        let (o, torch) = (&row.ours, row.torch.as_ref());
+        let (ours, t) = (&o.timings, torch.map(|t| &t.timings));
         out.push_str(&format!(
             "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             o.preset,
@@ -155,18 +145,18 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
             o.batch_size,
             o.image_size,
             o.backend,
-            f(Some(o.train_img_per_s)),
+            f(Some(ours.train_img_per_s)),
             f(t.map(|t| t.train_img_per_s)),
-            ratio(Some(o.train_img_per_s), t.map(|t| t.train_img_per_s)),
+            ratio(Some(ours.train_img_per_s), t.map(|t| t.train_img_per_s)),
             // Time ratio of the fastest steps = img/s ratio (same batch).
             ratio(
                 t.map(|t| t.best_step_s).filter(|&b| b > 0.0),
-                Some(o.best_step_s).filter(|&b| b > 0.0)
+                Some(ours.best_step_s).filter(|&b| b > 0.0)
             ),
-            f(o.gen_img_per_s),
+            f(ours.gen_img_per_s),
             f(t.and_then(|t| t.gen_img_per_s)),
-            ratio(o.gen_img_per_s, t.and_then(|t| t.gen_img_per_s)),
-            t.map_or("–".into(), |t| if t.params == o.params {
+            ratio(ours.gen_img_per_s, t.and_then(|t| t.gen_img_per_s)),
+            torch.map_or("–".into(), |t| if t.params == o.params {
                 "yes".to_string()
             } else {
                 format!("**no** ({} vs {})", o.params, t.params)
@@ -176,36 +166,34 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
     out
 }
 
-/// The field-by-field median of several runs of one configuration, for either result type
-/// (they share these fields): timings and rates are each the median of the runs' medians;
-/// the best step is the best of all.
-macro_rules! median_of_runs {
-    ($runs:expr, $result:ident) => {{
-        let runs: &[$result] = $runs;
-        runs.first().cloned().map(|first| {
-            let m = |f: fn(&$result) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-            let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
-            $result {
-                first_step_s: m(|r| r.first_step_s),
-                train_step_s: m(|r| r.train_step_s),
-                train_img_per_s: m(|r| r.train_img_per_s),
-                train_spread: m(|r| r.train_spread),
-                best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
-                gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
-                ..first
-            }
-        })
-    }};
+/// The field-by-field median of several runs' timings: timings and rates are each the
+/// median of the runs' medians; the best step is the best of all.
+fn median_timings(runs: &[&StepTimings]) -> StepTimings {
+    let m = |f: fn(&StepTimings) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+    let gen: Vec<f64> = runs.iter().filter_map(|r| r.gen_img_per_s).collect();
+    StepTimings {
+        first_step_s: m(|r| r.first_step_s),
+        train_step_s: m(|r| r.train_step_s),
+        train_img_per_s: m(|r| r.train_img_per_s),
+        train_spread: m(|r| r.train_spread),
+        best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
+        gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+    }
 }
 
-/// The median of several of our runs of the same configuration, field by field.
+/// The median of several of our runs of the same configuration, field by field (the
+/// first run's fields where there is nothing to take a median of).
 pub fn median_result(runs: &[BenchResult]) -> Option<BenchResult> {
-    median_of_runs!(runs, BenchResult)
+    let first = runs.first()?.clone();
+    let timings = median_timings(&runs.iter().map(|r| &r.timings).collect::<Vec<_>>());
+    Some(BenchResult { timings, ..first })
 }
 
 /// The median of several of PyTorch's runs of the same configuration.
 pub fn median_torch(runs: &[TorchResult]) -> Option<TorchResult> {
-    median_of_runs!(runs, TorchResult)
+    let first = runs.first()?.clone();
+    let timings = median_timings(&runs.iter().map(|r| &r.timings).collect::<Vec<_>>());
+    Some(TorchResult { timings, ..first })
 }
 
 #[cfg(test)]
@@ -222,12 +210,14 @@ mod tests {
             base: 16,
             batch_size: 16,
             params: 10,
-            first_step_s: 1.0,
-            train_step_s: 0.5,
-            train_img_per_s: 32.0,
-            train_spread: 0.1,
-            best_step_s: 0.4,
-            gen_img_per_s: Some(100.0),
+            timings: StepTimings {
+                first_step_s: 1.0,
+                train_step_s: 0.5,
+                train_img_per_s: 32.0,
+                train_spread: 0.1,
+                best_step_s: 0.4,
+                gen_img_per_s: Some(100.0),
+            },
             repeats: 3,
             warmup: 1,
             precision: Precision::F32,
@@ -244,12 +234,14 @@ mod tests {
             threads: 2,
             precision: "fp32".into(),
             params: 10,
-            first_step_s: 0.1,
-            train_step_s: 0.05,
-            train_img_per_s: 320.0,
-            train_spread: 0.1,
-            best_step_s: 0.04,
-            gen_img_per_s: Some(400.0),
+            timings: StepTimings {
+                first_step_s: 0.1,
+                train_step_s: 0.05,
+                train_img_per_s: 320.0,
+                train_spread: 0.1,
+                best_step_s: 0.04,
+                gen_img_per_s: Some(400.0),
+            },
         };
         let table = ratio_table(&[SideBySide {
             ours: ours.clone(),
@@ -261,10 +253,26 @@ mod tests {
             "{table}"
         );
         let mut slower = ours.clone();
-        slower.train_img_per_s = 16.0;
-        slower.gen_img_per_s = None;
+        slower.timings.train_img_per_s = 16.0;
+        slower.timings.gen_img_per_s = None;
         let m = median_result(&[ours.clone(), slower.clone(), ours]).unwrap();
-        assert_eq!(m.train_img_per_s, 32.0);
-        assert_eq!(m.gen_img_per_s, Some(100.0));
+        assert_eq!(m.timings.train_img_per_s, 32.0);
+        assert_eq!(m.timings.gen_img_per_s, Some(100.0));
+    }
+
+    #[test]
+    fn the_reference_json_line_reads_and_writes_its_timings_as_fields() {
+        // As `torch_dcgan.py` prints it (with fields we do not keep).
+        let line = r#"{"framework": "torch", "torch_version": "2.5.1", "device": "cpu", "device_name": "x", "preset": "dcgan64", "image_size": 64, "base": 16, "batch_size": 16, "threads": 2, "precision": "fp32", "channels_last": false, "params": 10, "first_step_s": 0.25, "train_step_s": 0.5, "train_img_per_s": 32.0, "train_spread": 0.125, "best_step_s": 0.375, "gen_img_per_s": null, "repeats": 3, "warmup": 1, "d_loss": 1.5, "g_loss": 0.5}"#;
+        let t: TorchResult = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (t.params, t.timings.first_step_s, t.timings.best_step_s),
+            (10, 0.25, 0.375)
+        );
+        assert_eq!(t.timings.gen_img_per_s, None);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"torch_version":"2.5.1","device":"cpu","device_name":"x","preset":"dcgan64","image_size":64,"base":16,"batch_size":16,"threads":2,"precision":"fp32","params":10,"first_step_s":0.25,"train_step_s":0.5,"train_img_per_s":32.0,"train_spread":0.125,"best_step_s":0.375,"gen_img_per_s":null}"#
+        );
     }
 }

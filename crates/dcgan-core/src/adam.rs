@@ -66,20 +66,18 @@ mod tests {
     use burn::optim::{GradientsParams, Optimizer};
     use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
     use burn::tensor::backend::AutodiffBackend;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::TestAutodiffBackend;
+    use crate::{LatentDistribution, TestAutodiffBackend};
 
     type B = <TestAutodiffBackend as AutodiffBackend>::InnerBackend;
 
-    fn random(shape: [usize; 2], seed: u64) -> Tensor<B, 2> {
+    /// `[rows, cols]` values uniform in [−1, 1), drawn as latent vectors are.
+    fn random([rows, cols]: [usize; 2], seed: u64) -> Tensor<B, 2> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let v: Vec<f32> = (0..shape[0] * shape[1])
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
-        Tensor::from_data(TensorData::new(v, shape), &Default::default())
+        LatentDistribution::Uniform.tensor(rows, cols, &mut rng, &Default::default())
     }
 
     fn values(t: &Tensor<B, 2>) -> Vec<f32> {

@@ -13,56 +13,36 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
-use crate::generator::{at_most, positive, validate_common, validate_image_size, MAX_WIDTH};
 use crate::init::WeightInit;
 use crate::layers;
+use crate::network::{
+    at_most, network_config, network_switches, positive, validate_image_size, MAX_WIDTH,
+};
 use crate::precision::Precision;
 use crate::spectral_norm::{self, SpectralNorm};
 
-/// Configuration of a [`Discriminator`].
-#[derive(Config, Debug, PartialEq)]
-pub struct DiscriminatorConfig {
-    /// Side of the square input image: `8 · 2^k` with `k ≥ 1`.
-    pub image_size: usize,
-    /// Channels of the first convolution; each later one has twice the previous one's.
-    #[config(default = 64)]
-    pub base_channels: usize,
-    /// Channels of the input image.
-    #[config(default = 3)]
-    pub image_channels: usize,
-    /// Stride of each convolution (1 or 2). Empty means stride 2 down to a 4×4 map.
-    #[config(default = "Vec::new()")]
-    pub strides: Vec<usize>,
-    /// Batch norm after the first convolution too (the seed's code does; PyTorch's DCGAN doesn't).
-    #[config(default = false)]
-    pub first_batch_norm: bool,
-    /// Side of every (odd-sized) convolution kernel.
-    #[config(default = 5)]
-    pub kernel_size: usize,
-    /// Negative slope of the leaky ReLUs.
-    #[config(default = 0.2)]
-    pub leaky_slope: f64,
-    /// Batch-norm momentum of the running statistics.
-    #[config(default = 0.1)]
-    pub bn_momentum: f64,
-    /// Batch-norm epsilon.
-    #[config(default = 1e-5)]
-    pub bn_epsilon: f64,
-    /// How weights are drawn.
-    #[config(default = "WeightInit::new()")]
-    pub init: WeightInit,
+network_config! {
+    /// Configuration of a [`Discriminator`].
+    pub struct DiscriminatorConfig {
+        /// Side of the square input image: `8 · 2^k` with `k ≥ 1`.
+        pub image_size: usize,
+        /// Channels of the first convolution; each later one has twice the previous one's.
+        #[config(default = 64)]
+        pub base_channels: usize,
+        /// Channels of the input image.
+        #[config(default = 3)]
+        pub image_channels: usize,
+        /// Stride of each convolution (1 or 2). Empty means stride 2 down to a 4×4 map.
+        #[config(default = "Vec::new()")]
+        pub strides: Vec<usize>,
+        /// Batch norm after the first convolution too (the seed's code does; PyTorch's DCGAN
+        /// doesn't).
+        #[config(default = false)]
+        pub first_batch_norm: bool,
+    }
     /// Spectral normalisation of every convolution and the dense layer (SNGAN's
     /// discriminator: it then replaces batch norm, which this config's stages drop).
-    #[config(default = false)]
-    pub spectral_norm: bool,
-    /// Run the layers (and the trainer's Adam) through the fast path of the `flex-kernels`
-    /// crate on flex (f32, with the `flex` feature): the same numbers as burn's own
-    /// operations to float rounding, several times faster. `false` computes with burn's
-    /// operations alone (for comparisons); other backends always do. Not part of the
-    /// record; configs saved before this field read as `true` (see
-    /// [`crate::trainer::upgrade_config_json`]).
-    #[config(default = true)]
-    pub fast_kernels: bool,
+    spectral_norm;
 }
 
 /// One downsampling stage: convolution, optional batch norm, leaky ReLU.
@@ -125,14 +105,7 @@ impl DiscriminatorConfig {
         positive(C, "base_channels", self.base_channels)?;
         at_most(C, "base_channels", self.base_channels, MAX_WIDTH)?;
         positive(C, "image_channels", self.image_channels)?;
-        validate_common(
-            C,
-            self.kernel_size,
-            self.leaky_slope,
-            self.bn_momentum,
-            self.bn_epsilon,
-            &self.init,
-        )?;
+        self.validate_layers(C)?;
         let strides = self.effective_strides();
         if strides.is_empty() || strides.len() > 12 || strides.iter().any(|&s| s != 1 && s != 2) {
             return Err(Error::invalid(
@@ -206,14 +179,11 @@ impl DiscriminatorConfig {
         classify.weight = self.init.param([features, 1], &mut rng, device);
         // The power-iteration vectors are drawn after every weight, so turning spectral
         // norm on does not change the weights a seed gives.
-        let mut classify_spectral = None;
-        if self.spectral_norm {
-            for block in &mut blocks {
-                let rows = block.conv.weight.dims()[0];
-                block.spectral = Some(SpectralNorm::new(rows, &mut rng, device));
-            }
-            classify_spectral = Some(SpectralNorm::new(features, &mut rng, device));
+        let on = self.spectral_norm;
+        for block in &mut blocks {
+            block.spectral = SpectralNorm::for_weight(on, &block.conv.weight, &mut rng, device);
         }
+        let classify_spectral = SpectralNorm::for_weight(on, &classify.weight, &mut rng, device);
         Ok(Discriminator {
             blocks,
             classify,
@@ -226,23 +196,21 @@ impl DiscriminatorConfig {
 }
 
 impl<B: Backend> DownBlock<B> {
-    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, the convolution in
-    /// `precision`, through the flex fast path if `fast_kernels`.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 4>,
-        leaky_slope: f64,
-        precision: Precision,
-        fast_kernels: bool,
-    ) -> Tensor<B, 4> {
+    /// `[n, c_in, h, w]` → `[n, c_out, h/stride, w/stride]`, computing as `discriminator`
+    /// does: its leaky slope, the convolution in its precision, through the flex fast path
+    /// if its `fast_kernels`.
+    pub fn forward(&self, x: Tensor<B, 4>, discriminator: &Discriminator<B>) -> Tensor<B, 4> {
+        let (slope, fast) = (discriminator.leaky_slope, discriminator.fast_kernels);
         let conv = spectral_norm::normalized(&self.conv, &self.spectral);
-        let x = layers::conv2d(&conv, x, precision, fast_kernels);
+        let x = layers::conv2d(&conv, x, discriminator.precision, fast);
         match &self.norm {
-            Some(norm) => layers::batch_norm_leaky_relu(norm, x, leaky_slope, fast_kernels),
-            None => layers::leaky_relu(x, leaky_slope, fast_kernels),
+            Some(norm) => layers::batch_norm_leaky_relu(norm, x, slope, fast),
+            None => layers::leaky_relu(x, slope, fast),
         }
     }
 }
+
+network_switches!(Discriminator, DiscriminatorConfig, "discriminator");
 
 impl<B: Backend> Discriminator<B> {
     /// Scores images: one logit each (positive means "real").
@@ -253,24 +221,11 @@ impl<B: Backend> Discriminator<B> {
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope, self.precision, self.fast_kernels);
+            x = block.forward(x, self);
         }
         let features = layers::to_channels_first(x, self.fast_kernels).flatten(1, 3);
         let classify = spectral_norm::normalized(&self.classify, &self.classify_spectral);
         layers::dense(&classify, features, self.precision)
-    }
-
-    /// The same discriminator computing in `precision` (see [`crate::precision`]).
-    pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-
-    /// The same discriminator with the flex fast path on or off (see
-    /// [`DiscriminatorConfig::fast_kernels`]).
-    pub fn with_fast_kernels(mut self, fast_kernels: bool) -> Self {
-        self.fast_kernels = fast_kernels;
-        self
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`
@@ -293,19 +248,6 @@ impl<B: Backend> Discriminator<B> {
 mod tests {
     use super::*;
     use crate::TestBackend;
-
-    #[test]
-    fn output_shape_for_every_supported_size() {
-        let device = Default::default();
-        for size in [16, 32, 64] {
-            let d = DiscriminatorConfig::new(size)
-                .with_base_channels(4)
-                .init::<TestBackend>(&device)
-                .unwrap();
-            let x = Tensor::<TestBackend, 4>::zeros([3, 3, size, size], &device);
-            assert_eq!(d.forward(x).dims(), [3, 1]);
-        }
-    }
 
     #[test]
     fn default_strides_end_at_four_by_four() {

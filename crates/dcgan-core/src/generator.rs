@@ -13,56 +13,37 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::init::WeightInit;
 use crate::layers;
+use crate::network::{
+    at_most, network_config, network_switches, positive, validate_image_size, MAX_WIDTH,
+};
 use crate::precision::Precision;
 use crate::spectral_norm::{self, SpectralNorm};
 
 /// Side of the first feature map, right after the dense projection (the seed's 8×8).
 pub const START_SIZE: usize = 8;
 
-/// Configuration of a [`Generator`].
-#[derive(Config, Debug, PartialEq)]
-pub struct GeneratorConfig {
-    /// Side of the square output image: `8 · 2^k` with `k ≥ 1` (16, 32, 64, 128, 256, ...).
-    pub image_size: usize,
-    /// Length of the latent vector `z`.
-    #[config(default = 100)]
-    pub latent_dim: usize,
-    /// Channels of the last hidden layer; every layer before has twice the next one's.
-    #[config(default = 64)]
-    pub base_channels: usize,
-    /// Channels of the output image.
-    #[config(default = 3)]
-    pub image_channels: usize,
-    /// Side of every (odd-sized) convolution kernel.
-    #[config(default = 5)]
-    pub kernel_size: usize,
-    /// Negative slope of the leaky ReLUs.
-    #[config(default = 0.2)]
-    pub leaky_slope: f64,
-    /// Batch-norm momentum of the running statistics (PyTorch convention: weight of the new batch).
-    #[config(default = 0.1)]
-    pub bn_momentum: f64,
-    /// Batch-norm epsilon.
-    #[config(default = 1e-5)]
-    pub bn_epsilon: f64,
-    /// How weights are drawn.
-    #[config(default = "WeightInit::new()")]
-    pub init: WeightInit,
+network_config! {
+    /// Configuration of a [`Generator`].
+    pub struct GeneratorConfig {
+        /// Side of the square output image: `8 · 2^k` with `k ≥ 1` (16, 32, 64, 128, 256,
+        /// ...).
+        pub image_size: usize,
+        /// Length of the latent vector `z`.
+        #[config(default = 100)]
+        pub latent_dim: usize,
+        /// Channels of the last hidden layer; every layer before has twice the next one's.
+        #[config(default = 64)]
+        pub base_channels: usize,
+        /// Channels of the output image.
+        #[config(default = 3)]
+        pub image_channels: usize,
+    }
     /// Spectral normalisation of every layer's weight (SAGAN/BigGAN's generator: batch
     /// norm stays).
-    #[config(default = false)]
-    pub spectral_norm: bool,
-    /// Run the layers (and the trainer's Adam) through the fast path of the `flex-kernels`
-    /// crate on flex (f32, with the `flex` feature): the same numbers as burn's own
-    /// operations to float rounding, several times faster. `false` computes with burn's
-    /// operations alone (for comparisons); other backends always do. Not part of the
-    /// record; configs saved before this field read as `true` (see
-    /// [`crate::trainer::upgrade_config_json`]).
-    #[config(default = true)]
-    pub fast_kernels: bool,
+    spectral_norm;
 }
 
 /// One upsampling stage: stride-2 transposed convolution, batch norm, leaky ReLU.
@@ -119,14 +100,7 @@ impl GeneratorConfig {
         positive(C, "latent_dim", self.latent_dim)?;
         positive(C, "base_channels", self.base_channels)?;
         positive(C, "image_channels", self.image_channels)?;
-        validate_common(
-            C,
-            self.kernel_size,
-            self.leaky_slope,
-            self.bn_momentum,
-            self.bn_epsilon,
-            &self.init,
-        )?;
+        self.validate_layers(C)?;
         at_most(C, "base_channels", self.base_channels, MAX_WIDTH)?;
         at_most(C, "latent_dim", self.latent_dim, MAX_WIDTH)?;
         Ok(())
@@ -169,15 +143,12 @@ impl GeneratorConfig {
         let to_image = self.conv_transpose(channels, self.image_channels, 1, &mut rng, device);
         // The power-iteration vectors are drawn after every weight, so turning spectral
         // norm on does not change the weights a seed gives.
-        let (mut project_spectral, mut to_image_spectral) = (None, None);
-        if self.spectral_norm {
-            project_spectral = Some(SpectralNorm::new(self.latent_dim, &mut rng, device));
-            for block in &mut blocks {
-                let rows = block.conv.weight.dims()[0];
-                block.spectral = Some(SpectralNorm::new(rows, &mut rng, device));
-            }
-            to_image_spectral = Some(SpectralNorm::new(channels, &mut rng, device));
+        let on = self.spectral_norm;
+        let project_spectral = SpectralNorm::for_weight(on, &project.weight, &mut rng, device);
+        for block in &mut blocks {
+            block.spectral = SpectralNorm::for_weight(on, &block.conv.weight, &mut rng, device);
         }
+        let to_image_spectral = SpectralNorm::for_weight(on, &to_image.weight, &mut rng, device);
 
         Ok(Generator {
             project,
@@ -217,20 +188,18 @@ impl GeneratorConfig {
 }
 
 impl<B: Backend> UpBlock<B> {
-    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, the transposed convolution in `precision`,
-    /// through the flex fast path if `fast_kernels`.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 4>,
-        leaky_slope: f64,
-        precision: Precision,
-        fast_kernels: bool,
-    ) -> Tensor<B, 4> {
+    /// `[n, c, h, w]` → `[n, c/2, 2h, 2w]`, computing as `generator` does: its leaky
+    /// slope, the transposed convolution in its precision, through the flex fast path if
+    /// its `fast_kernels`.
+    pub fn forward(&self, x: Tensor<B, 4>, generator: &Generator<B>) -> Tensor<B, 4> {
+        let fast = generator.fast_kernels;
         let conv = spectral_norm::normalized(&self.conv, &self.spectral);
-        let x = layers::conv_transpose2d(&conv, x, precision, fast_kernels);
-        layers::batch_norm_leaky_relu(&self.norm, x, leaky_slope, fast_kernels)
+        let x = layers::conv_transpose2d(&conv, x, generator.precision, fast);
+        layers::batch_norm_leaky_relu(&self.norm, x, generator.leaky_slope, fast)
     }
 }
+
+network_switches!(Generator, GeneratorConfig, "generator");
 
 impl<B: Backend> Generator<B> {
     /// Generates images from latent vectors.
@@ -254,24 +223,11 @@ impl<B: Backend> Generator<B> {
         let fast = self.fast_kernels;
         let mut x = layers::leaky_relu(x, self.leaky_slope, fast);
         for block in &self.blocks {
-            x = block.forward(x, self.leaky_slope, self.precision, fast);
+            x = block.forward(x, self);
         }
         let to_image = spectral_norm::normalized(&self.to_image, &self.to_image_spectral);
         let x = layers::conv_transpose2d(&to_image, x, self.precision, fast);
         layers::tanh_channels_first(x, fast)
-    }
-
-    /// The same generator computing in `precision` (see [`crate::precision`]).
-    pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-
-    /// The same generator with the flex fast path on or off (see
-    /// [`GeneratorConfig::fast_kernels`]).
-    pub fn with_fast_kernels(mut self, fast_kernels: bool) -> Self {
-        self.fast_kernels = fast_kernels;
-        self
     }
 
     /// Trainable parameters: weights, biases and batch-norm γ, β. (burn's `num_params`
@@ -297,130 +253,11 @@ impl<B: Backend> Generator<B> {
     }
 }
 
-/// `8 · 2^k` with `k ≥ 1`.
-pub(crate) fn validate_image_size(component: &'static str, size: usize) -> Result<()> {
-    let ok = size >= 2 * START_SIZE
-        && size.is_multiple_of(START_SIZE)
-        && (size / START_SIZE).is_power_of_two();
-    if ok && size <= 4096 {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            component,
-            "image_size",
-            size,
-            "must be 8·2^k with k ≥ 1 and at most 4096 (16, 32, 64, 128, 256, ...)",
-        ))
-    }
-}
-
-/// Widths above this are surely a typo (and would overflow the shape arithmetic).
-pub(crate) const MAX_WIDTH: usize = 1 << 16;
-
-pub(crate) fn at_most(
-    component: &'static str,
-    field: &'static str,
-    value: usize,
-    max: usize,
-) -> Result<()> {
-    if value > max {
-        Err(Error::invalid(
-            component,
-            field,
-            value,
-            format!("must be at most {max}"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-pub(crate) fn positive(component: &'static str, field: &'static str, value: usize) -> Result<()> {
-    if value == 0 {
-        Err(Error::invalid(
-            component,
-            field,
-            value,
-            "must be at least 1",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Checks shared by both networks.
-pub(crate) fn validate_common(
-    component: &'static str,
-    kernel_size: usize,
-    leaky_slope: f64,
-    bn_momentum: f64,
-    bn_epsilon: f64,
-    init: &WeightInit,
-) -> Result<()> {
-    if kernel_size == 0 || kernel_size.is_multiple_of(2) || kernel_size > 31 {
-        return Err(Error::invalid(
-            component,
-            "kernel_size",
-            kernel_size,
-            "must be odd (\"same\" padding is symmetric) and at most 31",
-        ));
-    }
-    if !(leaky_slope.is_finite() && (0.0..1.0).contains(&leaky_slope)) {
-        return Err(Error::invalid(
-            component,
-            "leaky_slope",
-            leaky_slope,
-            "must be in [0, 1)",
-        ));
-    }
-    if !(bn_momentum > 0.0 && bn_momentum <= 1.0) {
-        return Err(Error::invalid(
-            component,
-            "bn_momentum",
-            bn_momentum,
-            "must be in (0, 1]",
-        ));
-    }
-    if !(bn_epsilon > 0.0 && bn_epsilon.is_finite()) {
-        return Err(Error::invalid(
-            component,
-            "bn_epsilon",
-            bn_epsilon,
-            "must be positive",
-        ));
-    }
-    if !(init.std > 0.0 && init.std.is_finite()) {
-        return Err(Error::invalid(
-            component,
-            "init.std",
-            init.std,
-            "must be positive",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::TestBackend;
-
-    #[test]
-    fn output_shape_for_every_supported_size() {
-        let device = Default::default();
-        for size in [16, 32, 64] {
-            let g = GeneratorConfig::new(size)
-                .with_base_channels(4)
-                .with_latent_dim(7)
-                .init::<TestBackend>(&device)
-                .unwrap();
-            let z = Tensor::<TestBackend, 2>::zeros([2, 7], &device);
-            // 8·8 → log2(size/8) doublings → size.
-            assert_eq!(g.forward(z).dims(), [2, 3, size, size]);
-            assert_eq!(g.image_size(), size);
-            assert_eq!(g.latent_dim(), 7);
-        }
-    }
 
     #[test]
     fn outputs_lie_in_tanh_range_and_depend_on_z() {

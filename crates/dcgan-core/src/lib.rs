@@ -58,6 +58,8 @@ pub mod spectral_norm;
 pub mod summary;
 pub mod trainer;
 
+mod network;
+
 #[cfg(test)]
 mod test_util;
 

@@ -40,6 +40,17 @@ impl<B: Backend> SpectralNorm<B> {
         }
     }
 
+    /// A state for `weight` (see [`SpectralNorm::new`]) when `on`, else `None` (and
+    /// nothing is drawn from `rng`).
+    pub(crate) fn for_weight<const D: usize>(
+        on: bool,
+        weight: &Param<Tensor<B, D>>,
+        rng: &mut ChaCha8Rng,
+        device: &B::Device,
+    ) -> Option<Self> {
+        on.then(|| Self::new(weight.dims()[0], rng, device))
+    }
+
     /// `weight / σ(weight)`, after one power iteration when `B` is an autodiff backend
     /// (training); gradients flow to `weight` through both the division and `σ`.
     pub fn normalize<const D: usize>(&self, weight: Tensor<B, D>) -> Tensor<B, D> {

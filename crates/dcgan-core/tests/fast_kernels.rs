@@ -4,8 +4,11 @@
 //! trainer's Adam follows it too. (flex-kernels' own tests compare each layer.)
 #![cfg(feature = "flex")]
 
+use std::panic::AssertUnwindSafe;
+
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
+use burn::tensor::Tolerance;
 use dcgan_core::flex_kernels::{self, Calls};
 use dcgan_core::{
     DiscriminatorConfig, GeneratorConfig, LatentDistribution, ModelPreset, Trainer, TrainerConfig,
@@ -16,35 +19,27 @@ use rand_chacha::ChaCha8Rng;
 
 type B = Autodiff<Flex>;
 
-fn values<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
-
-/// `max |a − b| / max(max |b|, 1e-3)`.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
-
-fn assert_close(what: &str, fast: &[f32], reference: &[f32], tolerance: f32) {
-    let d = rel_diff(fast, reference);
-    assert!(d < tolerance, "{what}: relative difference {d:e}");
+/// Asserts that `fast` is `reference` to within `tolerance` of the largest `|reference|`
+/// (at least 1e-3): burn's comparison, with that absolute tolerance. A reference of zeros
+/// fails too: the comparison would mean nothing.
+fn assert_close(what: &str, fast: &TensorData, reference: &TensorData, tolerance: f32) {
     assert!(
-        reference.iter().any(|v| v.abs() > 1e-6),
+        reference.iter::<f32>().any(|v| v.abs() > 1e-6),
         "{what}: reference is all zeros, the comparison means nothing"
     );
+    let scale = reference.iter::<f32>().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let within = Tolerance::absolute(tolerance * scale);
+    let compare = AssertUnwindSafe(|| fast.assert_approx_eq::<f32>(reference, within));
+    if std::panic::catch_unwind(compare).is_err() {
+        panic!("{what}: differs by more than {tolerance} × {scale:e} (the largest |reference|)");
+    }
 }
 
 /// What one forward and backward pass of G and D gave, and the fast-path calls it made.
 struct Pass {
-    images: Vec<f32>,
-    logits: Vec<f32>,
-    gradients: Vec<Vec<f32>>,
+    images: TensorData,
+    logits: TensorData,
+    gradients: Vec<TensorData>,
     calls: Calls,
 }
 
@@ -78,7 +73,7 @@ fn networks(fast_kernels: bool) -> Pass {
     let grads = logits.clone().sum().backward();
     let calls = flex_kernels::calls().since(&before);
     let mut all = Vec::new();
-    let mut collect = |p: Option<Tensor<Flex, 4>>| all.push(values(p.expect("a gradient")));
+    let mut collect = |p: Option<Tensor<Flex, 4>>| all.push(p.expect("a gradient").into_data());
     for block in &g.blocks {
         collect(block.conv.weight.val().grad(&grads));
     }
@@ -86,23 +81,23 @@ fn networks(fast_kernels: bool) -> Pass {
     for block in &d.blocks {
         collect(block.conv.weight.val().grad(&grads));
     }
-    let mut vectors: Vec<Vec<f32>> = Vec::new();
+    let mut vectors = Vec::new();
     for block in &g.blocks {
-        vectors.push(values(block.norm.gamma.val().grad(&grads).unwrap()));
-        vectors.push(values(block.norm.beta.val().grad(&grads).unwrap()));
+        vectors.push(block.norm.gamma.val().grad(&grads).unwrap().into_data());
+        vectors.push(block.norm.beta.val().grad(&grads).unwrap().into_data());
         // (The bias of a convolution followed by batch norm has a zero gradient up to
         // rounding, so its values are noise: not compared.)
     }
     for block in &d.blocks {
         if let Some(n) = &block.norm {
-            vectors.push(values(n.gamma.val().grad(&grads).unwrap()));
+            vectors.push(n.gamma.val().grad(&grads).unwrap().into_data());
         }
     }
-    vectors.push(values(g.project.weight.val().grad(&grads).unwrap()));
+    vectors.push(g.project.weight.val().grad(&grads).unwrap().into_data());
     all.extend(vectors);
     Pass {
-        images: values(images),
-        logits: values(logits),
+        images: images.into_data(),
+        logits: logits.into_data(),
         gradients: all,
         calls,
     }

@@ -100,7 +100,8 @@ fn max_pool_3x3<B: Backend>(x: Tensor<B, 4>, stride: usize) -> Tensor<B, 4> {
     max_pool2d(x, [3, 3], [stride, stride], [0, 0], [1, 1], false)
 }
 
-/// Blocks `mixed`, `mixed_1`, `mixed_2` (35x35): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1.
+/// Blocks `mixed`, `mixed_1`, `mixed_2` (35x35): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1;
+/// with longer towers also blocks `mixed_4`..`mixed_7` ([`InceptionC`]).
 #[derive(Module, Debug)]
 pub struct InceptionA<B: Backend> {
     conv: BasicConv<B>,
@@ -110,17 +111,24 @@ pub struct InceptionA<B: Backend> {
 }
 
 impl<B: Backend> InceptionA<B> {
-    fn load(w: &InceptionWeights, p: &str, d: &B::Device) -> Result<Self> {
+    /// Block `p` with `tower` and `tower_1` convolutions in its two convolution towers.
+    fn load(
+        w: &InceptionWeights,
+        p: &str,
+        [tower, tower_1]: [usize; 2],
+        d: &B::Device,
+    ) -> Result<Self> {
         Ok(Self {
             conv: BasicConv::load(w, &format!("{p}.conv"), d)?,
-            tower: load_chain(w, &format!("{p}.tower"), 2, d)?,
-            tower_1: load_chain(w, &format!("{p}.tower_1"), 3, d)?,
+            tower: load_chain(w, &format!("{p}.tower"), tower, d)?,
+            tower_1: load_chain(w, &format!("{p}.tower_1"), tower_1, d)?,
             tower_2: BasicConv::load(w, &format!("{p}.tower_2.conv"), d)?,
         })
     }
 
     /// # Shapes
-    /// `[batch, c, 35, 35]` -> `[batch, 256 | 288, 35, 35]`.
+    /// `[batch, c, 35, 35]` -> `[batch, 256 | 288, 35, 35]` ([`InceptionC`]: `[batch, 768,
+    /// 17, 17]` -> `[batch, 768, 17, 17]`).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = self.conv.forward(x.clone());
         let b = chain(&self.tower, x.clone());
@@ -156,34 +164,8 @@ impl<B: Backend> InceptionB<B> {
 }
 
 /// Blocks `mixed_4`..`mixed_7` (17x17): 1x1 | 1x1-1x7-7x1 | 1x1-7x1-1x7-7x1-1x7 | avgpool-1x1.
-#[derive(Module, Debug)]
-pub struct InceptionC<B: Backend> {
-    conv: BasicConv<B>,
-    tower: Vec<BasicConv<B>>,
-    tower_1: Vec<BasicConv<B>>,
-    tower_2: BasicConv<B>,
-}
-
-impl<B: Backend> InceptionC<B> {
-    fn load(w: &InceptionWeights, p: &str, d: &B::Device) -> Result<Self> {
-        Ok(Self {
-            conv: BasicConv::load(w, &format!("{p}.conv"), d)?,
-            tower: load_chain(w, &format!("{p}.tower"), 3, d)?,
-            tower_1: load_chain(w, &format!("{p}.tower_1"), 5, d)?,
-            tower_2: BasicConv::load(w, &format!("{p}.tower_2.conv"), d)?,
-        })
-    }
-
-    /// # Shapes
-    /// `[batch, 768, 17, 17]` -> `[batch, 768, 17, 17]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let a = self.conv.forward(x.clone());
-        let b = chain(&self.tower, x.clone());
-        let c = chain(&self.tower_1, x.clone());
-        let d = self.tower_2.forward(avg_pool_3x3(x));
-        Tensor::cat(vec![a, b, c, d], 1)
-    }
-}
+/// The branches of [`InceptionA`], with longer towers of factorised 7x7 convolutions.
+pub type InceptionC<B> = InceptionA<B>;
 
 /// Block `mixed_8` (17 -> 8): 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | maxpool/2.
 #[derive(Module, Debug)]
@@ -306,11 +288,11 @@ impl<B: Backend> FidInceptionV3<B> {
             .collect::<Result<_>>()?;
         let mixed_a = ["mixed", "mixed_1", "mixed_2"]
             .iter()
-            .map(|p| InceptionA::load(weights, p, device))
+            .map(|p| InceptionA::load(weights, p, [2, 3], device))
             .collect::<Result<_>>()?;
         let mixed_c = ["mixed_4", "mixed_5", "mixed_6", "mixed_7"]
             .iter()
-            .map(|p| InceptionC::load(weights, p, device))
+            .map(|p| InceptionC::load(weights, p, [3, 5], device))
             .collect::<Result<_>>()?;
         Ok(Self {
             stem,

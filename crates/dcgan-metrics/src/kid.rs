@@ -220,6 +220,14 @@ mod tests {
         Features::from_rows(d, (0..n * d).map(|_| normal.sample(&mut rng)).collect()).unwrap()
     }
 
+    fn config(subsets: usize, subset_size: usize, seed: u64) -> KidConfig {
+        KidConfig {
+            subsets,
+            subset_size,
+            seed,
+        }
+    }
+
     fn naive_mmd2(a: &Features, b: &Features) -> f64 {
         let d = a.dim() as f64;
         let k = |x: &[f32], y: &[f32]| {
@@ -252,11 +260,7 @@ mod tests {
             "{fast} vs {slow}"
         );
         // With full-size subsets every subset is the whole set: KID = MMD, std = 0.
-        let cfg = KidConfig {
-            subsets: 3,
-            subset_size: 1000,
-            seed: 9,
-        };
+        let cfg = config(3, 1000, 9);
         let kid = kernel_inception_distance(&a, &b, &cfg).unwrap();
         assert!((kid.mean - slow).abs() < 1e-10 * slow.abs().max(1.0));
         assert!(kid.std < 1e-12);
@@ -282,11 +286,7 @@ mod tests {
         let a = gaussian(400, 16, 0.0, 1.0, 3);
         let b = gaussian(400, 16, 0.0, 1.0, 4);
         let c = gaussian(400, 16, 0.3, 1.0, 5);
-        let cfg = KidConfig {
-            subsets: 20,
-            subset_size: 200,
-            seed: 0,
-        };
+        let cfg = config(20, 200, 0);
         let same = kernel_inception_distance(&a, &b, &cfg).unwrap();
         let shifted = kernel_inception_distance(&a, &c, &cfg).unwrap();
         assert_eq!(same.subset_size, 200);
@@ -303,11 +303,7 @@ mod tests {
     fn cached_and_per_subset_paths_agree() {
         let a = gaussian(50, 6, 0.0, 1.0, 6);
         let b = gaussian(40, 6, 0.2, 1.5, 7);
-        let cfg = KidConfig {
-            subsets: 5,
-            subset_size: 20,
-            seed: 3,
-        };
+        let cfg = config(5, 20, 3);
         let cached = kernel_inception_distance(&a, &b, &cfg).unwrap();
         // Recompute each subset directly with the same draws.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
