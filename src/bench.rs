@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{catch_device_failure, dispatch, BackendKind, BackendTask, DeviceSpec};
+use crate::parallel::{DeviceSet, Parallelism};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,12 +48,20 @@ pub struct BenchConfig {
     /// flex has one): `false` times burn's own operations, for comparison.
     #[serde(default = "fast_kernels_on")]
     pub fast_kernels: bool,
+    /// Data-parallel replicas (`cats bench --devices`): on a CPU backend sharing the CPU,
+    /// on a GPU backend devices 0..N; the batch is the global one (configs of older
+    /// versions: 1).
+    #[serde(default = "one")]
+    pub devices: usize,
 }
 
 fn fast_kernels_on() -> bool {
     true
 }
 
+fn one() -> usize {
+    1
+}
 
 /// One measured configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,6 +92,10 @@ pub struct BenchResult {
     /// older versions: on).
     #[serde(default = "fast_kernels_on")]
     pub fast_kernels: bool,
+    /// Data-parallel replicas the batch was split over ([`BenchConfig::devices`]; results
+    /// of older versions: 1).
+    #[serde(default = "one")]
+    pub replicas: usize,
 }
 
 /// The timings of one measured configuration, which the PyTorch reference run of the
@@ -137,6 +150,26 @@ pub fn run_bench<B: AutodiffBackend>(
     let trainer_config = TrainerConfig::new(g, d).with_batch_size(config.batch_size);
     let mut trainer = Trainer::<B>::new(trainer_config, device)?;
     trainer.set_precision(config.precision)?;
+    if config.devices > 1 {
+        let parallel = Parallelism {
+            devices: DeviceSet::Count(config.devices),
+            ..Default::default()
+        };
+        let devices = parallel
+            .check::<B>(backend, device, config.batch_size)
+            .map_err(|e| dcgan_core::Error::InvalidConfig {
+                component: "bench",
+                field: "devices",
+                value: config.devices.to_string(),
+                reason: e.to_string(),
+            })?;
+        crate::parallel::replicate(&mut trainer, devices, &parallel).map_err(|e| {
+            dcgan_core::Error::Replica {
+                rank: 0,
+                reason: e.to_string(),
+            }
+        })?;
+    }
     let params = trainer.generator.trainable_params() + trainer.discriminator.trainable_params();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let n = config.batch_size;
@@ -225,6 +258,7 @@ pub fn run_bench<B: AutodiffBackend>(
         warmup: config.warmup,
         precision: config.precision,
         fast_kernels: config.fast_kernels,
+        replicas: trainer.world_size(),
     })
 }
 
@@ -234,6 +268,14 @@ fn precision_label(r: &BenchResult) -> String {
         format!("{}, burn ops", r.precision)
     } else {
         r.precision.to_string()
+    }
+}
+
+/// The backend column: `flex`, or `flex ×2` for 2 data-parallel replicas.
+fn backend_label(r: &BenchResult) -> String {
+    match r.replicas {
+        1 => r.backend.clone(),
+        n => format!("{} ×{n}", r.backend),
     }
 }
 
@@ -247,7 +289,7 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
         let t = &r.timings;
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
-            r.backend,
+            backend_label(r),
             precision_label(r),
             r.preset,
             r.image_size,
@@ -321,7 +363,12 @@ mod tests {
         let r: BenchResult = serde_json::from_str(json).unwrap();
         assert_eq!(r.timings.first_step_s, 1.5);
         assert_eq!(r.timings.gen_img_per_s, None);
-        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        assert_eq!(
+            r.replicas, 1,
+            "results before data parallelism: one replica"
+        );
+        let written = format!("{},\"replicas\":1}}", &json[..json.len() - 1]);
+        assert_eq!(serde_json::to_string(&r).unwrap(), written);
         let old = r#"{"backend":"flex","preset":"dcgan64","image_size":64,"base":16,"batch_size":16,"params":10,"first_step_s":1.5,"train_step_s":0.5,"train_img_per_s":32.0,"train_spread":0.1,"gen_img_per_s":100.0,"repeats":3,"warmup":1}"#;
         let r: BenchResult = serde_json::from_str(old).unwrap();
         assert_eq!(
@@ -347,6 +394,7 @@ mod tests {
             inference: true,
             precision: Precision::F32,
             fast_kernels: true,
+            devices: 1,
         };
         let calls_before = dcgan_core::flex_kernels::calls();
         let mut lines = 0;

@@ -17,6 +17,7 @@ mod fid_probe;
 pub mod image_file;
 pub mod kernel_cache;
 pub mod memory;
+pub mod parallel;
 pub mod parity;
 pub mod plot;
 pub mod progress;

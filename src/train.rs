@@ -23,6 +23,7 @@ use dcgan_data::{
 use crate::backend::{catch_device_failure, BackendKind, DeviceFailure};
 use crate::divergence::{DivergenceWatch, Verdict, SATURATED_STEPS};
 use crate::fid_probe::FidProbe;
+use crate::parallel::Parallelism;
 use crate::plot::plot_losses;
 use crate::progress::{DataProgress, Progress};
 use crate::resume::{ResumeMode, ResumePlan, ResumeState};
@@ -189,13 +190,32 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, TrainError> {
-    let mut run = TrainingRun::<B>::open(start, backend, device)?;
+    train_with::<B>(start, backend, device, &Parallelism::default(), stop)
+}
+
+/// [`train`], data-parallel as `parallel` says (see [`crate::parallel`]); a follower
+/// machine runs [`crate::parallel::follow`] instead. Across machines a stop is agreed
+/// first and taken at the same step everywhere.
+pub fn train_with<B: AutodiffBackend>(
+    start: Start,
+    backend: BackendKind,
+    device: &B::Device,
+    parallel: &Parallelism,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary, TrainError> {
+    if parallel.is_follower() {
+        return crate::parallel::follow::<B>(start, backend, device, parallel, stop);
+    }
+    let mut run = TrainingRun::<B>::open_with(start, backend, device, parallel)?;
     if run.is_done() {
         return Ok(run.already_done());
     }
     run.announce();
     let outcome = loop {
         if stop.load(Ordering::SeqCst) {
+            run.trainer.request_stop();
+        }
+        if run.trainer.stop_agreed() {
             break Outcome::Interrupted;
         }
         if run.is_done() {
@@ -239,6 +259,8 @@ pub struct TrainingRun<B: AutodiffBackend> {
     train_time: Duration,
     smoothed_rate: Option<f64>,
     session_start: Instant,
+    /// The replicas in a few words, when data-parallel.
+    replicas: Option<String>,
     /// Unit tests: replace the batch with NaNs at this step (1-based).
     #[cfg(test)]
     nan_at_step: Option<u64>,
@@ -254,6 +276,17 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         backend: BackendKind,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
+        Self::open_with(start, backend, device, &Parallelism::default())
+    }
+
+    /// [`TrainingRun::open`], with the trainer data-parallel as `parallel` says (the
+    /// leader's side: this process writes the run).
+    pub fn open_with(
+        start: Start,
+        backend: BackendKind,
+        device: &B::Device,
+        parallel: &Parallelism,
+    ) -> Result<Self, TrainError> {
         let session_start = Instant::now();
         let (mut config, run_dir, resume) = match start {
             Start::New { config, run_dir } => (*config, run_dir, None),
@@ -262,6 +295,10 @@ impl<B: AutodiffBackend> TrainingRun<B> {
         config.run_id.get_or_insert_with(new_run_id);
         config.trainer.validate()?;
         config.precision.check_supported::<B>(device)?;
+        let replica_devices = match parallel.is_single() {
+            true => None,
+            false => Some(parallel.check::<B>(backend, device, config.trainer.batch_size)?),
+        };
         // Refuse what the machine cannot hold before anything is allocated or written.
         crate::memory::check_fits(&config.trainer, backend)?;
 
@@ -311,9 +348,16 @@ impl<B: AutodiffBackend> TrainingRun<B> {
                 (run, lock)
             }
         };
-        let trainer = match &resume {
+        let mut trainer = match &resume {
             None => new_trainer(&config, backend, device)?,
             Some(plan) => resumed_trainer(plan, &config, backend, device)?,
+        };
+        let replicas = match replica_devices {
+            None => None,
+            Some(devices) => {
+                crate::parallel::replicate(&mut trainer, devices, parallel)?;
+                Some(crate::parallel::describe(&trainer, parallel))
+            }
         };
         run.write_config(&config)?;
         if let Some(probe) = &fid {
@@ -363,6 +407,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             train_time: Duration::ZERO,
             smoothed_rate: None,
             session_start,
+            replicas,
             #[cfg(test)]
             nan_at_step: None,
         })
@@ -413,6 +458,9 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             self.run.root().display(),
         ));
         progress.println(&format!("recipe: {}", self.config.trainer.recipe()));
+        if let Some(replicas) = &self.replicas {
+            progress.println(&format!("data-parallel: {replicas}"));
+        }
         if let Some(note) = precision_note(self.config.precision, self.backend) {
             progress.println(&note);
         }
@@ -540,6 +588,14 @@ impl<B: AutodiffBackend> TrainingRun<B> {
     /// Ends the run: the final state in `latest` (unless the newest epoch checkpoint is
     /// already it), a final preview and the loss plot.
     pub fn finish(mut self, outcome: Outcome) -> Result<RunSummary, TrainError> {
+        if self.replicas.is_some() {
+            // Every replica (and machine) checks at the same point that they agree.
+            let fingerprint = self.trainer.verify_replicas_agree()?;
+            self.say(&format!(
+                "all {} replicas hold the same weights (fingerprint {fingerprint:.6e})",
+                self.trainer.world_size()
+            ));
+        }
         self.metrics_log.flush()?;
         self.log_events(EventWriter::flush);
         if let Some(progress) = self.progress.take() {
@@ -733,7 +789,7 @@ fn open_events(
 }
 
 /// A new run's trainer, at the run's precision.
-fn new_trainer<B: AutodiffBackend>(
+pub(crate) fn new_trainer<B: AutodiffBackend>(
     config: &RunConfig,
     backend: BackendKind,
     device: &B::Device,
@@ -748,7 +804,7 @@ fn new_trainer<B: AutodiffBackend>(
 
 /// The trainer exactly where the checkpoint left it; new learning rates are the one change
 /// to the optimisation a resumed run accepts (the advice after a divergence).
-fn resumed_trainer<B: AutodiffBackend>(
+pub(crate) fn resumed_trainer<B: AutodiffBackend>(
     plan: &ResumePlan,
     config: &RunConfig,
     backend: BackendKind,
@@ -765,7 +821,7 @@ fn resumed_trainer<B: AutodiffBackend>(
 }
 
 /// The step at which `schedule` ends ([`EPOCHS`](crate::defaults::EPOCHS) when it names no end).
-fn target_steps(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
+pub(crate) fn target_steps(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
     match (schedule.steps, schedule.epochs) {
         (Some(s), Some(e)) => s.min(e * steps_per_epoch),
         (Some(s), None) => s,
@@ -776,7 +832,7 @@ fn target_steps(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
 
 /// Where the loader of a resumed run starts: the checkpoint's position, once the data is
 /// known to be the one it was trained on (or the user allowed a change).
-fn resumed_position(
+pub(crate) fn resumed_position(
     plan: &ResumePlan,
     now: &DataFingerprint,
     images: usize,

@@ -71,6 +71,8 @@ enum Command {
     Fid(commands::fid::FidArgs),
     /// A local web app: watch a run live and draw cats from its checkpoint in a browser.
     Serve(commands::serve::ServeArgs),
+    /// The meeting point of a run on several machines (`cats train --nodes`).
+    Coordinator(commands::coordinator::CoordinatorArgs),
     /// List the backends compiled into this binary.
     Backends,
 }
@@ -107,7 +109,12 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let target = cli.target()?;
     let uses_backend = !matches!(
         cli.command,
-        Some(Command::Backends | Command::Prepare(_) | Command::InspectData(_))
+        Some(
+            Command::Backends
+                | Command::Prepare(_)
+                | Command::InspectData(_)
+                | Command::Coordinator(_)
+        )
     );
     if uses_backend && target.backend.is_gpu() {
         // The first run of a configuration compiles kernels for minutes: say where they go.
@@ -126,6 +133,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Some(Command::Eval(args)) => commands::run_eval(&args, target),
         Some(Command::Fid(args)) => commands::run_fid(&args, target),
         Some(Command::Serve(args)) => commands::serve::run(&args, target),
+        Some(Command::Coordinator(args)) => commands::coordinator::run(&args),
         Some(Command::Backends) => {
             for b in BackendKind::ALL {
                 let state = if b.is_compiled() {

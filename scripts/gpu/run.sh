@@ -17,7 +17,8 @@
 # Knobs (environment): BUDGET_S (default 570: the whole script), RUNS (names to run, space
 # separated; default all, in the order below), STEPS (timed steps, 20), WARMUP (2),
 # COLD_S (timeout of the cold CUDA run, 300; on an H100 it needed ~410 s in all,
-# 2026-11-27), BF16_S (timeout of the bf16 run, 240), CUBECL_LOG=1 (log every kernel
+# 2026-11-27), BF16_S (timeout of the bf16 run, 240), SCALING (GPU counts of the
+# data-parallel runs, "1 2 4 8": those the machine has), CUBECL_LOG=1 (log every kernel
 # compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own: minimal|balanced|extensive|full).
 set -uo pipefail
 
@@ -28,7 +29,7 @@ W=/tmp/catgan-gpu
 BUDGET_S="${BUDGET_S:-570}"
 STEPS="${STEPS:-20}"
 WARMUP="${WARMUP:-2}"
-RUNS="${RUNS:-torch-seed128 cuda-seed128-cold cuda-seed128-warm cuda-seed128-bf16 vulkan-seed128 torch-dcgan64 cuda-dcgan64 vulkan-dcgan64}"
+RUNS="${RUNS:-torch-seed128 cuda-seed128-cold cuda-seed128-warm cuda-seed128-bf16 vulkan-seed128 torch-dcgan64 cuda-dcgan64 vulkan-dcgan64 cuda-scaling}"
 START=$(date +%s)
 mkdir -p "$OUT" "$W"
 LOG="$W/log.txt"
@@ -187,6 +188,20 @@ fi
 
 wants vulkan-dcgan64 && step vulkan-dcgan64 120 ./cats --backend vulkan "${BENCH[@]}" "${DCGAN64[@]}"
 
+# --- data parallelism (`--devices N`, burn-collective between the GPUs): seed128, 64 images per GPU,
+# for the scaling efficiency img/s(N) / (N · img/s(1)); docs/distributed.md -----------------
+if wants cuda-scaling; then
+  NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+  for n in ${SCALING:-1 2 4 8}; do
+    if [ "$n" -gt "$NGPU" ]; then
+      say "== cuda-scaling-$n: SKIPPED (this machine has $NGPU GPUs)"
+      continue
+    fi
+    step "cuda-scaling-$n" 180 ./cats --backend cuda "${BENCH[@]}" --no-inference \
+      --preset seed128 --batch-size $((64 * n)) --devices "$n"
+  done
+fi
+
 # --- table ---------------------------------------------------------------------------------
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 python3 - "$OUT/results.jsonl" "${CARD:-unknown card}" "$(date -u +%F)" "$(tr '\n' ' ' <"$BUNDLE/BUILD_INFO" 2>/dev/null)" >"$OUT/results.md" <<'PY'
@@ -203,6 +218,12 @@ for r in rows:
         prec += " +CL"
     f = lambda k, d=1: f"{r[k]:,.{d}f}" if isinstance(r.get(k), (int, float)) else "–"
     print(f'| {r["run"]} | {fw} | {cfg} | {prec} | {f("first_step_s", 2)} | {f("train_img_per_s")} | {f("gen_img_per_s")} | {r["status"]} |')
+scaling = {r.get("replicas", 1): r["train_img_per_s"] for r in rows
+           if r["run"].startswith("cuda-scaling-") and r.get("train_img_per_s")}
+if 1 in scaling and len(scaling) > 1:
+    print("\n| GPUs | train img/s | scaling efficiency |\n|---|---|---|")
+    for n in sorted(scaling):
+        print(f"| {n} | {scaling[n]:,.1f} | {scaling[n] / (n * scaling[1]):.0%} |")
 PY
 gzip -c "$LOG" >"$OUT/log.txt.gz"
 [ -f "$W/cubecl.log" ] && gzip -c "$W/cubecl.log" >"$OUT/cubecl.log.gz"

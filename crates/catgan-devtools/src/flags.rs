@@ -151,6 +151,7 @@ impl BenchFlags {
             inference: !self.no_inference,
             precision: Precision::F32,
             fast_kernels: !self.no_fast_kernels,
+            devices: 1,
         }
     }
 }

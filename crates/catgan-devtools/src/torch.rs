@@ -222,6 +222,7 @@ mod tests {
             warmup: 1,
             precision: Precision::F32,
             fast_kernels: true,
+            replicas: 1,
         };
         let torch = TorchResult {
             torch_version: "2".into(),

@@ -140,10 +140,15 @@ fn train(preset: ModelPreset, base: usize, batch: usize, steps: usize, stabilize
         let z = LatentDistribution::Uniform.tensor::<B>(batch, latent, &mut rng, &device);
         let fake = trainer.generator.forward(z);
         phase(&format!("step {step}, G forward"), base_rss);
-        let d = trainer.update_discriminator(real.clone(), fake.clone().detach());
+        let d = trainer
+            .update_discriminator(real.clone(), fake.clone().detach())
+            .expect("one trainer has nothing to synchronise");
         let _ = d.loss.into_scalar();
         phase(&format!("step {step}, D update"), base_rss);
-        let _ = trainer.update_generator(fake, real).into_scalar();
+        let _ = trainer
+            .update_generator(fake, real)
+            .expect("one trainer has nothing to synchronise")
+            .into_scalar();
         phase(&format!("step {step}, G update"), base_rss);
     }
     let extra = if stabilized { ", stabilized" } else { "" };

@@ -58,10 +58,14 @@ fn run(preset: ModelPreset, base: usize, batch: usize, steps: usize, fast: bool)
         let z = LatentDistribution::Uniform.tensor::<B>(batch, latent, &mut rng, &device);
         let fake = trainer.generator.forward(z);
         let t1 = Instant::now();
-        let d = trainer.update_discriminator(real.clone(), fake.clone().detach());
+        let d = trainer
+            .update_discriminator(real.clone(), fake.clone().detach())
+            .expect("one trainer has nothing to synchronise");
         let _ = d.loss.into_scalar();
         let t2 = Instant::now();
-        let g_loss = trainer.update_generator(fake, real.clone());
+        let g_loss = trainer
+            .update_generator(fake, real.clone())
+            .expect("one trainer has nothing to synchronise");
         let _ = g_loss.into_scalar();
         let t3 = Instant::now();
         if step > 0 {

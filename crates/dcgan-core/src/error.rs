@@ -113,6 +113,16 @@ pub enum Error {
         /// A smaller setting that fits, naming its flags, or what else to do.
         suggestion: String,
     },
+
+    /// A data-parallel replica could not keep step with the others (see
+    /// [`crate::replicas`]): the run stops; its last checkpoint stays good.
+    #[error("replica {rank}: {reason}; the last checkpoint is intact: resume from it (--resume)")]
+    Replica {
+        /// The rank of the replica that noticed.
+        rank: usize,
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`].

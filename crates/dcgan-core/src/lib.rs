@@ -53,6 +53,7 @@ pub mod memory;
 pub mod penalty;
 pub mod precision;
 pub mod preset;
+pub mod replicas;
 pub mod sample;
 pub mod spectral_norm;
 pub mod summary;

@@ -25,6 +25,7 @@ use crate::init::LatentDistribution;
 use crate::loss::GanLoss;
 use crate::penalty::{interpolate, GradientPenalty, PenaltyKind};
 use crate::precision::Precision;
+use crate::replicas::{average_gradients, shard_rows, Reduction, Replica, ReplicaSync, ECHO};
 
 /// Everything that defines a training run (besides the data). Saved in every checkpoint.
 #[derive(Config, Debug, PartialEq)]
@@ -366,6 +367,17 @@ pub struct Trainer<B: AutodiffBackend> {
     pub(crate) ema: Option<Generator<B::InnerBackend>>,
     /// The generator's loss at its latest update (reported on steps without one).
     pub(crate) last_g_loss: f32,
+    /// The other replicas of this process, when data-parallel ([`Trainer::replicate`]).
+    pub(crate) replicas: Vec<Trainer<B>>,
+    /// This replica's end of the all-reduce, when data-parallel.
+    pub(crate) sync: Option<Box<dyn ReplicaSync<B::InnerBackend>>>,
+    /// This step's draws for DiffAugment and the penalty when data-parallel (a stream per
+    /// replica and step); `None` draws them from `rng`, as one trainer always has.
+    pub(crate) replica_rng: Option<ChaCha8Rng>,
+    /// Whether this replica asks the others to stop (sent with the next step's numbers).
+    pub(crate) stop_requested: bool,
+    /// Whether some replica asked to stop at the latest step.
+    pub(crate) peers_stopping: bool,
 }
 
 /// RNG streams derived from the one seed, so adding draws to one never shifts another.
@@ -374,6 +386,8 @@ pub(crate) mod streams {
     pub const DISCRIMINATOR: u64 = 2;
     pub const NOISE: u64 = 3;
     pub const PREVIEW: u64 = 4;
+    /// Replica `r`'s DiffAugment and penalty draws: stream `REPLICA + r`.
+    pub const REPLICA: u64 = 1000;
 }
 
 pub(crate) fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -418,7 +432,203 @@ impl<B: AutodiffBackend> Trainer<B> {
             ema,
             last_g_loss: f32::NAN,
             config,
+            replicas: Vec::new(),
+            sync: None,
+            replica_rng: None,
+            stop_requested: false,
+            peers_stopping: false,
         })
+    }
+
+    /// Makes this trainer data-parallel (see [`crate::replicas`]): it becomes the replica
+    /// at `sync.rank()`, and one replica is forked for each of `others`, on its device,
+    /// with the same weights, optimizer state and noise. From then on [`Trainer::step`]
+    /// takes the rows of the global batch meant for this process's replicas (all of it on
+    /// one machine), computes each replica's shard on its own thread and device, and
+    /// averages the gradients before each Adam step. Everything else (saving, sampling,
+    /// the counters) reads this trainer, replica 0 of the process.
+    ///
+    /// Fails with [`Error::InvalidConfig`] if the trainer is already replicated, if the
+    /// ranks do not follow each other, or if the batch does not split evenly.
+    pub fn replicate(
+        &mut self,
+        sync: Box<dyn ReplicaSync<B::InnerBackend>>,
+        others: Vec<Replica<B::InnerBackend>>,
+    ) -> Result<()> {
+        let world = sync.world_size();
+        if self.sync.is_some() {
+            return Err(Error::invalid(
+                "trainer",
+                "replicas",
+                world,
+                "already replicated",
+            ));
+        }
+        for (i, other) in others.iter().enumerate() {
+            if other.sync.rank() != sync.rank() + 1 + i || other.sync.world_size() != world {
+                return Err(Error::invalid(
+                    "trainer",
+                    "replicas",
+                    other.sync.rank(),
+                    format!(
+                        "ranks must follow this trainer's {} in one world of {world}",
+                        sync.rank()
+                    ),
+                ));
+            }
+        }
+        if !self.config.batch_size.is_multiple_of(world) {
+            return Err(Error::invalid(
+                "trainer",
+                "batch_size",
+                self.config.batch_size,
+                format!("must split evenly over the {world} replicas (a multiple of {world})"),
+            ));
+        }
+        self.replicas = others
+            .into_iter()
+            .map(|other| self.fork(&other.device, other.sync))
+            .collect();
+        self.sync = Some(sync);
+        Ok(())
+    }
+
+    /// A copy of this trainer on `device`, as another replica with `sync`.
+    fn fork(&self, device: &B::Device, sync: Box<dyn ReplicaSync<B::InnerBackend>>) -> Self {
+        Trainer {
+            // `fork` gives the copy parameters of its own (new autodiff leaves, same ids),
+            // so the replicas' backward passes never share a graph.
+            generator: self.generator.clone().fork(device),
+            discriminator: self.discriminator.clone().fork(device),
+            optim_g: self.optim_g.clone(),
+            optim_d: self.optim_d.clone(),
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            preview_noise: self.preview_noise.clone(),
+            step: self.step,
+            epoch: self.epoch,
+            poisoned: self.poisoned,
+            device: device.clone(),
+            ema: self.ema.clone().map(|average| average.to_device(device)),
+            last_g_loss: self.last_g_loss,
+            replicas: Vec::new(),
+            sync: Some(sync),
+            replica_rng: None,
+            stop_requested: false,
+            peers_stopping: false,
+        }
+    }
+
+    /// How many replicas the run has on all machines (1 unless [`Trainer::replicate`]d).
+    pub fn world_size(&self) -> usize {
+        self.sync.as_ref().map_or(1, |sync| sync.world_size())
+    }
+
+    /// This trainer's replica rank (0 unless [`Trainer::replicate`]d).
+    pub fn rank(&self) -> usize {
+        self.sync.as_ref().map_or(0, |sync| sync.rank())
+    }
+
+    /// The other replicas of this process (empty unless [`Trainer::replicate`]d), in rank
+    /// order.
+    pub fn local_replicas(&self) -> &[Trainer<B>] {
+        &self.replicas
+    }
+
+    /// Checks that every replica holds the same weights as this one: each replica's
+    /// per-tensor sums of both networks are averaged over all replicas (every replica of
+    /// every machine must call this at the same point, as after the last step) and must
+    /// equal its own to float rounding. Returns the fingerprint (the sum of those sums),
+    /// the same number on every machine; fails with [`Error::Replica`] if they differ.
+    /// Without replicas, just the fingerprint.
+    pub fn verify_replicas_agree(&mut self) -> Result<f64> {
+        let mut others = std::mem::take(&mut self.replicas);
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = others
+                .iter_mut()
+                .map(|replica| scope.spawn(move || replica.own_fingerprint_check()))
+                .collect();
+            let mine = self.own_fingerprint_check();
+            let theirs: Vec<_> = handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(Error::Replica {
+                            rank: 0,
+                            reason: "checking the weights panicked".into(),
+                        })
+                    })
+                })
+                .collect();
+            (mine, theirs)
+        });
+        self.replicas = others;
+        let (mine, theirs) = results;
+        for result in theirs {
+            result?;
+        }
+        mine
+    }
+
+    /// [`Trainer::verify_replicas_agree`] for this replica alone.
+    fn own_fingerprint_check(&mut self) -> Result<f64> {
+        struct Sums<B: AutodiffBackend>(Vec<Tensor<B::InnerBackend, 1>>);
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Sums<B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                // The trained parameters (not batch norm's running statistics, which each
+                // replica keeps from its own shards).
+                let value = param.val();
+                if value.is_require_grad() {
+                    self.0.push(value.inner().sum());
+                }
+            }
+        }
+        let mut sums = Sums::<B>(Vec::new());
+        self.generator.visit(&mut sums);
+        self.discriminator.visit(&mut sums);
+        let own = Tensor::cat(sums.0, 0);
+        let read = |t: Tensor<B::InnerBackend, 1>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 reads back as f32")
+        };
+        let mine = read(own.clone());
+        if let Some(sync) = &mut self.sync {
+            let mean = read(sync.all_reduce(own, Reduction::Mean)?);
+            let differs = mine
+                .iter()
+                .zip(&mean)
+                .any(|(a, m)| (a - m).abs() > 1e-5 * a.abs().max(1e-3));
+            if differs {
+                return Err(Error::Replica {
+                    rank: self.rank(),
+                    reason: "its weights differ from the other replicas' (they should be \
+                             identical after every step): the run is not consistent"
+                        .into(),
+                });
+            }
+        }
+        Ok(mine.iter().map(|&v| v as f64).sum())
+    }
+
+    /// Asks every replica, on every machine, to stop: the request travels with the next
+    /// step's numbers, after which [`Trainer::stop_agreed`] is true on all of them. (A
+    /// multi-machine run must stop at the same step everywhere, or the others would
+    /// wait for the missing one.)
+    pub fn request_stop(&mut self) {
+        self.stop_requested = true;
+    }
+
+    /// Whether some replica asked to stop at the latest step (see
+    /// [`Trainer::request_stop`]); the request of a trainer that is not replicated counts
+    /// at once.
+    pub fn stop_agreed(&self) -> bool {
+        // Replicas all in this process stop together anyway: at once.
+        match self.world_size() == self.replicas.len() + 1 {
+            true => self.stop_requested,
+            false => self.peers_stopping,
+        }
     }
 
     /// One training step on a batch of real images in [−1, 1]: fresh latents, then
@@ -454,7 +664,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     fn traced_step(
         &mut self,
         real: Tensor<B, 4>,
-        mut trace: Option<&mut StepTrace<B>>,
+        trace: Option<&mut StepTrace<B>>,
     ) -> Result<StepMetrics> {
         let [batch, channels, height, width] = real.dims();
         let size = self.config.generator.image_size;
@@ -470,12 +680,117 @@ impl<B: AutodiffBackend> Trainer<B> {
                 actual: real.dims().to_vec(),
             });
         }
-        let z = self.config.latent.tensor::<B>(
-            batch,
+        if self.sync.is_none() {
+            return self.shard_step(real, batch, 0..batch, trace);
+        }
+        let world = self.world_size();
+        if !batch.is_multiple_of(world) {
+            return Err(Error::Shape {
+                what: "real batch",
+                expected: format!("a batch that splits evenly over the {world} replicas"),
+                actual: real.dims().to_vec(),
+            });
+        }
+        // Each replica of this process computes its rows on a thread of its own; this
+        // thread computes this trainer's.
+        let mut others = std::mem::take(&mut self.replicas);
+        let (mine, theirs) = std::thread::scope(|scope| {
+            let handles: Vec<_> = others
+                .iter_mut()
+                .map(|replica| {
+                    let rows = shard_rows(batch, replica.rank(), world);
+                    let shard = real.clone().slice(rows.clone()).to_device(&replica.device);
+                    scope.spawn(move || replica.guarded_shard_step(shard, batch, rows, None))
+                })
+                .collect();
+            let rows = shard_rows(batch, self.rank(), world);
+            let shard = real.slice(rows.clone());
+            let mine = self.guarded_shard_step(shard, batch, rows, trace);
+            let theirs: Vec<_> = handles
+                .into_iter()
+                .map(|handle| handle.join().expect("replica steps catch their panics"))
+                .collect();
+            (mine, theirs)
+        });
+        self.replicas = others;
+        // The most telling outcome: a replica's own failure before the echo of it that
+        // the others see, and a failure before success.
+        let rank = |result: &Result<StepMetrics>| match result {
+            Ok(_) => 3,
+            Err(Error::Replica { reason, .. }) if reason.contains(ECHO) => 2,
+            Err(Error::Replica { .. }) => 1,
+            Err(_) => 0,
+        };
+        let result = std::iter::once(mine)
+            .chain(theirs)
+            .min_by_key(rank)
+            .expect("at least this replica");
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// [`Trainer::shard_step`], turning a panic into an error and waking the other
+    /// replicas of the process on any failure, so that none waits for this one forever.
+    fn guarded_shard_step(
+        &mut self,
+        real: Tensor<B, 4>,
+        global_batch: usize,
+        rows: std::ops::Range<usize>,
+        trace: Option<&mut StepTrace<B>>,
+    ) -> Result<StepMetrics> {
+        let rank = self.rank();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.shard_step(real, global_batch, rows, trace)
+        }));
+        let result = outcome.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            Err(Error::Replica {
+                rank,
+                reason: format!("its step panicked: {message}"),
+            })
+        });
+        match &result {
+            Err(Error::NonFiniteLoss { .. }) | Ok(_) => {}
+            Err(_) => {
+                if let Some(sync) = &mut self.sync {
+                    sync.abort();
+                }
+            }
+        }
+        result
+    }
+
+    /// One step on `real`, the rows `rows` of a global batch of `global_batch` images
+    /// (all of it unless data-parallel).
+    fn shard_step(
+        &mut self,
+        real: Tensor<B, 4>,
+        global_batch: usize,
+        rows: std::ops::Range<usize>,
+        mut trace: Option<&mut StepTrace<B>>,
+    ) -> Result<StepMetrics> {
+        // Every replica draws the global batch's latents from the same stream and keeps
+        // its rows, so R replicas use the latents one trainer would.
+        let mut z = self.config.latent.tensor::<B>(
+            global_batch,
             self.config.generator.latent_dim,
             &mut self.rng,
             &self.device,
         );
+        if rows.len() != global_batch {
+            z = z.slice(rows);
+        }
+        if self.world_size() > 1 {
+            let step_seed = self.config.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let stream = streams::REPLICA + self.rank() as u64;
+            self.replica_rng = Some(stream_rng(step_seed, stream));
+        }
         // G is updated on the first step of every cycle of `d_steps` D updates.
         let generator_turn = self.step.is_multiple_of(self.config.d_steps as u64);
         let fake = self.generator.forward(z);
@@ -486,12 +801,15 @@ impl<B: AutodiffBackend> Trainer<B> {
             real.clone(),
             fake.clone().detach(),
             trace.as_deref_mut(),
-        );
-        let g_loss = generator_turn.then(|| {
-            let g_loss = self.update_generator_traced(fake, real, trace);
-            self.update_average();
-            g_loss.inner()
-        });
+        )?;
+        let g_loss = match generator_turn {
+            true => {
+                let g_loss = self.update_generator_traced(fake, real, trace)?;
+                self.update_average();
+                Some(g_loss.inner())
+            }
+            false => None,
+        };
 
         self.step += 1;
         // One read-back for all the numbers (G's loss only on steps that updated G).
@@ -501,11 +819,21 @@ impl<B: AutodiffBackend> Trainer<B> {
             sigmoid(d.fake_logits.inner()).mean(),
         ];
         parts.extend(g_loss);
-        let values = Tensor::cat(parts, 0)
+        let mut numbers = Tensor::cat(parts, 0);
+        if let Some(sync) = &mut self.sync {
+            // The means over the global batch, and any replica's request to stop.
+            let vote = if self.stop_requested { 1.0f32 } else { 0.0 };
+            let vote = Tensor::from_data(TensorData::new(vec![vote], [1]), &self.device);
+            numbers = sync.all_reduce(Tensor::cat(vec![numbers, vote], 0), Reduction::Mean)?;
+        }
+        let mut values = numbers
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("a float tensor converted to f32 reads back as f32");
+        if self.sync.is_some() {
+            self.peers_stopping = values.pop().is_some_and(|vote| vote > 0.0);
+        }
         if let Some(&g_loss) = values.get(3) {
             self.last_g_loss = g_loss;
         }
@@ -533,12 +861,36 @@ impl<B: AutodiffBackend> Trainer<B> {
     ///
     /// Pass detached fakes. [`Trainer::step`] calls this; it is public for custom loops
     /// and tests.
+    ///
+    /// Fails only when data-parallel and the gradients cannot be averaged
+    /// ([`Error::Replica`]).
     pub fn update_discriminator(
         &mut self,
         real: Tensor<B, 4>,
         fake: Tensor<B, 4>,
-    ) -> DiscriminatorUpdate<B> {
+    ) -> Result<DiscriminatorUpdate<B>> {
         self.update_discriminator_traced(real, fake, None)
+    }
+
+    /// Where DiffAugment and the penalty draw from: the replica's stream when
+    /// data-parallel, else the trainer's one stream.
+    fn draws(&mut self) -> &mut ChaCha8Rng {
+        match &mut self.replica_rng {
+            Some(rng) => rng,
+            None => &mut self.rng,
+        }
+    }
+
+    /// `grads` averaged over the replicas when data-parallel, else as they are.
+    fn averaged<M: AutodiffModule<B>>(
+        sync: &mut Option<Box<dyn ReplicaSync<B::InnerBackend>>>,
+        grads: GradientsParams,
+        module: &M,
+    ) -> Result<GradientsParams> {
+        match sync {
+            Some(sync) => average_gradients(grads, module, sync.as_mut()),
+            None => Ok(grads),
+        }
     }
 
     /// [`Trainer::update_discriminator`], recording into `trace` if given.
@@ -547,10 +899,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         real: Tensor<B, 4>,
         fake: Tensor<B, 4>,
         trace: Option<&mut StepTrace<B>>,
-    ) -> DiscriminatorUpdate<B> {
+    ) -> Result<DiscriminatorUpdate<B>> {
         let augment = self.config.augment;
-        let real = augment.apply(real, &mut self.rng);
-        let fake = augment.apply(fake, &mut self.rng);
+        let real = augment.apply(real, self.draws());
+        let fake = augment.apply(fake, self.draws());
         let real_logits = self.discriminator.forward(real.clone());
         let fake_logits = self.discriminator.forward(fake.clone());
         let mut loss = self.config.loss.discriminator(
@@ -564,9 +916,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                 PenaltyKind::R1 => real.detach(),
                 PenaltyKind::Wgan => {
                     use rand::Rng;
-                    let weights = (0..real.dims()[0])
-                        .map(|_| self.rng.random::<f32>())
-                        .collect();
+                    let draws = self.draws();
+                    let weights = (0..real.dims()[0]).map(|_| draws.random::<f32>()).collect();
                     interpolate(real, fake, weights)
                 }
             };
@@ -575,6 +926,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             loss = loss + surrogate;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.discriminator);
+        let grads = Self::averaged(&mut self.sync, grads, &self.discriminator)?;
         if let Some(trace) = trace {
             trace.discriminator = Some(DiscriminatorUpdate {
                 loss: reported.clone().inner(),
@@ -586,19 +938,24 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.discriminator = self
             .optim_d
             .step(self.config.lr_d, self.discriminator.clone(), grads);
-        DiscriminatorUpdate {
+        Ok(DiscriminatorUpdate {
             loss: reported,
             real_logits,
             fake_logits,
-        }
+        })
     }
 
     /// (2) Update G: one Adam step on the configured generator loss (the article's
     /// non-saturating `BCE(D(fake), 1)`), with DiffAugment on the fakes if on. The
     /// relativistic losses also score `real` (otherwise unused).
     ///
-    /// `fake` must still be attached to the generator's graph. Returns the loss.
-    pub fn update_generator(&mut self, fake: Tensor<B, 4>, real: Tensor<B, 4>) -> Tensor<B, 1> {
+    /// `fake` must still be attached to the generator's graph. Returns the loss; fails
+    /// only when data-parallel and the gradients cannot be averaged ([`Error::Replica`]).
+    pub fn update_generator(
+        &mut self,
+        fake: Tensor<B, 4>,
+        real: Tensor<B, 4>,
+    ) -> Result<Tensor<B, 1>> {
         self.update_generator_traced(fake, real, None)
     }
 
@@ -608,22 +965,26 @@ impl<B: AutodiffBackend> Trainer<B> {
         fake: Tensor<B, 4>,
         real: Tensor<B, 4>,
         trace: Option<&mut StepTrace<B>>,
-    ) -> Tensor<B, 1> {
+    ) -> Result<Tensor<B, 1>> {
         // D's parameters get no gradients here (only G is stepped), so the backward pass
         // skips D's weight gradients: the same update for less work. The copy shares
         // D's batch-norm running statistics, which this forward updates as before.
         let discriminator = self.discriminator.clone().no_grad();
         let augment = self.config.augment;
-        let fake = augment.apply(fake, &mut self.rng);
-        let real_logits = self.config.loss.is_relativistic().then(|| {
-            let real = augment.apply(real, &mut self.rng);
-            discriminator.forward(real)
-        });
+        let fake = augment.apply(fake, self.draws());
+        let real_logits = match self.config.loss.is_relativistic() {
+            true => {
+                let real = augment.apply(real, self.draws());
+                Some(discriminator.forward(real))
+            }
+            false => None,
+        };
         let g_loss = self
             .config
             .loss
             .generator(real_logits, discriminator.forward(fake));
         let grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        let grads = Self::averaged(&mut self.sync, grads, &self.generator)?;
         if let Some(trace) = trace {
             trace.g_loss = Some(g_loss.clone().inner());
             trace.g_grads = Some(copy_grads(&grads, &self.generator));
@@ -631,7 +992,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.generator = self
             .optim_g
             .step(self.config.lr_g, self.generator.clone(), grads);
-        g_loss
+        Ok(g_loss)
     }
 
     /// Moves the generator average (if on) towards the generator just updated.
@@ -655,6 +1016,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         precision.check_supported::<B>(&self.device)?;
         self.generator.precision = precision;
         self.discriminator.precision = precision;
+        for replica in &mut self.replicas {
+            replica.generator.precision = precision;
+            replica.discriminator.precision = precision;
+        }
         Ok(())
     }
 
@@ -669,6 +1034,9 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn set_learning_rates(&mut self, lr_d: f64, lr_g: f64) -> Result<()> {
         let config = self.config.clone().with_lr_d(lr_d).with_lr_g(lr_g);
         config.validate()?;
+        for replica in &mut self.replicas {
+            replica.config = config.clone();
+        }
         self.config = config;
         Ok(())
     }
@@ -786,7 +1154,10 @@ mod tests {
             .into_scalar()
         };
         let before = loss_of(&t);
-        let reported = t.update_discriminator(real.clone(), fake.clone()).loss;
+        let reported = t
+            .update_discriminator(real.clone(), fake.clone())
+            .unwrap()
+            .loss;
         let after = loss_of(&t);
         assert!((reported.into_scalar() - before).abs() < 1e-5);
         assert!(after < before - 1e-3, "d_loss {before} -> {after}");
@@ -822,7 +1193,7 @@ mod tests {
             &device,
         );
         let fake = t.generator.forward(z);
-        t.update_generator(fake, random_batch(&device, 0));
+        t.update_generator(fake, random_batch(&device, 0)).unwrap();
         assert_eq!(d_weights(&t), d_before, "the G update changed D's weights");
         assert_ne!(g_weight(&t), g_before, "the G update did not change G");
         // D's forward pass in training still updates its running statistics.

@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// one step's tensors, 3e-3 for the metrics after Adam steps; 1e-2 / 3e-2 on cuda].
     #[arg(long, value_name = "X")]
     pub tolerance: Option<f64>,
+    /// Data-parallel replicas sharing each step (docs/distributed.md): on a CPU backend
+    /// they share the CPU, on a GPU backend devices 0..N. The batch is the global one
+    /// [default: 1].
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub devices: usize,
     /// Print each result as one JSON object per line, last (with --parity: the reports).
     #[arg(long)]
     pub json: bool,
@@ -98,16 +103,22 @@ pub fn run(args: &BenchArgs, target: Target) -> anyhow::Result<ExitCode> {
         inference: !args.no_inference,
         precision: args.precision.unwrap_or_default(),
         fast_kernels: !args.no_fast_kernels,
+        devices: args.devices,
     };
+    anyhow::ensure!(args.devices > 0, "--devices must be at least 1");
     let mut results: Vec<BenchResult> = Vec::new();
     let mut failed = false;
     for backend in args.backends(target, false)? {
         eprintln!(
-            "bench: {} base {} batch {} on {} in {} ({} warm-up, {} timed steps)",
+            "bench: {} base {} batch {} on {}{} in {} ({} warm-up, {} timed steps)",
             config.preset,
             config.base.unwrap_or(config.preset.default_base()),
             config.batch_size,
             backend,
+            match config.devices {
+                1 => String::new(),
+                n => format!(" ×{n} replicas"),
+            },
             config.precision,
             config.warmup,
             config.repeats

@@ -1,6 +1,7 @@
 //! The `cats` subcommands, one file each.
 
 pub mod bench;
+pub mod coordinator;
 pub mod eval;
 pub mod fid;
 pub mod generate;

@@ -9,9 +9,11 @@ use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use catgan::backend::{dispatch, BackendKind, BackendTask};
 use catgan::defaults::{self, Situation};
+use catgan::parallel::{DeviceSet, Parallelism};
 use catgan::resume::{plan_resume, ResumeChanges};
 use catgan::run_config::{DataSettings, FidSchedule, RunConfig, Schedule};
-use catgan::train::{train, Outcome, Start};
+use catgan::train::{train_with, Outcome, Start};
+use dcgan_core::replicas::NodeLink;
 use dcgan_core::{
     Augment, EmaConfig, GanLoss, GradientPenalty, LatentDistribution, ModelPreset, PenaltyKind,
     Precision, TrainerConfig,
@@ -159,6 +161,69 @@ pub struct TrainArgs {
     /// [default: none].
     #[arg(long, value_name = "POLICIES")]
     pub augment: Option<String>,
+    /// Data-parallel replicas on this machine: a count (on a CPU backend they share the
+    /// CPU; on a GPU backend devices 0..N), GPU ordinals (0,1,3) or `all`. The batch is
+    /// the global one, split evenly; learning rates and checkpoints mean what they mean on
+    /// one device, and a run resumes on any number of devices [default: 1].
+    #[arg(long, value_name = "N|LIST|all")]
+    pub devices: Option<DeviceSet>,
+    /// Machines taking part in the run (each runs `cats train` with the same settings, its
+    /// --node-rank and --node-address; start `cats coordinator` first) [default: 1].
+    #[arg(long, value_name = "N", requires_all = ["node_rank", "coordinator", "node_address"])]
+    pub nodes: Option<u32>,
+    /// This machine's rank, 0 to --nodes − 1: machine 0 writes the run folder, the others
+    /// write nothing.
+    #[arg(long, value_name = "K", requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// The coordinator's address: ws://HOST:PORT (`cats coordinator --port PORT`).
+    #[arg(long, value_name = "ws://HOST:PORT", requires = "nodes")]
+    pub coordinator: Option<String>,
+    /// This machine's address as the others reach it, ws://HOST:PORT; the port (free on
+    /// this machine) carries the tensors.
+    #[arg(long, value_name = "ws://HOST:PORT", requires = "nodes")]
+    pub node_address: Option<String>,
+    /// Seconds a replica waits for the others at a step before stopping with an error (a
+    /// machine died or hangs) [default: 1800, longer than a checkpoint or FID pause].
+    #[arg(long, value_name = "SECONDS")]
+    pub sync_timeout: Option<u64>,
+}
+
+/// `--devices`, `--nodes`, `--node-rank`, `--coordinator`, `--node-address`,
+/// `--sync-timeout`.
+fn parallelism(args: &TrainArgs) -> anyhow::Result<Parallelism> {
+    let link = match args.nodes {
+        None => None,
+        Some(nodes) => {
+            let link = NodeLink {
+                nodes,
+                node_rank: args.node_rank.unwrap_or(0),
+                coordinator: with_scheme(args.coordinator.as_deref().unwrap_or_default()),
+                address: with_scheme(args.node_address.as_deref().unwrap_or_default()),
+            };
+            link.validate().map_err(|e| {
+                anyhow::anyhow!("{e} (--nodes, --node-rank, --coordinator, --node-address)")
+            })?;
+            Some(link)
+        }
+    };
+    let sync_timeout = match args.sync_timeout {
+        Some(0) => bail!("--sync-timeout 0: give the seconds a replica may wait, e.g. 600"),
+        Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+        None => None,
+    };
+    Ok(Parallelism {
+        devices: args.devices.clone().unwrap_or_default(),
+        link,
+        sync_timeout,
+    })
+}
+
+/// `HOST:PORT` as `ws://HOST:PORT` (burn's WebSocket addresses).
+fn with_scheme(address: &str) -> String {
+    match address.contains("://") {
+        true => address.to_string(),
+        false => format!("ws://{address}"),
+    }
 }
 
 fn preset(args: &TrainArgs) -> anyhow::Result<ModelPreset> {
@@ -470,6 +535,7 @@ fn reject_model_flags_on_resume(args: &TrainArgs) -> anyhow::Result<()> {
 
 struct TrainTask {
     start: Start,
+    parallel: Parallelism,
     stop: Arc<AtomicBool>,
 }
 
@@ -477,7 +543,13 @@ impl BackendTask for TrainTask {
     type Output = anyhow::Result<catgan::train::RunSummary>;
 
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
-        Ok(train::<B>(self.start, backend, &device, self.stop)?)
+        Ok(train_with::<B>(
+            self.start,
+            backend,
+            &device,
+            &self.parallel,
+            self.stop,
+        )?)
     }
 }
 
@@ -555,6 +627,7 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
             bail!("{flag} 0: nothing to train; give at least 1");
         }
     }
+    let parallel = parallelism(args)?;
     let start = match &args.resume {
         Some(resume) => {
             reject_model_flags_on_resume(args)?;
@@ -586,8 +659,26 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal = stop_on_signals(stop.clone());
 
-    let task = TrainTask { start, stop };
+    let follower = parallel.is_follower();
+    let task = TrainTask {
+        start,
+        parallel,
+        stop,
+    };
     let summary = dispatch(target.backend, target.device, task)??;
+    if follower {
+        println!(
+            "followed to step {} ({:.1} img/s over all machines); machine 0 wrote the run",
+            summary.steps, summary.img_per_s
+        );
+        return Ok(match summary.outcome {
+            Outcome::Interrupted => match signal.load(Ordering::SeqCst) {
+                0 => ExitCode::from(128 + 15),
+                number => ExitCode::from(128u8.saturating_add(number as u8)),
+            },
+            _ => ExitCode::SUCCESS,
+        });
+    }
     let folder = summary.run_dir.display();
     match summary.outcome {
         Outcome::AlreadyDone => println!(
@@ -615,7 +706,12 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
     println!("run folder: {folder} (metrics.csv, loss.png, samples/, checkpoints/)");
     if summary.outcome == Outcome::Interrupted {
         // Scripts and schedulers can tell an interrupted run from a finished one.
-        let number = signal.load(Ordering::SeqCst).max(1);
+        // No signal here: another machine of the run was stopped, and this one with it
+        // (reported as SIGTERM, what schedulers send).
+        let number = match signal.load(Ordering::SeqCst) {
+            0 => 15,
+            number => number,
+        };
         return Ok(ExitCode::from(128u8.saturating_add(number as u8)));
     }
     if args.dry_run {
