@@ -19,14 +19,13 @@ use burn::prelude::DeviceOps as _;
 use burn::tensor::backend::{AutodiffBackend, Backend, DeviceId};
 use dcgan_core::replicas::{collective_replicas, NodeLink, Replica, ReplicaSync};
 use dcgan_core::Trainer;
-use dcgan_data::{Loader, LoaderConfig, LoaderPosition};
+use dcgan_data::Loader;
 
 use crate::backend::{catch_device_failure, BackendKind};
 use crate::divergence::{DivergenceWatch, Verdict};
 use crate::progress::Progress;
 use crate::train::{
-    new_trainer, open_dataset, resumed_position, resumed_trainer, target_steps, Outcome,
-    RunSummary, Start, TrainError,
+    loader_start, open_dataset, open_trainer, target_steps, Outcome, RunSummary, Start, TrainError,
 };
 
 pub use dcgan_core::replicas::DEFAULT_SYNC_TIMEOUT;
@@ -258,6 +257,19 @@ pub fn describe<B: AutodiffBackend>(trainer: &Trainer<B>, parallel: &Parallelism
     }
 }
 
+/// Checks with every replica, on every machine, that they hold the same weights
+/// ([`Trainer::verify_replicas_agree`]; all must call it at the same point, after the last
+/// step) and says so in a line that ends with the fingerprint, the same on every machine.
+pub fn verify_agreement<B: AutodiffBackend>(
+    trainer: &mut Trainer<B>,
+) -> Result<String, TrainError> {
+    let fingerprint = trainer.verify_replicas_agree()?;
+    Ok(format!(
+        "all {} replicas hold the same weights (fingerprint {fingerprint:.6e})",
+        trainer.world_size()
+    ))
+}
+
 /// The loop of a follower machine (node rank > 0): the same data, batches and steps as
 /// the leader, its shards of them, nothing written. It stops where the leader stops: at
 /// the end of the schedule, at a divergence both see, or at a stop any machine asked for
@@ -276,18 +288,8 @@ pub fn follow<B: AutodiffBackend>(
     };
     config.trainer.validate()?;
     let dataset = open_dataset(&config.data, config.trainer.generator.image_size)?;
-    let position = match &resume {
-        None => LoaderPosition::start(config.trainer.seed),
-        Some(plan) => resumed_position(plan, dataset.data_fingerprint(), dataset.len())?,
-    };
-    let loader_config = LoaderConfig::new(config.trainer.batch_size)
-        .with_seed(config.trainer.seed)
-        .with_flip(config.data.flip)
-        .with_drop_last(dataset.len() >= config.trainer.batch_size);
-    let mut trainer = match &resume {
-        None => new_trainer(&config, backend, device)?,
-        Some(plan) => resumed_trainer(plan, &config, backend, device)?,
-    };
+    let (loader_config, position) = loader_start(&config, resume.as_ref(), &dataset)?;
+    let mut trainer = open_trainer(&config, resume.as_ref(), backend, device)?;
     let devices = parallel.check::<B>(backend, device, config.trainer.batch_size)?;
     replicate(&mut trainer, devices, parallel)?;
     let mut loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
@@ -328,11 +330,7 @@ pub fn follow<B: AutodiffBackend>(
         );
     };
     progress.finish();
-    let fingerprint = trainer.verify_replicas_agree()?;
-    eprintln!(
-        "all {} replicas hold the same weights (fingerprint {fingerprint:.6e})",
-        trainer.world_size()
-    );
+    eprintln!("{}", verify_agreement(&mut trainer)?);
     let steps = trainer.steps_done();
     let elapsed = started.elapsed();
     Ok(RunSummary {

@@ -314,14 +314,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
             );
         }
         let fingerprint = dataset.data_fingerprint().clone();
-        let position = match &resume {
-            None => LoaderPosition::start(config.trainer.seed),
-            Some(plan) => resumed_position(plan, &fingerprint, dataset.len())?,
-        };
-        let loader_config = LoaderConfig::new(config.trainer.batch_size)
-            .with_seed(config.trainer.seed)
-            .with_flip(config.data.flip)
-            .with_drop_last(dataset.len() >= config.trainer.batch_size);
+        let (loader_config, position) = loader_start(&config, resume.as_ref(), &dataset)?;
 
         // FID (optional): the Inception network and reference statistics, before anything
         // is written, so that missing weights leave no half-made run folder behind.
@@ -348,10 +341,7 @@ impl<B: AutodiffBackend> TrainingRun<B> {
                 (run, lock)
             }
         };
-        let mut trainer = match &resume {
-            None => new_trainer(&config, backend, device)?,
-            Some(plan) => resumed_trainer(plan, &config, backend, device)?,
-        };
+        let mut trainer = open_trainer(&config, resume.as_ref(), backend, device)?;
         let replicas = match replica_devices {
             None => None,
             Some(devices) => {
@@ -590,11 +580,8 @@ impl<B: AutodiffBackend> TrainingRun<B> {
     pub fn finish(mut self, outcome: Outcome) -> Result<RunSummary, TrainError> {
         if self.replicas.is_some() {
             // Every replica (and machine) checks at the same point that they agree.
-            let fingerprint = self.trainer.verify_replicas_agree()?;
-            self.say(&format!(
-                "all {} replicas hold the same weights (fingerprint {fingerprint:.6e})",
-                self.trainer.world_size()
-            ));
+            let agreed = crate::parallel::verify_agreement(&mut self.trainer)?;
+            self.say(&agreed);
         }
         self.metrics_log.flush()?;
         self.log_events(EventWriter::flush);
@@ -788,8 +775,39 @@ fn open_events(
     Ok(events)
 }
 
+/// The loader's settings and where it starts: the beginning of the seeded shuffle, or
+/// where the checkpoint being resumed left it.
+pub(crate) fn loader_start(
+    config: &RunConfig,
+    resume: Option<&ResumePlan>,
+    dataset: &ImageDataset,
+) -> Result<(LoaderConfig, LoaderPosition), TrainError> {
+    let position = match resume {
+        None => LoaderPosition::start(config.trainer.seed),
+        Some(plan) => resumed_position(plan, dataset.data_fingerprint(), dataset.len())?,
+    };
+    let loader_config = LoaderConfig::new(config.trainer.batch_size)
+        .with_seed(config.trainer.seed)
+        .with_flip(config.data.flip)
+        .with_drop_last(dataset.len() >= config.trainer.batch_size);
+    Ok((loader_config, position))
+}
+
+/// The run's trainer: new, or the checkpoint's when resuming.
+pub(crate) fn open_trainer<B: AutodiffBackend>(
+    config: &RunConfig,
+    resume: Option<&ResumePlan>,
+    backend: BackendKind,
+    device: &B::Device,
+) -> Result<Trainer<B>, TrainError> {
+    match resume {
+        None => new_trainer(config, backend, device),
+        Some(plan) => resumed_trainer(plan, config, backend, device),
+    }
+}
+
 /// A new run's trainer, at the run's precision.
-pub(crate) fn new_trainer<B: AutodiffBackend>(
+fn new_trainer<B: AutodiffBackend>(
     config: &RunConfig,
     backend: BackendKind,
     device: &B::Device,
@@ -804,7 +822,7 @@ pub(crate) fn new_trainer<B: AutodiffBackend>(
 
 /// The trainer exactly where the checkpoint left it; new learning rates are the one change
 /// to the optimisation a resumed run accepts (the advice after a divergence).
-pub(crate) fn resumed_trainer<B: AutodiffBackend>(
+fn resumed_trainer<B: AutodiffBackend>(
     plan: &ResumePlan,
     config: &RunConfig,
     backend: BackendKind,
@@ -832,7 +850,7 @@ pub(crate) fn target_steps(schedule: &Schedule, steps_per_epoch: u64) -> u64 {
 
 /// Where the loader of a resumed run starts: the checkpoint's position, once the data is
 /// known to be the one it was trained on (or the user allowed a change).
-pub(crate) fn resumed_position(
+fn resumed_position(
     plan: &ResumePlan,
     now: &DataFingerprint,
     images: usize,

@@ -542,20 +542,39 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// the same number on every machine; fails with [`Error::Replica`] if they differ.
     /// Without replicas, just the fingerprint.
     pub fn verify_replicas_agree(&mut self) -> Result<f64> {
+        let (mine, theirs) = self.on_every_replica(
+            |this| this.own_fingerprint_check(),
+            |replica| replica.own_fingerprint_check(),
+        );
+        for result in theirs {
+            result?;
+        }
+        mine
+    }
+
+    /// Runs `mine` on this trainer (in this thread) and `theirs` on each other replica of
+    /// the process, each on a thread of its own, all at once (they meet in all-reduces);
+    /// returns this trainer's result and the others' in rank order.
+    fn on_every_replica<T: Send>(
+        &mut self,
+        mine: impl FnOnce(&mut Self) -> Result<T>,
+        theirs: impl Fn(&mut Self) -> Result<T> + Sync,
+    ) -> (Result<T>, Vec<Result<T>>) {
         let mut others = std::mem::take(&mut self.replicas);
-        let results = std::thread::scope(|scope| {
+        let outcome = std::thread::scope(|scope| {
+            let theirs = &theirs;
             let handles: Vec<_> = others
                 .iter_mut()
-                .map(|replica| scope.spawn(move || replica.own_fingerprint_check()))
+                .map(|replica| scope.spawn(move || theirs(replica)))
                 .collect();
-            let mine = self.own_fingerprint_check();
+            let mine = mine(self);
             let theirs: Vec<_> = handles
                 .into_iter()
                 .map(|handle| {
                     handle.join().unwrap_or_else(|_| {
                         Err(Error::Replica {
                             rank: 0,
-                            reason: "checking the weights panicked".into(),
+                            reason: "a replica's thread panicked".into(),
                         })
                     })
                 })
@@ -563,11 +582,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             (mine, theirs)
         });
         self.replicas = others;
-        let (mine, theirs) = results;
-        for result in theirs {
-            result?;
-        }
-        mine
+        outcome
     }
 
     /// [`Trainer::verify_replicas_agree`] for this replica alone.
@@ -693,26 +708,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         // Each replica of this process computes its rows on a thread of its own; this
         // thread computes this trainer's.
-        let mut others = std::mem::take(&mut self.replicas);
-        let (mine, theirs) = std::thread::scope(|scope| {
-            let handles: Vec<_> = others
-                .iter_mut()
-                .map(|replica| {
-                    let rows = shard_rows(batch, replica.rank(), world);
-                    let shard = real.clone().slice(rows.clone()).to_device(&replica.device);
-                    scope.spawn(move || replica.guarded_shard_step(shard, batch, rows, None))
-                })
-                .collect();
-            let rows = shard_rows(batch, self.rank(), world);
-            let shard = real.slice(rows.clone());
-            let mine = self.guarded_shard_step(shard, batch, rows, trace);
-            let theirs: Vec<_> = handles
-                .into_iter()
-                .map(|handle| handle.join().expect("replica steps catch their panics"))
-                .collect();
-            (mine, theirs)
-        });
-        self.replicas = others;
+        let (mine, theirs) = self.on_every_replica(
+            |this| {
+                let rows = shard_rows(batch, this.rank(), world);
+                let shard = real.clone().slice(rows.clone());
+                this.guarded_shard_step(shard, batch, rows, trace)
+            },
+            |replica| {
+                let rows = shard_rows(batch, replica.rank(), world);
+                let shard = real.clone().slice(rows.clone()).to_device(&replica.device);
+                replica.guarded_shard_step(shard, batch, rows, None)
+            },
+        );
         // The most telling outcome: a replica's own failure before the echo of it that
         // the others see, and a failure before success.
         let rank = |result: &Result<StepMetrics>| match result {

@@ -620,6 +620,17 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Arc<AtomicI32> {
     received
 }
 
+/// The exit code of an interrupted run, 128 + the signal, so that scripts and schedulers
+/// can tell it from a finished one. Without a signal here, another machine of the run was
+/// stopped and this one with it: reported as SIGTERM, what schedulers send.
+fn interrupted(signal: &AtomicI32) -> ExitCode {
+    let number = match signal.load(Ordering::SeqCst) {
+        0 => 15,
+        number => number,
+    };
+    ExitCode::from(128u8.saturating_add(number as u8))
+}
+
 /// Runs `cats train`.
 pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
     for (flag, value) in [("--steps", args.steps), ("--epochs", args.epochs)] {
@@ -672,10 +683,7 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
             summary.steps, summary.img_per_s
         );
         return Ok(match summary.outcome {
-            Outcome::Interrupted => match signal.load(Ordering::SeqCst) {
-                0 => ExitCode::from(128 + 15),
-                number => ExitCode::from(128u8.saturating_add(number as u8)),
-            },
+            Outcome::Interrupted => interrupted(&signal),
             _ => ExitCode::SUCCESS,
         });
     }
@@ -705,14 +713,7 @@ pub fn run(args: &TrainArgs, target: Target) -> anyhow::Result<ExitCode> {
     }
     println!("run folder: {folder} (metrics.csv, loss.png, samples/, checkpoints/)");
     if summary.outcome == Outcome::Interrupted {
-        // Scripts and schedulers can tell an interrupted run from a finished one.
-        // No signal here: another machine of the run was stopped, and this one with it
-        // (reported as SIGTERM, what schedulers send).
-        let number = match signal.load(Ordering::SeqCst) {
-            0 => 15,
-            number => number,
-        };
-        return Ok(ExitCode::from(128u8.saturating_add(number as u8)));
+        return Ok(interrupted(&signal));
     }
     if args.dry_run {
         println!("dry run OK: data, model, training step, previews and checkpoints all work");
