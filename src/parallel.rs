@@ -295,6 +295,26 @@ pub fn follow<B: AutodiffBackend>(
     let mut loader = Loader::<B>::new_at(dataset, &loader_config, device.clone(), position)?;
     let target = target_steps(&config.schedule, loader.steps_per_epoch());
     let start_step = trainer.steps_done();
+    let summary = |outcome, trainer: &Trainer<B>| {
+        let elapsed = started.elapsed();
+        let steps = trainer.steps_done();
+        RunSummary {
+            outcome,
+            steps,
+            epochs: trainer.epoch,
+            run_dir: run_dir.clone(),
+            checkpoint: None,
+            last_sample: None,
+            img_per_s: ((steps - start_step) * config.trainer.batch_size as u64) as f64
+                / elapsed.as_secs_f64().max(1e-9),
+            elapsed,
+        }
+    };
+    if start_step >= target {
+        // The leader has nothing to do either and stops at once, without the final
+        // weights check: nothing to check, nobody to wait for.
+        return Ok(summary(Outcome::AlreadyDone, &trainer));
+    }
     let mut progress = Progress::new("follow", target, Duration::from_secs(10));
     progress.println(&format!(
         "following machine 0: {} · {} steps",
@@ -331,19 +351,7 @@ pub fn follow<B: AutodiffBackend>(
     };
     progress.finish();
     eprintln!("{}", verify_agreement(&mut trainer)?);
-    let steps = trainer.steps_done();
-    let elapsed = started.elapsed();
-    Ok(RunSummary {
-        outcome,
-        steps,
-        epochs: trainer.epoch,
-        run_dir,
-        checkpoint: None,
-        last_sample: None,
-        img_per_s: ((steps - start_step) * config.trainer.batch_size as u64) as f64
-            / elapsed.as_secs_f64().max(1e-9),
-        elapsed,
-    })
+    Ok(summary(outcome, &trainer))
 }
 
 #[cfg(test)]

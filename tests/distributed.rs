@@ -94,12 +94,29 @@ fn coordinator(dir: &Path) -> (Process, u16) {
 /// `cats train` of machine `rank` of 2 on the built-in cats (tiny model, batch 4).
 fn machine(dir: &Path, rank: u32, coordinator: u16, steps: &str, timeout: &str) -> Process {
     let out = dir.join(format!("machine{rank}"));
+    machine_with(
+        dir,
+        tiny_run_args(s(&out), steps),
+        rank,
+        coordinator,
+        timeout,
+    )
+}
+
+/// `cats ARGS` as machine `rank` of 2.
+fn machine_with(
+    dir: &Path,
+    args: Vec<&str>,
+    rank: u32,
+    coordinator: u16,
+    timeout: &str,
+) -> Process {
     let (coordinator, address) = (
         format!("127.0.0.1:{coordinator}"),
         format!("127.0.0.1:{}", free_port()),
     );
-    let mut args = tiny_run_args(s(&out), steps);
     let rank = rank.to_string();
+    let mut args = args;
     args.extend([
         "--nodes",
         "2",
@@ -112,7 +129,8 @@ fn machine(dir: &Path, rank: u32, coordinator: u16, steps: &str, timeout: &str) 
         "--sync-timeout",
         timeout,
     ]);
-    Process::start(&args, dir.join(format!("machine{rank}.log")))
+    let log = dir.join(format!("machine{rank}-{}.log", free_port()));
+    Process::start(&args, log)
 }
 
 /// The fingerprint of the line "all N replicas hold the same weights (fingerprint X)".
@@ -198,6 +216,25 @@ fn two_machines_on_loopback_train_in_step_and_end_with_the_same_weights() {
         .join("machine0/checkpoints/latest.catgan")
         .exists());
     assert!(!dir.path().join("machine1").exists());
+
+    // Resumed at its end on both machines: nothing to do, and neither waits for the other.
+    let run = dir.path().join("machine0");
+    let resume = resume_args(s(&run), "5", &[]);
+    let mut leader = machine_with(dir.path(), resume.clone(), 0, port, "120");
+    let mut follower = machine_with(dir.path(), resume, 1, port, "120");
+    let limit = Duration::from_secs(60);
+    let (a, b) = (leader.wait(limit), follower.wait(limit));
+    assert!(
+        a.success() && b.success(),
+        "{}\n{}",
+        leader.output(),
+        follower.output()
+    );
+    assert!(
+        leader.output().contains("nothing to do"),
+        "{}",
+        leader.output()
+    );
 }
 
 #[test]
