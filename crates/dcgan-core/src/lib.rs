@@ -76,7 +76,7 @@ pub use error::{Error, Result};
 pub use generator::{Generator, GeneratorConfig};
 pub use init::{LatentDistribution, WeightInit};
 pub use loss::GanLoss;
-pub use memory::MemoryEstimate;
+pub use memory::{ArithmeticCost, MemoryEstimate};
 pub use penalty::{GradientPenalty, PenaltyKind};
 pub use precision::Precision;
 pub use preset::ModelPreset;

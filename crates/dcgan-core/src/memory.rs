@@ -29,7 +29,8 @@
 //!   window matrix (`im2col` / `col2im`, about 4 MiB, or one image's if larger) it ever
 //!   used (flex-kernels' `with_scratch`) and about 2 MiB more (gemm's packing
 //!   buffers, its malloc arena), the calling thread keeps the largest set of
-//!   per-group weight-gradient parts (groups × weight), and every convolution keeps a
+//!   weight-gradient parts (one weight per group of images, but at most
+//!   [`WEIGHT_PARTS_BUDGET`] bytes while 4 parts fit), and every convolution keeps a
 //!   reordered copy of its weight for its input gradient; with spectral norm, two
 //!   weight-sized tensors per layer and pass. When the optimizer steps, the new parameters
 //!   of the updated network are here too (the old ones are freed only afterwards).
@@ -45,9 +46,10 @@
 //! Peak resident memory (`VmHWM`) minus the resident memory before anything was built,
 //! against the estimate, on flex with 2 threads and `reuse_large_allocations` on as in
 //! `cats` (`cargo run -p dcgan-core --features ndarray,wgpu --example memory_probe --
-//! train|generate PRESET BASE BATCH`; 2026-12-02; docs/performance.md, "Memory estimate"):
+//! train|generate PRESET BASE BATCH`; 2026-12-02, after the weight-gradient slots for
+//! dcgan64 base 64 and seed128 base 64; docs/performance.md, "Memory estimate", change 11):
 //!
-//! | training, 3 steps (2 for seed128 base 32) | estimate | measured | estimate / measured |
+//! | training, 3 steps (2 for seed128 base 32 and 64) | estimate | measured | estimate / measured |
 //! |---|---|---|---|
 //! | tiny32 base 4 batch 4 | 7.1 MiB | 8.3 MiB | 0.85 |
 //! | tiny32 base 8 batch 64, every stabiliser | 42.9 MiB | 42.8 MiB | 1.00 |
@@ -55,9 +57,10 @@
 //! | dcgan64 base 16 batch 32, every stabiliser | 149.3 MiB | 132.8 MiB | 1.12 |
 //! | dcgan64 base 32 batch 32 | 231.7 MiB | 222.5 MiB | 1.04 |
 //! | dcgan64 base 64 batch 8 | 333.2 MiB | 394.2 MiB | 0.85 |
-//! | dcgan64 base 64 batch 64 | 1,133.8 MiB | 1,055.2 MiB | 1.07 |
+//! | dcgan64 base 64 batch 64 | 983.8 MiB | 896.1 MiB | 1.10 |
 //! | seed128 base 16 batch 16 | 250.8 MiB | 238.7 MiB | 1.05 |
 //! | seed128 base 32 batch 32 | 1,023.5 MiB | 929.4 MiB | 1.10 |
+//! | seed128 base 64 batch 64 | 3,297.1 MiB | 2,880.1 MiB | 1.14 |
 //!
 //! | generation (load, then two batches) | estimate | measured | estimate / measured |
 //! |---|---|---|---|
@@ -89,6 +92,10 @@ const F32: u128 = 4;
 /// Blocks up to this size stay on the heap once freed: glibc's largest mmap threshold,
 /// which `flex_kernels::allocator::reuse_large_allocations` sets (the `cats` tool does).
 const HEAP_BLOCK_LIMIT: usize = 32 << 20;
+
+/// The most bytes of weight-gradient parts a backward pass of the fast path keeps while 4
+/// parts fit (flex-kernels' `WEIGHT_PARTS_BUDGET`).
+pub const WEIGHT_PARTS_BUDGET: u128 = 256 << 20;
 
 /// Input batches alive during training: the one in use and dcgan-data's default prefetch
 /// queue (4 batches, plus one being assembled).
@@ -129,6 +136,42 @@ pub fn generator_parameters(config: &GeneratorConfig) -> ParameterCount {
 /// The parameters of the discriminator `config` describes (without building it).
 pub fn discriminator_parameters(config: &DiscriminatorConfig) -> ParameterCount {
     Network::discriminator(config).params
+}
+
+/// The arithmetic of the two networks: multiply-adds of one image's forward pass through
+/// each (convolutions and dense layers; batch norm and activations are not counted), from
+/// the configs alone. For achieved-GFLOP/s figures (`cargo bench --bench side_by_side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArithmeticCost {
+    /// Multiply-adds of the generator's forward pass, per image.
+    pub generator_macs: u128,
+    /// Multiply-adds of the discriminator's forward pass, per image.
+    pub discriminator_macs: u128,
+}
+
+impl ArithmeticCost {
+    /// The cost of the networks `generator` and `discriminator` describe.
+    pub fn of(generator: &GeneratorConfig, discriminator: &DiscriminatorConfig) -> Self {
+        Self {
+            generator_macs: Network::generator(generator).macs_per_image(),
+            discriminator_macs: Network::discriminator(discriminator).macs_per_image(),
+        }
+    }
+
+    /// Floating-point operations (two per multiply-add) of one training step, per image:
+    /// G forward once and backward once (input and weight gradients: twice the forward),
+    /// D forward three times (real, detached fakes, fakes for the G update), backward
+    /// with weight gradients twice (the D update) and with input gradients only once
+    /// (the G update): `2 · (3 G + 8 D)`. The useful work of a step; PyTorch's reference
+    /// step also computes D's weight gradients in the G update (`2 · (3 G + 9 D)`).
+    pub fn training_flops_per_image(&self) -> f64 {
+        2.0 * (3 * self.generator_macs + 8 * self.discriminator_macs) as f64
+    }
+
+    /// Floating-point operations of drawing one image (G's forward pass).
+    pub fn generation_flops_per_image(&self) -> f64 {
+        2.0 * self.generator_macs as f64
+    }
 }
 
 /// The memory a configuration needs at its peak, in bytes, by part (see the module docs
@@ -604,6 +647,8 @@ fn generation_suggestion(
 struct Conv {
     /// Elements of the weight (`[G, K]` for the GEMMs).
     weight: u128,
+    /// Window positions of one image (each one multiply-add per weight element).
+    positions: u128,
     /// Elements of one image's window matrix: window positions × `kh·kw·c`.
     window_per_image: u128,
 }
@@ -629,9 +674,13 @@ impl Conv {
         self.groups(batch).0.saturating_mul(self.window_per_image)
     }
 
-    /// Elements of the weight-gradient parts of a backward pass (one per group).
+    /// Elements of the weight-gradient parts of a backward pass: one per group while they
+    /// fit in [`WEIGHT_PARTS_BUDGET`], else as many as fit, a multiple of 4 and at least 4
+    /// (flex-kernels' `weight_slots`).
     fn parts(&self, batch: u128) -> u128 {
-        self.groups(batch).1.saturating_mul(self.weight)
+        let fit = WEIGHT_PARTS_BUDGET / self.weight.saturating_mul(F32).max(1);
+        let cap = if fit <= 4 { 4 } else { fit / 4 * 4 };
+        self.groups(batch).1.min(cap).saturating_mul(self.weight)
     }
 }
 
@@ -693,6 +742,7 @@ impl Network {
             );
             net.add_conv(Conv {
                 weight,
+                positions: grid,
                 window_per_image: product(&[grid, k2, out]),
             });
             net.maps.push(product(&[out, side, side]));
@@ -706,6 +756,7 @@ impl Network {
         );
         net.add_conv(Conv {
             weight,
+            positions: product(&[side, side]),
             window_per_image: product(&[side, side, k2, channels_out]),
         });
         net.output = product(&[channels_out, side, side]);
@@ -753,6 +804,7 @@ impl Network {
             );
             net.add_conv(Conv {
                 weight,
+                positions: product(&[out_side, out_side]),
                 window_per_image: product(&[out_side, out_side, k2, c_in]),
             });
             if i == 0 {
@@ -784,6 +836,20 @@ impl Network {
     fn add_conv(&mut self, conv: Conv) {
         self.weights = self.weights.saturating_add(conv.weight);
         self.convs.push(conv);
+    }
+
+    /// Multiply-adds of one image's forward pass: every convolution's weight at each of
+    /// its window positions, and the dense layer (its weight is in `weights` but not in
+    /// `convs`).
+    fn macs_per_image(&self) -> u128 {
+        let conv_weights = sum(&self.convs.iter().map(|c| c.weight).collect::<Vec<_>>());
+        let dense = self.weights.saturating_sub(conv_weights);
+        let convs: Vec<u128> = self
+            .convs
+            .iter()
+            .map(|c| c.weight.saturating_mul(c.positions))
+            .collect();
+        sum(&convs).saturating_add(dense)
     }
 
     fn largest_map(&self) -> u128 {
@@ -883,6 +949,39 @@ mod tests {
     #[test]
     fn the_heap_block_limit_is_the_allocator_settings() {
         assert_eq!(HEAP_BLOCK_LIMIT, flex_kernels::allocator::HEAP_BLOCK_LIMIT);
+        assert_eq!(
+            WEIGHT_PARTS_BUDGET,
+            flex_kernels::WEIGHT_PARTS_BUDGET as u128
+        );
+    }
+
+    #[test]
+    fn arithmetic_cost_counts_every_layer_once() {
+        // dcgan64 base 32 by hand (5x5 kernels): G projects 100 -> 8·8·256, then its
+        // transposed convolutions 256->128 on 8x8, 128->64 on 16x16, 64->32 on 32x32
+        // (window positions are those of the input grid), 32->3 on 64x64 (stride 1); D
+        // 3->32 with 32x32 outputs, 32->64 16x16, 64->128 8x8, 128->256 4x4, then
+        // 256·4·4 -> 1.
+        let (g, d) = ModelPreset::Dcgan64.configs(Some(32));
+        let cost = ArithmeticCost::of(&g, &d);
+        let k2 = 25u128;
+        let g_macs = 100 * 8 * 8 * 256
+            + k2 * (8 * 8 * 256 * 128 + 16 * 16 * 128 * 64 + 32 * 32 * 64 * 32)
+            + k2 * 64 * 64 * 32 * 3;
+        let d_macs = k2
+            * (32 * 32 * 3 * 32 + 16 * 16 * 32 * 64 + 8 * 8 * 64 * 128 + 4 * 4 * 128 * 256)
+            + 256 * 4 * 4;
+        assert_eq!(cost.generator_macs, g_macs);
+        assert_eq!(cost.discriminator_macs, d_macs);
+        assert_eq!(
+            cost.training_flops_per_image(),
+            2.0 * (3 * g_macs + 8 * d_macs) as f64
+        );
+        assert_eq!(cost.generation_flops_per_image(), 2.0 * g_macs as f64);
+        // The article's model: about 55 GFLOP of useful work per image and step.
+        let (g, d) = ModelPreset::Seed128.configs(Some(64));
+        let flops = ArithmeticCost::of(&g, &d).training_flops_per_image();
+        assert!((54.0e9..55.0e9).contains(&flops), "{flops:e}");
     }
 
     #[test]

@@ -117,6 +117,8 @@ fn whole_networks_match_burn_forward_and_backward() {
         tanh_channels_first: 1,
         to_channels_first: 1,
         adam: 0,
+        pool2d: 0,
+        cat_channels: 0,
     };
     assert_eq!(fast.calls, expected, "fast-path calls with fast_kernels on");
     assert_eq!(reference.calls, Calls::default(), "with fast_kernels off");

@@ -8,6 +8,12 @@
 //! average pools that do not count padding, and a **max** pool in the pool branch of the
 //! last block (`mixed_10`). Batch norms are folded into the convolutions at load time.
 //!
+//! On flex (the `flex` feature) the convolutions and their ReLUs run through the
+//! `flex-kernels` fast path (one GEMM per convolution for the whole batch, channels-last
+//! maps) and the blocks join their branches channels-last; the pools are burn's own.
+//! [`FidInceptionV3::with_fast_kernels`] switches back to burn's own operations (same
+//! features to float rounding).
+//!
 //! Input: `[batch, 3, 299, 299]` in the TF range `[-1, 0.9921875]` (see
 //! [`preprocess`](crate::preprocess)); output: `[batch, 2048]` pool3 features.
 
@@ -33,6 +39,8 @@ pub const FEATURE_DIM: usize = 2048;
 pub struct BasicConv<B: Backend> {
     /// The convolution, `[out, in, kh, kw]` weight and `[out]` bias.
     conv: Conv2d<B>,
+    /// Whether it runs through the flex fast path (not part of the record).
+    fast_kernels: bool,
 }
 
 impl<B: Backend> BasicConv<B> {
@@ -56,16 +64,33 @@ impl<B: Backend> BasicConv<B> {
                 groups: 1,
                 padding: PaddingConfig2d::Explicit(ph, pw, ph, pw),
             },
+            fast_kernels: true,
         })
     }
 
-    /// `relu(conv(x) + bias)`.
+    /// `relu(conv(x) + bias)`; on the fast path the result is channels-last in memory.
     ///
     /// # Shapes
     /// `[batch, in, h, w]` -> `[batch, out, h', w']`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        #[cfg(feature = "flex")]
+        if self.fast_kernels {
+            // A leaky ReLU of slope 0 is the ReLU (negative inputs give -0.0, not 0.0).
+            return flex_kernels::conv2d_leaky_relu(&self.conv, x, 0.0);
+        }
         relu(self.conv.forward(x))
     }
+}
+
+/// The branches of a block joined along the channels: on the fast path channels-last, each
+/// pixel's channels copied once (the convolutions' outputs are read without a copy).
+fn cat_channels<B: Backend>(branches: Vec<Tensor<B, 4>>, fast: bool) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if fast {
+        return flex_kernels::cat_channels(branches);
+    }
+    let _ = fast;
+    Tensor::cat(branches, 1)
 }
 
 fn chain<B: Backend>(convs: &[BasicConv<B>], x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -90,14 +115,30 @@ fn load_chain<B: Backend>(
         .collect()
 }
 
-/// 3x3 average pool, stride 1, padding 1, padding not counted (TF `SAME` average pool).
-fn avg_pool_3x3<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// 3x3 average pool, stride 1, padding 1, padding not counted (TF `SAME` average pool);
+/// on the fast path channels-last.
+fn avg_pool_3x3<B: Backend>(x: Tensor<B, 4>, fast: bool) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if fast {
+        return flex_kernels::avg_pool2d(x, [3, 3], [1, 1], [1, 1]);
+    }
+    let _ = fast;
     avg_pool2d(x, [3, 3], [1, 1], [1, 1], false, false)
 }
 
-/// 3x3 max pool with `stride`, no padding.
-fn max_pool_3x3<B: Backend>(x: Tensor<B, 4>, stride: usize) -> Tensor<B, 4> {
-    max_pool2d(x, [3, 3], [stride, stride], [0, 0], [1, 1], false)
+/// 3x3 max pool with `stride` and `padding`; on the fast path channels-last.
+fn max_pool_3x3<B: Backend>(
+    x: Tensor<B, 4>,
+    stride: usize,
+    padding: usize,
+    fast: bool,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if fast {
+        return flex_kernels::max_pool2d(x, [3, 3], [stride; 2], [padding; 2]);
+    }
+    let _ = fast;
+    max_pool2d(x, [3, 3], [stride; 2], [padding; 2], [1, 1], false)
 }
 
 /// Blocks `mixed`, `mixed_1`, `mixed_2` (35x35): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1;
@@ -126,6 +167,14 @@ impl<B: Backend> InceptionA<B> {
         })
     }
 
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut BasicConv<B>> {
+        let singles = [&mut self.conv, &mut self.tower_2];
+        singles
+            .into_iter()
+            .chain(&mut self.tower)
+            .chain(&mut self.tower_1)
+    }
+
     /// # Shapes
     /// `[batch, c, 35, 35]` -> `[batch, 256 | 288, 35, 35]` ([`InceptionC`]: `[batch, 768,
     /// 17, 17]` -> `[batch, 768, 17, 17]`).
@@ -133,8 +182,9 @@ impl<B: Backend> InceptionA<B> {
         let a = self.conv.forward(x.clone());
         let b = chain(&self.tower, x.clone());
         let c = chain(&self.tower_1, x.clone());
-        let d = self.tower_2.forward(avg_pool_3x3(x));
-        Tensor::cat(vec![a, b, c, d], 1)
+        let fast = self.conv.fast_kernels;
+        let d = self.tower_2.forward(avg_pool_3x3(x, fast));
+        cat_channels(vec![a, b, c, d], fast)
     }
 }
 
@@ -153,13 +203,18 @@ impl<B: Backend> InceptionB<B> {
         })
     }
 
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut BasicConv<B>> {
+        std::iter::once(&mut self.conv).chain(&mut self.tower)
+    }
+
     /// # Shapes
     /// `[batch, 288, 35, 35]` -> `[batch, 768, 17, 17]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let fast = self.conv.fast_kernels;
         let a = self.conv.forward(x.clone());
         let b = chain(&self.tower, x.clone());
-        let c = max_pool_3x3(x, 2);
-        Tensor::cat(vec![a, b, c], 1)
+        let c = max_pool_3x3(x, 2, 0, fast);
+        cat_channels(vec![a, b, c], fast)
     }
 }
 
@@ -182,13 +237,18 @@ impl<B: Backend> InceptionD<B> {
         })
     }
 
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut BasicConv<B>> {
+        self.tower.iter_mut().chain(&mut self.tower_1)
+    }
+
     /// # Shapes
     /// `[batch, 768, 17, 17]` -> `[batch, 1280, 8, 8]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let fast = self.tower[0].fast_kernels;
         let a = chain(&self.tower, x.clone());
         let b = chain(&self.tower_1, x.clone());
-        let c = max_pool_3x3(x, 2);
-        Tensor::cat(vec![a, b, c], 1)
+        let c = max_pool_3x3(x, 2, 0, fast);
+        cat_channels(vec![a, b, c], fast)
     }
 }
 
@@ -226,6 +286,21 @@ impl<B: Backend> InceptionE<B> {
         })
     }
 
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut BasicConv<B>> {
+        [
+            &mut self.conv,
+            &mut self.tower_conv,
+            &mut self.tower_mixed_conv,
+            &mut self.tower_mixed_conv_1,
+            &mut self.tower_1_conv,
+            &mut self.tower_1_conv_1,
+            &mut self.tower_1_mixed_conv,
+            &mut self.tower_1_mixed_conv_1,
+            &mut self.tower_2_conv,
+        ]
+        .into_iter()
+    }
+
     /// # Shapes
     /// `[batch, 1280 | 2048, 8, 8]` -> `[batch, 2048, 8, 8]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -233,12 +308,13 @@ impl<B: Backend> InceptionE<B> {
         let b = self
             .tower_1_conv_1
             .forward(self.tower_1_conv.forward(x.clone()));
+        let fast = self.conv.fast_kernels;
         let pooled = if self.max_pool {
-            max_pool2d(x.clone(), [3, 3], [1, 1], [1, 1], [1, 1], false)
+            max_pool_3x3(x.clone(), 1, 1, fast)
         } else {
-            avg_pool_3x3(x.clone())
+            avg_pool_3x3(x.clone(), fast)
         };
-        Tensor::cat(
+        cat_channels(
             vec![
                 self.conv.forward(x),
                 self.tower_mixed_conv.forward(a.clone()),
@@ -247,7 +323,7 @@ impl<B: Backend> InceptionE<B> {
                 self.tower_1_mixed_conv_1.forward(b),
                 self.tower_2_conv.forward(pooled),
             ],
-            1,
+            fast,
         )
     }
 }
@@ -305,6 +381,24 @@ impl<B: Backend> FidInceptionV3<B> {
         })
     }
 
+    /// The network with its convolutions on the flex fast path (`true`, the default) or on
+    /// burn's own operations (`false`). Other backends always use burn's own.
+    pub fn with_fast_kernels(mut self, on: bool) -> Self {
+        let convs = self
+            .stem
+            .iter_mut()
+            .chain(self.mixed_a.iter_mut().flat_map(InceptionA::convs_mut))
+            .chain(self.mixed_3.convs_mut())
+            .chain(self.mixed_c.iter_mut().flat_map(InceptionC::convs_mut))
+            .chain(self.mixed_8.convs_mut())
+            .chain(self.mixed_9.convs_mut())
+            .chain(self.mixed_10.convs_mut());
+        for conv in convs {
+            conv.fast_kernels = on;
+        }
+        self
+    }
+
     /// Pool3 features: the spatial mean of `mixed_10` (for 299x299 inputs exactly the
     /// graph's 8x8 average pool).
     ///
@@ -316,10 +410,11 @@ impl<B: Backend> FidInceptionV3<B> {
     /// mixed_8 8, pool 1.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let [s0, s1, s2, s3, s4] = [0, 1, 2, 3, 4].map(|i| &self.stem[i]);
+        let fast = s0.fast_kernels;
         let x = s2.forward(s1.forward(s0.forward(x)));
-        let x = max_pool_3x3(x, 2);
+        let x = max_pool_3x3(x, 2, 0, fast);
         let x = s4.forward(s3.forward(x));
-        let mut x = max_pool_3x3(x, 2);
+        let mut x = max_pool_3x3(x, 2, 0, fast);
         for block in &self.mixed_a {
             x = block.forward(x);
         }
@@ -331,6 +426,10 @@ impl<B: Backend> FidInceptionV3<B> {
         x = self.mixed_9.forward(x);
         x = self.mixed_10.forward(x);
         let [batch, channels, h, w] = x.dims();
+        #[cfg(feature = "flex")]
+        if fast {
+            return flex_kernels::avg_pool2d(x, [h, w], [h, w], [0, 0]).reshape([batch, channels]);
+        }
         avg_pool2d(x, [h, w], [h, w], [0, 0], true, false).reshape([batch, channels])
     }
 }
@@ -364,6 +463,40 @@ mod tests {
             "ReLU features"
         );
         assert!(v.iter().any(|x| *x > 0.0));
+    }
+
+    /// The fast path (channels-last convolutions, branches joined channels-last) gives
+    /// burn's features, and every convolution is switched.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_fast_path_gives_burns_features() {
+        let device = Default::default();
+        let weights = InceptionWeights::random(3);
+        let fast = FidInceptionV3::<TestBackend>::new(&weights, &device).unwrap();
+        let burn = FidInceptionV3::<TestBackend>::new(&weights, &device)
+            .unwrap()
+            .with_fast_kernels(false);
+        let x = Tensor::<TestBackend, 4>::random(
+            [3, 3, 80, 91],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let before = flex_kernels::calls().conv2d;
+        let a = fast.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+        let fast_convs = flex_kernels::calls().conv2d - before;
+        let b = burn.forward(x).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(flex_kernels::calls().conv2d - before, fast_convs, "burn's");
+        assert_eq!(
+            fast_convs as usize,
+            crate::weights::CONV_SPECS.len(),
+            "every conv fast"
+        );
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(scale > 0.0 && worst <= 1e-4 * scale, "{worst} of {scale}");
     }
 
     /// Folding drops BN mean and var: two vectors of `out` values per conv.

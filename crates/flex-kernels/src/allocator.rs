@@ -44,6 +44,20 @@ pub fn reuse_large_allocations(reuse: bool) -> bool {
     }
 }
 
+/// Gives the heap's free memory back to the system now (glibc's `malloc_trim`; elsewhere
+/// nothing): with [`reuse_large_allocations`] on, freed memory otherwise stays resident
+/// for the life of the process. Returns whether any memory was released.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system; it is safe to call
+    // at any time.
+    unsafe {
+        libc::malloc_trim(0) == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

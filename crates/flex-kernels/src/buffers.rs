@@ -50,7 +50,19 @@ pub(crate) fn par_vec(
     chunk: usize,
     fill: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let [out] = par_vecs(len, chunk, |i, [part]| fill(i, part));
+    let [out] = par_vecs_tiled(len, chunk, &[0.0], |i, [part]| fill(i, part));
+    out
+}
+
+/// [`par_vec`] whose chunks start as `tile` repeated instead of zeros (a bias per output
+/// row, which a GEMM then adds to): one pass fewer over the output.
+pub(crate) fn par_vec_tiled(
+    len: usize,
+    chunk: usize,
+    tile: &[f32],
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let [out] = par_vecs_tiled(len, chunk, tile, |i, [part]| fill(i, part));
     out
 }
 
@@ -60,6 +72,18 @@ pub(crate) fn par_vecs<const N: usize>(
     chunk: usize,
     fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
+    par_vecs_tiled(len, chunk, &[0.0], fill)
+}
+
+/// [`par_vecs`] with every chunk starting as `tile` repeated from the chunk's start (a
+/// chunk length that is a multiple of the tile's keeps the tiling aligned throughout).
+fn par_vecs_tiled<const N: usize>(
+    len: usize,
+    chunk: usize,
+    tile: &[f32],
+    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    assert!(!tile.is_empty(), "an empty tile");
     let chunk = chunk.max(1);
     let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
     {
@@ -72,9 +96,11 @@ pub(crate) fn par_vecs<const N: usize>(
             .collect();
         tasks.into_par_iter().enumerate().for_each(|(i, parts)| {
             let parts = parts.map(|part| {
-                part.fill(MaybeUninit::new(0.0));
-                // SAFETY: every element of `part` was initialized on the line above, and
-                // `MaybeUninit<f32>` has the layout of `f32`.
+                for (slot, &v) in part.iter_mut().zip(tile.iter().cycle()) {
+                    slot.write(v);
+                }
+                // SAFETY: every element of `part` was initialized just above (the cycled
+                // tile never ends), and `MaybeUninit<f32>` has the layout of `f32`.
                 unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
             });
             fill(i, parts);
@@ -86,6 +112,35 @@ pub(crate) fn par_vecs<const N: usize>(
         unsafe { out.set_len(len) };
     }
     outs
+}
+
+/// [`par_vec`] with chunks of any length: chunk `i` ends at `ends[i]` (increasing; the
+/// last is the vector's length).
+pub(crate) fn par_vec_split(
+    ends: &[usize],
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let len = ends.last().copied().unwrap_or(0);
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    {
+        let mut rest = &mut out.spare_capacity_mut()[..len];
+        let mut start = 0;
+        let mut tasks = Vec::with_capacity(ends.len());
+        for &end in ends {
+            let (chunk, tail) = rest.split_at_mut(end - start);
+            tasks.push(chunk);
+            (rest, start) = (tail, end);
+        }
+        tasks.into_par_iter().enumerate().for_each(|(i, part)| {
+            part.fill(MaybeUninit::new(0.0));
+            // SAFETY: as in `par_vecs`: every element was initialized on the line above.
+            let part = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(i, part);
+        });
+    }
+    // SAFETY: the chunks cover the first `len` elements, each initialized above.
+    unsafe { out.set_len(len) };
+    out
 }
 
 #[cfg(test)]
@@ -127,6 +182,25 @@ mod tests {
             (a, b),
             (vec![0., 0., 1., 1., 2.], vec![-0., -0., -1., -1., -2.])
         );
+    }
+
+    #[test]
+    fn tiled_vectors_start_each_chunk_with_the_tile() {
+        let v = par_vec_tiled(8, 4, &[1.0, 2.0], |i, part| {
+            assert_eq!(part, [1.0, 2.0, 1.0, 2.0], "chunk {i}");
+            part[0] += 10.0 * i as f32;
+        });
+        assert_eq!(v, [1., 2., 1., 2., 11., 2., 1., 2.]);
+    }
+
+    #[test]
+    fn split_vectors_hand_each_uneven_chunk_to_fill_once() {
+        let v = par_vec_split(&[2, 2, 5], |i, part| {
+            assert!(part.iter().all(|&x| x == 0.0), "chunk {i} not zeroed");
+            part.fill(i as f32 + 1.0);
+        });
+        assert_eq!(v, [1., 1., 3., 3., 3.]);
+        assert!(par_vec_split(&[], |_, _| panic!("no chunks")).is_empty());
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Calls {
     pub to_channels_first: u64,
     /// One-pass Adam updates ([`crate::adam::FusedAdam`]), one per parameter tensor.
     pub adam: u64,
+    /// [`crate::max_pool2d`] and [`crate::avg_pool2d`] calls.
+    pub pool2d: u64,
+    /// [`crate::cat_channels`] calls.
+    pub cat_channels: u64,
 }
 
 impl Calls {
@@ -43,6 +47,8 @@ impl Calls {
                 .to_channels_first
                 .saturating_sub(earlier.to_channels_first),
             adam: self.adam.saturating_sub(earlier.adam),
+            pool2d: self.pool2d.saturating_sub(earlier.pool2d),
+            cat_channels: self.cat_channels.saturating_sub(earlier.cat_channels),
         }
     }
 
@@ -55,6 +61,8 @@ impl Calls {
             + self.tanh_channels_first
             + self.to_channels_first
             + self.adam
+            + self.pool2d
+            + self.cat_channels
     }
 }
 
@@ -68,6 +76,8 @@ thread_local! {
             tanh_channels_first: 0,
             to_channels_first: 0,
             adam: 0,
+            pool2d: 0,
+            cat_channels: 0,
         })
     };
 }

@@ -11,19 +11,49 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use crate::calls::{count, Calls};
-use crate::kernels::Window;
+use crate::kernels::{Pool, Window};
 use crate::ops::{self, Ad, ConvKind, ConvSpec};
 
 /// `conv.forward(x)`: on flex (f32, one group, no dilation, a bias, explicit or valid
 /// padding) as one batched GEMM per direction, channels-last; else burn's own.
 pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    match fast_conv2d(conv, x) {
+    match fast_conv2d(conv, x, None) {
         Ok(y) => {
             count(|c: &mut Calls| &mut c.conv2d);
             y
         }
         Err(x) => conv.forward(x),
     }
+}
+
+/// `leaky_relu(conv.forward(x), slope)` (a ReLU with slope 0): [`conv2d`] then
+/// [`leaky_relu`], except on `Flex` (inference), where the activation runs on each group
+/// of images' output right after its GEMM, while it is in cache, instead of as a pass of
+/// its own. Counted as one call of each.
+pub fn conv2d_leaky_relu<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    slope: f64,
+) -> Tensor<B, 4> {
+    let x = match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
+        Ok(x) => match fast_conv2d(conv_on::<B>(conv), x, Some(slope as f32)) {
+            Ok(y) => {
+                count(|c: &mut Calls| &mut c.conv2d);
+                count(|c: &mut Calls| &mut c.leaky_relu);
+                return same(y);
+            }
+            Err(x) => same(x),
+        },
+        Err(x) => x,
+    };
+    leaky_relu(conv2d(conv, x), slope)
+}
+
+/// `conv` as a `Conv2d<Flex>` (only called once `B` is known to be `Flex`).
+fn conv_on<B: Backend>(conv: &Conv2d<B>) -> &Conv2d<Flex> {
+    (conv as &dyn Any)
+        .downcast_ref::<Conv2d<Flex>>()
+        .expect("the backend type was matched just before")
 }
 
 /// `conv.forward(x)` of a transposed convolution: on flex (f32, one group, no dilation,
@@ -71,6 +101,79 @@ pub fn leaky_relu<B: Backend>(x: Tensor<B, 4>, slope: f64) -> Tensor<B, 4> {
             y
         }
         Err(x) => burn::tensor::activation::leaky_relu(x, slope),
+    }
+}
+
+/// `max_pool2d(x, kernel, stride, padding)` (no dilation, floor): on `Flex` (f32,
+/// inference) one pass over channels-last maps, the result channels-last; else burn's own.
+pub fn max_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    match pool_on_flex(x, kernel, stride, padding, Pool::Max) {
+        Ok(y) => y,
+        Err(x) => burn::tensor::module::max_pool2d(x, kernel, stride, padding, [1, 1], false),
+    }
+}
+
+/// `avg_pool2d(x, kernel, stride, padding)` with padding not counted (floor): on `Flex`
+/// (f32, inference) one pass over channels-last maps, the result channels-last; else
+/// burn's own.
+pub fn avg_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    match pool_on_flex(x, kernel, stride, padding, Pool::Average) {
+        Ok(y) => y,
+        Err(x) => burn::tensor::module::avg_pool2d(x, kernel, stride, padding, false, false),
+    }
+}
+
+fn pool_on_flex<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    kind: Pool,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let [_, _, h, w] = x.dims();
+    let fits = (0..2).all(|i| {
+        let size = [h, w][i] + 2 * padding[i];
+        stride[i] > 0 && kernel[i] > 0 && kernel[i] <= size && padding[i] < kernel[i]
+    });
+    if !fits || !is_f32(&x) {
+        return Err(x);
+    }
+    let x = cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x)?;
+    count(|c: &mut Calls| &mut c.pool2d);
+    Ok(same(ops::pool_inference(x, kernel, stride, padding, kind)))
+}
+
+/// `Tensor::cat(xs, 1)`: maps of equal batch and size joined along their channels. On
+/// `Flex` (f32, inference) each pixel's channels are copied once into a channels-last
+/// result (the fast layers' outputs are read without a copy); else burn's own.
+///
+/// # Panics
+/// If `xs` is empty or the maps differ in batch or size (as `Tensor::cat`).
+pub fn cat_channels<B: Backend>(xs: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+    let [n, _, h, w] = xs.first().expect("at least one map").dims();
+    let uniform = xs.iter().all(|x| {
+        let [xn, _, xh, xw] = x.dims();
+        [xn, xh, xw] == [n, h, w] && is_f32(x)
+    });
+    if !uniform {
+        return Tensor::cat(xs, 1);
+    }
+    match cast::<Vec<Tensor<B, 4>>, Vec<Tensor<Flex, 4>>>(xs) {
+        Ok(xs) => {
+            count(|c: &mut Calls| &mut c.cat_channels);
+            same(ops::cat_channels_inference(xs))
+        }
+        Err(xs) => Tensor::cat(xs, 1),
     }
 }
 
@@ -139,12 +242,14 @@ fn conv_out(size: usize, pads: usize, kernel: usize, stride: usize) -> Option<us
         .map(|span| span / stride + 1)
 }
 
-/// Runs `spec` on whichever flex backend `B` is, or gives `x` back.
+/// Runs `spec` on whichever flex backend `B` is, or gives `x` back. A `slope` (a fused
+/// leaky ReLU) is only asked for on `Flex`.
 fn run_conv<B: Backend>(
     spec: ConvSpec,
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
+    slope: Option<f32>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     if !(is_f32(&x) && is_f32(&weight) && is_f32(&bias)) {
         return Err(x);
@@ -160,7 +265,13 @@ fn run_conv<B: Backend>(
     match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
         Ok(x) => {
             let (weight, bias) = (cast(weight).ok(), cast(bias).ok());
-            let y = ops::conv_inference(spec, x, weight.expect("same B"), bias.expect("same B"));
+            let y = ops::conv_inference(
+                spec,
+                x,
+                weight.expect("same B"),
+                bias.expect("same B"),
+                slope,
+            );
             Ok(same(y))
         }
         Err(x) => Err(x),
@@ -182,6 +293,7 @@ fn fast_path_bias<B: Backend>(
 fn fast_conv2d<B: Backend>(
     conv: &Conv2d<B>,
     x: Tensor<B, 4>,
+    slope: Option<f32>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let Some(bias) = fast_path_bias(conv.groups, conv.dilation, &conv.bias) else {
         return Err(x);
@@ -221,7 +333,7 @@ fn fast_conv2d<B: Backend>(
         batch,
         grid_channels: c_out,
     };
-    run_conv(spec, x, conv.weight.val(), bias.val())
+    run_conv(spec, x, conv.weight.val(), bias.val(), slope)
 }
 
 fn fast_conv_transpose2d<B: Backend>(
@@ -264,7 +376,7 @@ fn fast_conv_transpose2d<B: Backend>(
         batch,
         grid_channels: c_in,
     };
-    run_conv(spec, x, conv.weight.val(), bias.val())
+    run_conv(spec, x, conv.weight.val(), bias.val(), None)
 }
 
 fn fast_batch_norm_leaky_relu<B: Backend>(

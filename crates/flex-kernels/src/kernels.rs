@@ -52,6 +52,13 @@ impl Window {
         self.kh * self.kw * self.c
     }
 
+    /// Whether each window is one pixel of the big map, all of them in order (a 1×1
+    /// kernel, stride 1, no padding): the window matrix is the map itself.
+    pub fn is_pointwise(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
+            && (self.hs, self.ws) == (self.hb, self.wb)
+    }
+
     /// Window positions per image, `hs · ws`.
     pub fn grid(&self) -> usize {
         self.hs * self.ws
@@ -230,6 +237,78 @@ pub(crate) fn transpose_batch(src: &[f32], rows: usize, cols: usize) -> Vec<f32>
                         d[cc * rows + r] = s[r * cols + cc];
                     }
                 }
+            }
+        }
+    })
+}
+
+/// How a pooling window combines its taps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// The largest tap (padding never wins).
+    Max,
+    /// The mean of the taps inside the map (padding not counted).
+    Average,
+}
+
+/// A pooling window over channels-last maps: `x` holds `[n, h, w, c]`, the result
+/// `[n, hs, ws, c]` for the window `kernel` moved by `stride` over the map padded by
+/// `padding` (top/bottom, left/right). One task per output row; every tap is a run of `c`
+/// contiguous channels, and the taps of a window are combined in row-major order.
+pub(crate) fn pool(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    [hs, ws]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    kind: Pool,
+) -> Vec<f32> {
+    let taps = |o: usize, s: usize, p: usize, k: usize, size: usize| {
+        let start = (o * s) as isize - p as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + k as isize).max(0) as usize).min(size);
+        lo..hi.max(lo)
+    };
+    par_vec(n * hs * ws * c, ws * c, |row, out| {
+        let (image, oy) = (row / hs.max(1), row % hs.max(1));
+        let map = &x[image * h * w * c..(image + 1) * h * w * c];
+        let rows = taps(oy, sh, ph, kh, h);
+        for (ox, o) in out.chunks_exact_mut(c.max(1)).enumerate() {
+            let cols = taps(ox, sw, pw, kw, w);
+            let mut count = 0usize;
+            for iy in rows.clone() {
+                for ix in cols.clone() {
+                    let tap = &map[(iy * w + ix) * c..][..c];
+                    match (kind, count) {
+                        (_, 0) => o.copy_from_slice(tap),
+                        (Pool::Max, _) => o.iter_mut().zip(tap).for_each(|(o, t)| *o = o.max(*t)),
+                        (Pool::Average, _) => o.iter_mut().zip(tap).for_each(|(o, t)| *o += t),
+                    }
+                    count += 1;
+                }
+            }
+            if kind == Pool::Average && count > 1 {
+                let count = count as f32;
+                o.iter_mut().for_each(|o| *o /= count);
+            }
+        }
+    })
+}
+
+/// Channels-last maps joined along their channels: `parts` are `(data, channels)` of
+/// maps with `pixels` pixels (`n · h · w`) each; the result has `[pixels, Σ channels]`.
+pub(crate) fn cat_channels(parts: &[(&[f32], usize)], pixels: usize) -> Vec<f32> {
+    let total: usize = parts.iter().map(|&(_, c)| c).sum();
+    // About 64 KiB of output per task.
+    let per_task = ((1usize << 14) / total.max(1)).max(1);
+    par_vec(pixels * total, per_task * total, |i, out| {
+        let first = i * per_task;
+        for (p, row) in out.chunks_exact_mut(total.max(1)).enumerate() {
+            let mut at = 0;
+            for &(data, c) in parts {
+                row[at..at + c].copy_from_slice(&data[(first + p) * c..][..c]);
+                at += c;
             }
         }
     })
@@ -535,6 +614,13 @@ pub(crate) fn leaky(x: &[f32], slope: f32) -> Vec<f32> {
             *o = v * leak(v, slope);
         }
     })
+}
+
+/// [`leaky`] in place, on one thread (for a group's output still in cache).
+pub(crate) fn leaky_in_place(x: &mut [f32], slope: f32) {
+    for v in x {
+        *v *= leak(*v, slope);
+    }
 }
 
 /// Backward of [`leaky`]: `dy · (x < 0 ? slope : 1)`.

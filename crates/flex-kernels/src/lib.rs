@@ -13,13 +13,19 @@
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
 //!   and two backward (running statistics updated as burn's `BatchNorm` does);
 //!   [`leaky_relu`] alone in one pass each way.
+//! - [`conv2d_leaky_relu`]: a convolution and its (leaky) ReLU; in inference the
+//!   activation runs on each group's output right after its GEMM.
+//! - [`max_pool2d`], [`avg_pool2d`] and [`cat_channels`] (inference): pools and channel
+//!   joins that read and write channels-last maps in one pass (burn's own first copy the
+//!   maps to NCHW element by element): with them an Inception-v3 runs on the fast path.
 //! - [`tanh_channels_first`]: `tanh` in one pass that keeps its output for the backward
 //!   pass; [`to_channels_first`] returns the fast layers' channels-last outputs to plain
 //!   NCHW memory for burn's own operations.
 //! - [`adam::FusedAdam`]: burn's Adam arithmetic, in burn's order, in one parallel pass
 //!   per parameter (bit-identical results, burn's `AdamState` records).
 //! - [`allocator::reuse_large_allocations`]: glibc settings that keep multi-megabyte
-//!   buffers on the heap between steps (any CPU backend).
+//!   buffers on the heap between steps (any CPU backend);
+//!   [`allocator::release_free_memory`] gives the heap's free memory back.
 //!
 //! Together they make a DCGAN training step 6–7× faster than burn's own layer operations
 //! on flex (catgan's `docs/performance.md` shows how, change by change).
@@ -101,6 +107,7 @@ mod ops;
 
 pub use calls::{calls, Calls};
 pub use dispatch::{
-    batch_norm_leaky_relu, conv2d, conv_transpose2d, leaky_relu, tanh_channels_first,
-    to_channels_first,
+    avg_pool2d, batch_norm_leaky_relu, cat_channels, conv2d, conv2d_leaky_relu, conv_transpose2d,
+    leaky_relu, max_pool2d, tanh_channels_first, to_channels_first,
 };
+pub use ops::WEIGHT_PARTS_BUDGET;

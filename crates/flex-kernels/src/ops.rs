@@ -33,7 +33,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 
 use rayon::prelude::*;
 
-use crate::buffers::{par_vec, with_scratch};
+use crate::buffers::{par_vec, par_vec_split, par_vec_tiled, with_scratch};
 use crate::kernels::{self, Affine, Mat, Window};
 use crate::profile::{self, timed};
 
@@ -237,12 +237,16 @@ impl ConvSpec {
     /// group of images and the weight as `W[K, G]`:
     /// - convolution: `out[P, G] = im2col(x)[P, K] · W + bias`;
     /// - transposed: `out = col2im(x[P, G] · Wᵀ) + bias`.
+    ///
+    /// With `slope`, a leaky ReLU of that slope follows on each group's output while it
+    /// is in cache (inference: nothing keeps the output before it).
     pub fn forward(
         &self,
         x: &FlexTensor,
         weight: &FlexTensor,
         bias: &FlexTensor,
         need: [bool; 2],
+        slope: Option<f32>,
     ) -> (FlexTensor, ConvState) {
         let [need_dx, need_dw] = need;
         let w = &self.window;
@@ -256,14 +260,11 @@ impl ConvSpec {
             || match self.kind {
                 ConvKind::Forward => {
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
-                    par_vec(self.batch * grid_len, group * grid_len, |i, out| {
+                    // Every output row starts as the bias, which the GEMM adds to.
+                    par_vec_tiled(self.batch * grid_len, group * grid_len, &bias, |i, out| {
                         let p = out.len() / g;
                         let x = &x.slice()[i * group * big_len..][..(p / w.grid()) * big_len];
-                        for row in out.chunks_exact_mut(g) {
-                            row.copy_from_slice(&bias);
-                        }
-                        with_scratch(p * k, |cols| {
-                            im2col(w, x, cols);
+                        let product = |cols: &[f32], out: &mut [f32]| {
                             gemm(
                                 "gemm conv fwd",
                                 (p, g, k),
@@ -271,8 +272,20 @@ impl ConvSpec {
                                 true,
                                 Mat::rows(cols, k),
                                 Mat::rows(&wkg, g),
-                            );
-                        });
+                            )
+                        };
+                        if w.is_pointwise() {
+                            // The input already is the window matrix.
+                            product(x, out);
+                        } else {
+                            with_scratch(p * k, |cols| {
+                                im2col(w, x, cols);
+                                product(cols, out);
+                            });
+                        }
+                        if let Some(slope) = slope {
+                            kernels::leaky_in_place(out, slope);
+                        }
                     })
                 }
                 ConvKind::Transposed => {
@@ -292,6 +305,9 @@ impl ConvSpec {
                             );
                             col2im(w, cols, Some(&bias), out);
                         });
+                        if let Some(slope) = slope {
+                            kernels::leaky_in_place(out, slope);
+                        }
                     })
                 }
             },
@@ -317,6 +333,18 @@ impl ConvSpec {
         state: &ConvState,
         need: [bool; 3],
     ) -> [Option<FlexTensor>; 3] {
+        self.backward_within(grad, state, need, WEIGHT_PARTS_BUDGET)
+    }
+
+    /// [`Self::backward`] with at most `parts_budget` bytes of weight-gradient parts
+    /// (while 4 parts fit; see [`weight_slots`]).
+    fn backward_within(
+        &self,
+        grad: &FlexTensor,
+        state: &ConvState,
+        need: [bool; 3],
+        parts_budget: usize,
+    ) -> [Option<FlexTensor>; 3] {
         let w = &self.window;
         let [need_x, need_w, need_b] = need;
         let (g, k) = (self.grid_channels, w.k());
@@ -335,7 +363,7 @@ impl ConvSpec {
         // Group `i`'s part of the input gradient (`dx`, empty if not needed) and of the
         // weight gradient `[K, G]` (`dw`, empty if not needed; the parts are summed in
         // order afterwards).
-        let run_group = |i: usize, dx: &mut [f32], dw: &mut [f32]| {
+        let run_group = |i: usize, dx: &mut [f32], dw: &mut [f32], accumulate_dw: bool| {
             let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
             let p = (i1 - i0) * w.grid();
             match self.kind {
@@ -349,7 +377,7 @@ impl ConvSpec {
                                 "gemm conv dW",
                                 (k, g, p),
                                 dw,
-                                false,
+                                accumulate_dw,
                                 Mat::transposed(cols, k),
                                 Mat::rows(dy, g),
                             );
@@ -389,7 +417,7 @@ impl ConvSpec {
                                 "gemm convT dW",
                                 (k, g, p),
                                 dw,
-                                false,
+                                accumulate_dw,
                                 Mat::transposed(dcols, k),
                                 Mat::rows(&x[i0 * grid_len..i1 * grid_len], g),
                             );
@@ -399,23 +427,49 @@ impl ConvSpec {
             }
         };
         let part_len = if need_w { k * g } else { 0 };
-        let (dx, dw) = with_scratch(groups * part_len, |parts| {
-            // One slot per group; each task locks only its own (never contended).
-            let mut slots: Vec<&mut [f32]> = parts.chunks_mut(part_len.max(1)).collect();
-            slots.resize_with(groups, Default::default);
-            let slots: Vec<Mutex<&mut [f32]>> = slots.into_iter().map(Mutex::new).collect();
-            let part = |i: usize| slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        // Consecutive groups share a slot: slot `s` runs the groups `run(s)` in order,
+        // adding their weight-gradient parts into its own part, and the slots' parts are
+        // summed in order afterwards. Both orders follow from the shapes alone, and the
+        // scratch is `slots` weights, not one per group ([`weight_slots`]).
+        let slots = weight_slots(groups, part_len, parts_budget);
+        let run = |s: usize| (s * groups / slots)..((s + 1) * groups / slots);
+        // Where image `n`'s part of dx starts (0 everywhere if dx is not needed).
+        let dx_at = |n: usize| {
+            if need_x {
+                n.min(self.batch) * dx_image
+            } else {
+                0
+            }
+        };
+        let run_slot = |s: usize, dx: &mut [f32], dw: &mut [f32]| {
+            let first = dx_at(run(s).start * group);
+            for (j, i) in run(s).enumerate() {
+                let (start, end) = (dx_at(i * group) - first, dx_at((i + 1) * group) - first);
+                run_group(i, &mut dx[start..end], dw, j > 0);
+            }
+        };
+        let (dx, dw) = with_scratch(slots * part_len, |parts| {
+            if groups == 0 {
+                // An empty batch: one slot, no group, a zero weight gradient.
+                parts.fill(0.0);
+            }
+            // Each task locks only its own slot (never contended).
+            let mut slot_parts: Vec<&mut [f32]> = parts.chunks_mut(part_len.max(1)).collect();
+            slot_parts.resize_with(slots, Default::default);
+            let slot_parts: Vec<Mutex<&mut [f32]>> =
+                slot_parts.into_iter().map(Mutex::new).collect();
+            let part = |s: usize| slot_parts[s].lock().unwrap_or_else(|e| e.into_inner());
             let dx = timed(
                 || self.tag("bwd"),
                 || {
                     if need_x {
-                        par_vec(self.batch * dx_image, group * dx_image, |i, dx| {
-                            run_group(i, dx, &mut part(i))
-                        })
+                        let ends: Vec<usize> =
+                            (1..=slots).map(|s| dx_at(run(s - 1).end * group)).collect();
+                        par_vec_split(&ends, |s, dx| run_slot(s, dx, &mut part(s)))
                     } else {
-                        (0..groups)
+                        (0..slots)
                             .into_par_iter()
-                            .for_each(|i| run_group(i, &mut [], &mut part(i)));
+                            .for_each(|s| run_slot(s, &mut [], &mut part(s)));
                         Vec::new()
                     }
                 },
@@ -438,6 +492,23 @@ impl ConvSpec {
         });
         [dx, dw, db]
     }
+}
+
+/// The most bytes of weight-gradient parts a convolution's backward pass keeps (on the
+/// calling thread, for the life of the process): a layer whose weight is larger than a
+/// quarter of this still gets 4 parts.
+pub const WEIGHT_PARTS_BUDGET: usize = 256 << 20;
+
+/// How many weight-gradient parts a backward pass of `groups` groups keeps, for parts of
+/// `part_len` floats: one per group while they fit in `budget` bytes (small layers keep
+/// their full parallelism), else as many as fit, a multiple of 4 and at least 4 (so that
+/// 1, 2 or 4 threads get equal shares). Before, every group had its own part: 64 × 52 MB
+/// = 3.4 GB for D's last convolution at seed128 base 64 batch 64 (docs/performance.md,
+/// change 11).
+fn weight_slots(groups: usize, part_len: usize, budget: usize) -> usize {
+    let fit = budget / (part_len * std::mem::size_of::<f32>()).max(1);
+    let cap = if fit <= 4 { 4 } else { fit / 4 * 4 };
+    groups.min(cap).max(1)
 }
 
 /// What a convolution keeps for its backward pass.
@@ -488,7 +559,7 @@ pub(crate) fn conv_autodiff(
 ) -> Tensor<Ad, 4> {
     let (x, weight, bias) = (prim(x), prim(weight), prim(bias));
     let need = [x.is_tracked(), weight.is_tracked()];
-    let (out, state) = spec.forward(&x.primitive, &weight.primitive, &bias.primitive, need);
+    let (out, state) = spec.forward(&x.primitive, &weight.primitive, &bias.primitive, need, None);
     let prep = ConvBackward
         .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
         .compute_bound()
@@ -499,19 +570,21 @@ pub(crate) fn conv_autodiff(
     })
 }
 
-/// A convolution (either kind) on plain `Flex` (inference).
+/// A convolution (either kind) on plain `Flex` (inference), and a leaky ReLU of `slope` on its output if
+/// asked for (fused: applied group by group while the output is in cache).
 pub(crate) fn conv_inference(
     spec: ConvSpec,
     x: Tensor<Flex, 4>,
     weight: Tensor<Flex, 4>,
     bias: Tensor<Flex, 1>,
+    slope: Option<f32>,
 ) -> Tensor<Flex, 4> {
     let (x, weight, bias) = (
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.into_primitive().tensor(),
     );
-    from_prim(spec.forward(&x, &weight, &bias, [false, false]).0)
+    from_prim(spec.forward(&x, &weight, &bias, [false, false], slope).0)
 }
 
 /// What batch norm + leaky ReLU keeps for its backward pass.
@@ -675,6 +748,42 @@ pub(crate) fn leaky_inference(x: Tensor<Flex, 4>, slope: f64) -> Tensor<Flex, 4>
     ))
 }
 
+/// A pooling window on `Flex` (inference): channels-last in and out.
+pub(crate) fn pool_inference(
+    x: Tensor<Flex, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    kind: kernels::Pool,
+) -> Tensor<Flex, 4> {
+    let input = Maps::of(&x.into_primitive().tensor());
+    let side = |size: usize, i: usize| (size + 2 * padding[i] - kernel[i]) / stride[i] + 1;
+    let (hs, ws) = (side(input.h, 0), side(input.w, 1));
+    let out = kernels::pool(
+        input.slice(),
+        [input.n, input.h, input.w, input.c],
+        [hs, ws],
+        kernel,
+        stride,
+        padding,
+        kind,
+    );
+    from_prim(nchw_tensor(out, [input.n, input.c, hs, ws], false))
+}
+
+/// Maps joined along their channels on `Flex` (inference): channels-last out.
+pub(crate) fn cat_channels_inference(xs: Vec<Tensor<Flex, 4>>) -> Tensor<Flex, 4> {
+    let maps: Vec<Maps> = xs
+        .into_iter()
+        .map(|x| Maps::of(&x.into_primitive().tensor()))
+        .collect();
+    let [n, h, w] = [maps[0].n, maps[0].h, maps[0].w];
+    let parts: Vec<(&[f32], usize)> = maps.iter().map(|m| (m.slice(), m.c)).collect();
+    let out = kernels::cat_channels(&parts, n * h * w);
+    let c = parts.iter().map(|&(_, c)| c).sum();
+    from_prim(nchw_tensor(out, [n, c, h, w], false))
+}
+
 /// What the `tanh` backward keeps: the output (NCHW).
 #[derive(Clone, Debug)]
 pub(crate) struct TanhState {
@@ -773,4 +882,87 @@ pub(crate) fn channels_first_autodiff(x: Tensor<Ad, 4>) -> Tensor<Ad, 4> {
         OpsKind::Tracked(prep) => prep.finish((), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// dW and dx of `spec` with `budget` bytes of weight-gradient parts, on `threads`
+    /// threads.
+    fn gradients(spec: ConvSpec, budget: usize, threads: usize) -> (Vec<f32>, Vec<f32>) {
+        let w = &spec.window;
+        let weight_shape = [spec.grid_channels, w.c, w.kh, w.kw];
+        let x = tensor(
+            random(spec.input_shape().iter().product(), 1),
+            &spec.input_shape(),
+        );
+        let weight = tensor(random(weight_shape.iter().product(), 2), &weight_shape);
+        let bias = tensor(vec![0.0; spec.grid_channels], &[spec.grid_channels]);
+        let dy_shape = spec.output_shape();
+        let dy = tensor(random(dy_shape.iter().product(), 3), &dy_shape);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (_, state) = spec.forward(&x, &weight, &bias, [true, true], None);
+            let [dx, dw, _] = spec.backward_within(&dy, &state, [true, true, false], budget);
+            (values(&dw.unwrap()), values(&dx.unwrap()))
+        })
+    }
+
+    #[test]
+    fn weight_gradient_slots_bound_the_scratch_and_keep_the_result() {
+        // 16 images of one group each (a 2.3 MB window matrix per image), weight parts of
+        // 64·64·9 floats (144 KiB): a budget of 4 parts gives 4 slots of 4 groups each.
+        let spec = ConvSpec {
+            kind: ConvKind::Forward,
+            window: Window {
+                c: 64,
+                hb: 32,
+                wb: 32,
+                hs: 32,
+                ws: 32,
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                ph: 1,
+                pw: 1,
+            },
+            batch: 16,
+            grid_channels: 64,
+        };
+        let groups = spec.batch.div_ceil(spec.group());
+        assert_eq!(groups, 16, "one image per group");
+        let part_bytes = 64 * 64 * 9 * 4;
+        assert_eq!(weight_slots(groups, 64 * 64 * 9, 4 * part_bytes), 4);
+        assert_eq!(weight_slots(groups, 64 * 64 * 9, usize::MAX), 16);
+        assert_eq!(weight_slots(groups, 64 * 64 * 9, 1), 4, "at least 4");
+        assert_eq!(weight_slots(groups, 64 * 64 * 9, 9 * part_bytes), 8);
+        assert_eq!(weight_slots(0, 64 * 64 * 9, 1), 1, "an empty batch");
+
+        let (dw_all, dx_all) = gradients(spec, usize::MAX, 2);
+        let (dw_four, dx_four) = gradients(spec, 4 * part_bytes, 2);
+        assert_eq!(dx_four, dx_all, "dx does not depend on the slots");
+        let scale = dw_all.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = dw_all
+            .iter()
+            .zip(&dw_four)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "dW differs by {worst} (scale {scale})"
+        );
+        assert_ne!(dw_four, dw_all, "4 slots add in another order than 16");
+        // Fixed by the shapes and the budget, not the threads.
+        assert_eq!(gradients(spec, 4 * part_bytes, 1), (dw_four, dx_four));
+    }
 }

@@ -126,6 +126,9 @@ fn convolutions_match_burn_forward_and_backward() {
         (2, 3, 5, 6, 3, 2, 0),
         // Uneven groups of images (5 images in groups of 2).
         (5, 3, 4, 6, 5, 2, 2),
+        // 1×1 (the input is the window matrix), and 1×1 with a stride (it is not).
+        (3, 7, 5, 6, 1, 1, 0),
+        (2, 7, 5, 6, 1, 2, 0),
     ]
     .iter()
     .enumerate()
@@ -336,7 +339,7 @@ fn inference_convolutions_match_burn() {
             1,
             || values(flex_kernels::conv2d(&c, x.clone())),
         ),
-        &values(c.forward(x)),
+        &values(c.forward(x.clone())),
     );
     let what = "conv_transpose2d inference";
     assert_close(
@@ -349,6 +352,29 @@ fn inference_convolutions_match_burn() {
         ),
         &values(ct.forward(z)),
     );
+    // With a fused leaky ReLU (and a ReLU), inference and training.
+    for slope in [0.2, 0.0] {
+        let before = flex_kernels::calls();
+        let fused = values(flex_kernels::conv2d_leaky_relu(&c, x.clone(), slope));
+        let ran = flex_kernels::calls().since(&before);
+        assert_eq!((ran.conv2d, ran.leaky_relu, ran.total()), (1, 1, 2));
+        let what = format!("conv2d + leaky relu {slope} inference");
+        assert_close(
+            &what,
+            &fused,
+            &values(leaky_relu(c.forward(x.clone()), slope)),
+        );
+        assert!(fused.iter().all(|v| slope > 0.0 || *v >= 0.0), "{what}");
+    }
+    let trained = conv(3, 4, 5, 2, 2, 84);
+    let xa = random::<B, 4>([2, 3, 8, 8], 85, 1.0);
+    let fast = run(xa.clone(), [&trained.weight], [], |x| {
+        flex_kernels::conv2d_leaky_relu(&trained, x, 0.2)
+    });
+    let reference = run(xa, [&trained.weight], [], |x| {
+        leaky_relu(trained.forward(x), 0.2)
+    });
+    check("conv2d + leaky relu in training", fast, reference);
 }
 
 #[test]
@@ -401,6 +427,82 @@ fn leaky_relu_and_layout_changes_match_burn() {
     let y = flex_kernels::to_channels_first(flex_kernels::conv2d(&c, x.clone()));
     assert_eq!(flex_kernels::calls().since(&before).total(), 2);
     assert_close("channels first", &values(y), &values(c.forward(x)));
+}
+
+#[test]
+fn pools_and_channel_joins_match_burn_in_inference() {
+    use burn::tensor::module::{avg_pool2d, max_pool2d};
+    // Plain NCHW input and a convolution's channels-last output; odd sides, strides and
+    // padding (average: padding not counted).
+    let c = conv(3, 5, 3, 1, 1, 100).valid();
+    let x = random::<Flex, 4>([2, 3, 9, 7], 101, 1.0);
+    let maps = [x.clone(), flex_kernels::conv2d(&c, x.clone())];
+    for (i, map) in maps.into_iter().enumerate() {
+        for (kernel, stride, padding) in [
+            ([3, 3], [1, 1], [1, 1]),
+            ([3, 3], [2, 2], [0, 0]),
+            ([2, 3], [2, 1], [1, 0]),
+            ([9, 7], [9, 7], [0, 0]),
+        ] {
+            let what = format!("max pool {kernel:?}/{stride:?} pad {padding:?}, map {i}");
+            let fast = on_fast_path(
+                &what,
+                |c| &mut c.pool2d,
+                1,
+                || {
+                    values(flex_kernels::max_pool2d(
+                        map.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                    ))
+                },
+            );
+            let reference = max_pool2d(map.clone(), kernel, stride, padding, [1, 1], false);
+            assert_eq!(fast, values(reference), "{what}");
+            let what = format!("average pool {kernel:?}/{stride:?} pad {padding:?}, map {i}");
+            let fast = on_fast_path(
+                &what,
+                |c| &mut c.pool2d,
+                1,
+                || {
+                    values(flex_kernels::avg_pool2d(
+                        map.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                    ))
+                },
+            );
+            let reference = avg_pool2d(map.clone(), kernel, stride, padding, false, false);
+            assert_close(&what, &fast, &values(reference));
+        }
+    }
+    // Joins of channels-last and NCHW maps, and the join read back by a convolution.
+    let y = flex_kernels::conv2d(&c, x.clone());
+    let parts = vec![y.clone(), x.clone(), y.clone()];
+    let what = "channel join";
+    let fast = on_fast_path(
+        what,
+        |c| &mut c.cat_channels,
+        1,
+        || flex_kernels::cat_channels(parts.clone()),
+    );
+    assert_eq!(fast.dims(), [2, 13, 9, 7]);
+    assert_eq!(values(fast.clone()), values(Tensor::cat(parts.clone(), 1)));
+    let joined = conv(13, 4, 3, 1, 1, 102).valid();
+    assert_close(
+        "a convolution of the join",
+        &values(flex_kernels::conv2d(&joined, fast)),
+        &values(joined.forward(Tensor::cat(parts, 1))),
+    );
+    // Training keeps burn's own (no backward pass here).
+    let xa = random::<B, 4>([1, 2, 4, 4], 103, 1.0);
+    let before = flex_kernels::calls();
+    let pooled = flex_kernels::max_pool2d(xa.clone(), [2, 2], [2, 2], [0, 0]);
+    let joined = flex_kernels::cat_channels(vec![xa.clone(), xa]);
+    assert_eq!(flex_kernels::calls().since(&before).total(), 0);
+    assert_eq!((pooled.dims(), joined.dims()), ([1, 2, 2, 2], [1, 4, 4, 4]));
 }
 
 #[test]
