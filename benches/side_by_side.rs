@@ -3,7 +3,7 @@
 //! bench run back to back on this machine, then a table of img/s and ours/PyTorch ratios.
 //!
 //! ```text
-//! cargo bench --bench side_by_side -- [--configs dcgan64:16:16,dcgan64:32:32,seed128:16:16] \
+//! cargo bench --bench side_by_side -- [--configs dcgan64:16:16,dcgan64:32:32,seed128:16:16,seed128:64:64] \
 //!     [--backend flex] [--steps 10] [--warmup 2] [--rounds 1] [--threads N] \
 //!     [--python python3] [--no-inference] [--json FILE]
 //! ```
@@ -13,6 +13,10 @@
 //! the medians are compared, which evens out a noisy machine; `--wait-quiet S` waits before
 //! each run (at most S seconds) until other programs use under 10% of the CPUs. If
 //! `python3 -c 'import torch'` fails it says so and stops (exit code 2): `pip install torch`.
+//! A second table sets both against the machine: achieved GFLOP/s (the same count of a
+//! step's useful work for both, `dcgan_core::ArithmeticCost`) as a share of the CPU's fp32
+//! peak (estimated from `/proc/cpuinfo`, or `--peak-gflops`), and each side's peak
+//! resident memory during its training steps.
 //! `--help` lists every flag.
 
 use std::path::PathBuf;
@@ -21,10 +25,11 @@ use std::process::ExitCode;
 use catgan::backend::{BackendKind, DeviceSpec};
 use catgan::bench::run_on;
 use catgan_devtools::flags::{compiled_backend, positive, BenchFlags};
-use catgan_devtools::machine::{cpu_threads, machine_info, settle_before_run};
+use catgan_devtools::machine::{cpu_threads, fp32_peak_gflops, machine_info, settle_before_run};
 use catgan_devtools::report::{exit_code, parse_args, write_json};
 use catgan_devtools::torch::{
-    median_result, median_torch, ratio_table, run_torch, torch_check, SideBySide,
+    machine_table, median_result, median_torch, python_command, ratio_table, run_torch,
+    torch_check, SideBySide,
 };
 use clap::Parser;
 
@@ -42,6 +47,10 @@ struct Args {
     /// PyTorch's threads [default: the threads our CPU backends use].
     #[arg(long, value_parser = positive, value_name = "N")]
     threads: Option<usize>,
+    /// The CPU's fp32 peak in GFLOP/s for the threads used [default: estimated from
+    /// /proc/cpuinfo: threads × clock × FLOP per cycle].
+    #[arg(long, value_name = "GFLOPS")]
+    peak_gflops: Option<f64>,
     /// The Python that has torch [default: $PYTHON, else python3].
     #[arg(long, value_name = "PATH")]
     python: Option<String>,
@@ -52,11 +61,7 @@ fn main() -> ExitCode {
     // As `cats` does (`--default-malloc` keeps glibc's defaults).
     catgan::memory::reuse_large_allocations(!args.common.default_malloc);
     let threads = args.threads.unwrap_or_else(cpu_threads);
-    let python = args
-        .python
-        .clone()
-        .or_else(|| std::env::var("PYTHON").ok())
-        .unwrap_or_else(|| "python3".into());
+    let python = python_command(args.python.as_deref());
     let torch_version = match torch_check(&python) {
         Ok(v) => v,
         Err(e) => {
@@ -154,6 +159,18 @@ fn main() -> ExitCode {
         args.rounds
     );
     print!("{}", ratio_table(&rows));
+    let peak = match args.peak_gflops {
+        Some(p) => Some((p, "--peak-gflops".to_string())),
+        None => fp32_peak_gflops(machine.threads),
+    };
+    println!(
+        "\nAgainst the machine: fp32 peak {}\n",
+        peak.as_ref()
+            .map_or("unknown (pass --peak-gflops)".to_string(), |(p, how)| {
+                format!("{p:.0} GFLOP/s ({how})")
+            })
+    );
+    print!("{}", machine_table(&rows, peak.as_ref().map(|p| p.0)));
     if busy {
         println!(
             "\nwarning: measured on a busy machine (load {:.1} on {} threads): see stderr.",
@@ -167,6 +184,7 @@ fn main() -> ExitCode {
             "busy": busy,
             "torch_version": torch_version,
             "torch_threads": threads,
+            "peak_gflops": peak.as_ref().map(|p| p.0),
             "rows": rows,
             "failures": failures,
         });

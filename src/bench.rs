@@ -115,6 +115,30 @@ pub struct StepTimings {
     pub best_step_s: f64,
     /// Generator inference images per second (batch / median time), if measured.
     pub gen_img_per_s: Option<f64>,
+    /// Peak resident memory of the training steps, in MiB: the process's peak (Linux
+    /// `VmHWM`), counted from the resident memory just before the run's networks were
+    /// built, after free heap memory was given back (buffers that earlier runs' worker
+    /// threads keep for reuse still count), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Gives free heap memory back to the system, then lets the process's peak resident memory
+/// start again from its current resident memory (Linux: `5` to `/proc/self/clear_refs`;
+/// elsewhere nothing).
+fn reset_peak_memory() {
+    crate::memory::release_free_memory();
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory in MiB since the last [`reset_peak_memory`]
+/// (Linux `VmHWM`), or `None` where unknown.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Median of a non-empty slice.
@@ -140,6 +164,7 @@ pub fn run_bench<B: AutodiffBackend>(
     device: &B::Device,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult, dcgan_core::Error> {
+    reset_peak_memory();
     let (g, d) = config.preset.configs(config.base);
     let (g, d) = (
         g.with_fast_kernels(config.fast_kernels),
@@ -209,6 +234,7 @@ pub fn run_bench<B: AutodiffBackend>(
             n as f64 / s
         ));
     }
+    let peak_rss_mib = peak_memory_mib();
     let train_step_s = median(&times);
     let spread = (times.iter().cloned().fold(f64::MIN, f64::max)
         - times.iter().cloned().fold(f64::MAX, f64::min))
@@ -253,6 +279,7 @@ pub fn run_bench<B: AutodiffBackend>(
             train_spread: spread,
             best_step_s: times.iter().cloned().fold(f64::MAX, f64::min),
             gen_img_per_s,
+            peak_rss_mib,
         },
         repeats: config.repeats.max(1),
         warmup: config.warmup,

@@ -235,6 +235,15 @@ pub fn reuse_large_allocations(reuse: bool) -> bool {
     }
 }
 
+/// Gives the heap's free memory back to the system now
+/// (`flex_kernels::allocator::release_free_memory`; nothing without the `flex` feature):
+/// between measurements of several configurations in one process, so that what an earlier
+/// one freed does not count as the next one's resident memory.
+pub fn release_free_memory() {
+    #[cfg(feature = "flex")]
+    dcgan_core::flex_kernels::allocator::release_free_memory();
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -88,6 +89,18 @@ def init_weights(m):
     if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
         nn.init.zeros_(m.bias)
+
+
+def peak_rss_mib_now():
+    """Peak resident memory of this process in MiB (Linux VmHWM; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def device_name(dev):
@@ -191,6 +204,10 @@ def main():
         times.append(s)
         print(f"{tag} step {i + 1}/{a.steps} {s:.3f} s ({n / s:.1f} img/s)", file=sys.stderr, flush=True)
     med = statistics.median(times)
+    # The process's peak resident memory so far, as ours: the training steps'. Linux's
+    # VmHWM is this process image's own; ru_maxrss would include the parent's resident
+    # memory at the fork that started us.
+    peak_rss_mib = peak_rss_mib_now()
 
     gen_img_per_s = None
     if not a.no_inference:
@@ -228,6 +245,7 @@ def main():
                 "train_spread": (max(times) - min(times)) / med,
                 "best_step_s": min(times),
                 "gen_img_per_s": gen_img_per_s,
+                "peak_rss_mib": peak_rss_mib,
                 "repeats": len(times),
                 "warmup": a.warmup,
                 "d_loss": metrics[0],

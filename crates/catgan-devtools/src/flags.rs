@@ -106,7 +106,7 @@ pub struct BenchFlags {
         long,
         visible_alias = "presets",
         value_delimiter = ',',
-        default_value = "dcgan64:16:16,dcgan64:32:32,seed128:16:16",
+        default_value = "dcgan64:16:16,dcgan64:32:32,seed128:16:16,seed128:64:64",
         value_name = "LIST"
     )]
     pub configs: Vec<ConfigSpec>,

@@ -22,6 +22,40 @@ pub fn cpu_threads() -> usize {
         })
 }
 
+/// The CPU's fp32 peak for `threads` threads, in GFLOP/s, and how it was estimated:
+/// threads × clock × FLOP per cycle and core, the last from the vector extensions (two
+/// FMA units: 64 with AVX-512, 32 with AVX2 + FMA, else 8). Linux only (`/proc/cpuinfo`'s
+/// `cpu MHz` and `flags`: the clock a virtual machine reports, not a measured turbo).
+pub fn fp32_peak_gflops(threads: usize) -> Option<(f64, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    peak_from_cpuinfo(&cpuinfo, threads)
+}
+
+fn peak_from_cpuinfo(cpuinfo: &str, threads: usize) -> Option<(f64, String)> {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    let mhz: f64 = field("cpu MHz")?.parse().ok().filter(|&m: &f64| m > 0.0)?;
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let (per_cycle, isa) = if has("avx512f") {
+        (64.0, "AVX-512")
+    } else if has("avx2") && has("fma") {
+        (32.0, "AVX2+FMA")
+    } else {
+        (8.0, "SSE")
+    };
+    let ghz = mhz / 1000.0;
+    let peak = threads as f64 * ghz * per_cycle;
+    Some((
+        peak,
+        format!("{threads} × {ghz:.2} GHz × {per_cycle} FLOP/cycle ({isa}, 2 FMA units)"),
+    ))
+}
+
 /// Where and when figures were taken, for the JSON files and the docs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MachineInfo {
@@ -168,6 +202,20 @@ mod tests {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(20_418), "2025-11-26");
         assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn the_fp32_peak_follows_the_clock_and_the_vector_width() {
+        let cpu =
+            |flags: &str| format!("processor\t: 0\ncpu MHz\t\t: 2300.000\nflags\t\t: {flags}\n");
+        let (peak, how) = peak_from_cpuinfo(&cpu("fpu sse2 avx2 fma avx512f"), 2).unwrap();
+        assert_eq!(peak, 2.0 * 2.3 * 64.0);
+        assert!(how.contains("AVX-512"), "{how}");
+        let (peak, _) = peak_from_cpuinfo(&cpu("fpu sse2 avx2 fma"), 4).unwrap();
+        assert_eq!(peak, 4.0 * 2.3 * 32.0);
+        let (peak, _) = peak_from_cpuinfo(&cpu("fpu sse2 avx2"), 1).unwrap();
+        assert_eq!(peak, 2.3 * 8.0);
+        assert_eq!(peak_from_cpuinfo("flags\t: avx512f\n", 2), None, "no clock");
     }
 
     #[test]

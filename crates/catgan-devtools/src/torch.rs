@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use catgan::bench::{median, BenchConfig, BenchResult, StepTimings};
+use dcgan_core::{ArithmeticCost, ModelPreset};
 use serde::{Deserialize, Serialize};
 
 /// One run of the PyTorch reference (`benches/reference/torch_dcgan.py`): its JSON line.
@@ -86,25 +87,42 @@ pub fn run_torch(
     if !config.inference {
         cmd.arg("--no-inference");
     }
+    run_json_script(cmd, python, script, progress)
+}
+
+/// The Python to run the reference scripts with: `flag` (a bench's `--python`), else
+/// `$PYTHON`, else `python3`.
+pub fn python_command(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("PYTHON").ok())
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// Runs a reference script (`cmd`: `python script args...`), passes its stderr lines to
+/// `progress`, and parses the last line of its stdout that starts with `{` as `T`.
+pub fn run_json_script<T: serde::de::DeserializeOwned>(
+    mut cmd: Command,
+    python: &str,
+    script: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<T, String> {
     let out = cmd
         .stderr(std::process::Stdio::piped())
         .output()
         .map_err(|e| format!("cannot run {python} {}: {e}", script.display()))?;
-    for line in String::from_utf8_lossy(&out.stderr).lines() {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
         progress(line);
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
             "{} exited with {}: {}",
             script.display(),
             out.status,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
+            stderr.lines().last().unwrap_or("")
         ));
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
         .rev()
@@ -166,6 +184,59 @@ pub fn ratio_table(rows: &[SideBySide]) -> String {
     out
 }
 
+/// Useful floating-point operations of one training step per image of `row`'s
+/// configuration ([`ArithmeticCost::training_flops_per_image`]), if its preset is known.
+fn training_flops(row: &SideBySide) -> Option<f64> {
+    let preset: ModelPreset = row.ours.preset.parse().ok()?;
+    let (g, d) = preset.configs(Some(row.ours.base));
+    Some(ArithmeticCost::of(&g, &d).training_flops_per_image())
+}
+
+/// Where both stand against the machine: achieved training GFLOP/s (the useful work of a
+/// step, [`ArithmeticCost::training_flops_per_image`], the same count for both) and its
+/// share of the CPU's fp32 `peak` (GFLOP/s, if known), and each side's peak resident
+/// memory.
+pub fn machine_table(rows: &[SideBySide], peak: Option<f64>) -> String {
+    let mut out = String::from(
+        "| config (preset:base:batch) | GFLOP per image | ours GFLOP/s | ours % of peak | PyTorch GFLOP/s | PyTorch % of peak | ours peak RSS (MiB) | PyTorch peak RSS (MiB) | RSS ours / PyTorch |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let dash = || "–".to_string();
+    for row in rows {
+        let flops = training_flops(row);
+        let rate = |img_per_s: Option<f64>| Some(flops? * img_per_s? / 1e9);
+        let ours = rate(Some(row.ours.timings.train_img_per_s));
+        let torch = rate(row.torch.as_ref().map(|t| t.timings.train_img_per_s));
+        let gflops = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.1}"));
+        let share = |v: Option<f64>| match (v, peak) {
+            (Some(v), Some(p)) if p > 0.0 => format!("{:.0}%", 100.0 * v / p),
+            _ => dash(),
+        };
+        let ours_rss = row.ours.timings.peak_rss_mib;
+        let torch_rss = row.torch.as_ref().and_then(|t| t.timings.peak_rss_mib);
+        let mib = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.0}"));
+        let rss_ratio = match (ours_rss, torch_rss) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => dash(),
+        };
+        out.push_str(&format!(
+            "| {}:{}:{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row.ours.preset,
+            row.ours.base,
+            row.ours.batch_size,
+            flops.map_or_else(dash, |f| format!("{:.2}", f / 1e9)),
+            gflops(ours),
+            share(ours),
+            gflops(torch),
+            share(torch),
+            mib(ours_rss),
+            mib(torch_rss),
+            rss_ratio,
+        ));
+    }
+    out
+}
+
 /// The field-by-field median of several runs' timings: timings and rates are each the
 /// median of the runs' medians; the best step is the best of all.
 fn median_timings(runs: &[&StepTimings]) -> StepTimings {
@@ -178,6 +249,10 @@ fn median_timings(runs: &[&StepTimings]) -> StepTimings {
         train_spread: m(|r| r.train_spread),
         best_step_s: runs.iter().map(|r| r.best_step_s).fold(f64::MAX, f64::min),
         gen_img_per_s: (!gen.is_empty()).then(|| median(&gen)),
+        peak_rss_mib: {
+            let rss: Vec<f64> = runs.iter().filter_map(|r| r.peak_rss_mib).collect();
+            (!rss.is_empty()).then(|| median(&rss))
+        },
     }
 }
 
@@ -217,6 +292,7 @@ mod tests {
                 train_spread: 0.1,
                 best_step_s: 0.4,
                 gen_img_per_s: Some(100.0),
+                peak_rss_mib: Some(300.0),
             },
             repeats: 3,
             warmup: 1,
@@ -242,15 +318,30 @@ mod tests {
                 train_spread: 0.1,
                 best_step_s: 0.04,
                 gen_img_per_s: Some(400.0),
+                peak_rss_mib: Some(200.0),
             },
         };
         let table = ratio_table(&[SideBySide {
             ours: ours.clone(),
-            torch: Some(torch),
+            torch: Some(torch.clone()),
             rounds: 1,
         }]);
         assert!(
             table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
+            "{table}"
+        );
+        // dcgan64 base 16: 0.447 GFLOP per image; 32 img/s = 14.3 GFLOP/s, 320 = 143.1.
+        let table = machine_table(
+            &[SideBySide {
+                ours: ours.clone(),
+                torch: Some(torch),
+                rounds: 1,
+            }],
+            Some(286.2),
+        );
+        assert!(
+            table
+                .contains("| dcgan64:16:16 | 0.45 | 14.3 | 5% | 143.1 | 50% | 300 | 200 | 1.50× |"),
             "{table}"
         );
         let mut slower = ours.clone();
