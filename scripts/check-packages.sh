@@ -35,6 +35,10 @@ rm -rf "$FRESH" && mkdir -p "$FRESH/packages"
 for c in "${CRATES[@]}"; do
   tar -xzf "target/package/$c-$VERSION.crate" -C "$FRESH/packages"
 done
+# cargo packages every file with the same fixed mtime, and the build below shares the
+# workspace's target folder: without fresh mtimes a rerun would reuse the packages' old
+# compiled code (seen: "cannot find function" for functions added since).
+find "$FRESH/packages" -type f -exec touch {} +
 mkdir -p "$FRESH/app/src"
 # The README's library example, verbatim.
 python3 - "$ROOT/README.md" "$FRESH/app/src/main.rs" <<'PY'
