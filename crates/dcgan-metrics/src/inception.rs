@@ -8,9 +8,9 @@
 //! average pools that do not count padding, and a **max** pool in the pool branch of the
 //! last block (`mixed_10`). Batch norms are folded into the convolutions at load time.
 //!
-//! On flex (the `flex` feature) the convolutions and their ReLUs run through the
-//! `flex-kernels` fast path (one GEMM per convolution for the whole batch, channels-last
-//! maps) and the blocks join their branches channels-last; the pools are burn's own.
+//! On flex (the `flex` feature) the convolutions and their ReLUs, the pools and the joins
+//! of each block's branches run through the `flex-kernels` fast path (one GEMM per
+//! convolution for the whole batch, channels-last maps throughout).
 //! [`FidInceptionV3::with_fast_kernels`] switches back to burn's own operations (same
 //! features to float rounding).
 //!
@@ -33,6 +33,22 @@ pub const MIN_INPUT_SIZE: usize = 75;
 
 /// Feature dimension of pool3.
 pub const FEATURE_DIM: usize = 2048;
+
+/// `$fast` if `$on` and the fast path is compiled in (the `flex` feature), else `$burn`
+/// (the flex-kernels operations fall back to burn's own on other backends themselves;
+/// the switch is for comparing with burn's own on flex).
+macro_rules! fast_or_burn {
+    ($on:expr, $fast:expr, $burn:expr) => {{
+        #[cfg(feature = "flex")]
+        let out = if $on { $fast } else { $burn };
+        #[cfg(not(feature = "flex"))]
+        let out = {
+            let _: bool = $on;
+            $burn
+        };
+        out
+    }};
+}
 
 /// Convolution (batch norm folded into weight and bias) + ReLU.
 #[derive(Module, Debug)]
@@ -73,24 +89,23 @@ impl<B: Backend> BasicConv<B> {
     /// # Shapes
     /// `[batch, in, h, w]` -> `[batch, out, h', w']`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        #[cfg(feature = "flex")]
-        if self.fast_kernels {
-            // A leaky ReLU of slope 0 is the ReLU (negative inputs give -0.0, not 0.0).
-            return flex_kernels::conv2d_leaky_relu(&self.conv, x, 0.0);
-        }
-        relu(self.conv.forward(x))
+        // A leaky ReLU of slope 0 is the ReLU (negative inputs give -0.0, not 0.0).
+        fast_or_burn!(
+            self.fast_kernels,
+            flex_kernels::conv2d_leaky_relu(&self.conv, x, 0.0),
+            relu(self.conv.forward(x))
+        )
     }
 }
 
 /// The branches of a block joined along the channels: on the fast path channels-last, each
 /// pixel's channels copied once (the convolutions' outputs are read without a copy).
 fn cat_channels<B: Backend>(branches: Vec<Tensor<B, 4>>, fast: bool) -> Tensor<B, 4> {
-    #[cfg(feature = "flex")]
-    if fast {
-        return flex_kernels::cat_channels(branches);
-    }
-    let _ = fast;
-    Tensor::cat(branches, 1)
+    fast_or_burn!(
+        fast,
+        flex_kernels::cat_channels(branches),
+        Tensor::cat(branches, 1)
+    )
 }
 
 fn chain<B: Backend>(convs: &[BasicConv<B>], x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -118,12 +133,11 @@ fn load_chain<B: Backend>(
 /// 3x3 average pool, stride 1, padding 1, padding not counted (TF `SAME` average pool);
 /// on the fast path channels-last.
 fn avg_pool_3x3<B: Backend>(x: Tensor<B, 4>, fast: bool) -> Tensor<B, 4> {
-    #[cfg(feature = "flex")]
-    if fast {
-        return flex_kernels::avg_pool2d(x, [3, 3], [1, 1], [1, 1]);
-    }
-    let _ = fast;
-    avg_pool2d(x, [3, 3], [1, 1], [1, 1], false, false)
+    fast_or_burn!(
+        fast,
+        flex_kernels::avg_pool2d(x, [3, 3], [1, 1], [1, 1]),
+        avg_pool2d(x, [3, 3], [1, 1], [1, 1], false, false)
+    )
 }
 
 /// 3x3 max pool with `stride` and `padding`; on the fast path channels-last.
@@ -133,12 +147,11 @@ fn max_pool_3x3<B: Backend>(
     padding: usize,
     fast: bool,
 ) -> Tensor<B, 4> {
-    #[cfg(feature = "flex")]
-    if fast {
-        return flex_kernels::max_pool2d(x, [3, 3], [stride; 2], [padding; 2]);
-    }
-    let _ = fast;
-    max_pool2d(x, [3, 3], [stride; 2], [padding; 2], [1, 1], false)
+    fast_or_burn!(
+        fast,
+        flex_kernels::max_pool2d(x, [3, 3], [stride; 2], [padding; 2]),
+        max_pool2d(x, [3, 3], [stride; 2], [padding; 2], [1, 1], false)
+    )
 }
 
 /// Blocks `mixed`, `mixed_1`, `mixed_2` (35x35): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1;
@@ -426,11 +439,12 @@ impl<B: Backend> FidInceptionV3<B> {
         x = self.mixed_9.forward(x);
         x = self.mixed_10.forward(x);
         let [batch, channels, h, w] = x.dims();
-        #[cfg(feature = "flex")]
-        if fast {
-            return flex_kernels::avg_pool2d(x, [h, w], [h, w], [0, 0]).reshape([batch, channels]);
-        }
-        avg_pool2d(x, [h, w], [h, w], [0, 0], true, false).reshape([batch, channels])
+        let pooled = fast_or_burn!(
+            fast,
+            flex_kernels::avg_pool2d(x, [h, w], [h, w], [0, 0]),
+            avg_pool2d(x, [h, w], [h, w], [0, 0], true, false)
+        );
+        pooled.reshape([batch, channels])
     }
 }
 

@@ -83,24 +83,66 @@ fn par_vecs_tiled<const N: usize>(
     tile: &[f32],
     fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
-    assert!(!tile.is_empty(), "an empty tile");
     let chunk = chunk.max(1);
+    let ends: Vec<usize> = (1..=len.div_ceil(chunk))
+        .map(|i| (i * chunk).min(len))
+        .collect();
+    par_vecs_at(&ends, tile, fill)
+}
+
+/// [`par_vec`] with chunks of any length: chunk `i` ends at `ends[i]` (increasing; the
+/// last is the vector's length).
+pub(crate) fn par_vec_split(
+    ends: &[usize],
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let [out] = par_vecs_at(ends, &[0.0], |i, [part]| fill(i, part));
+    out
+}
+
+/// The one place the vectors above are built: `N` vectors cut at `ends`, chunk `i` of each
+/// initialised with `tile` repeated by the thread that then runs `fill(i, chunks)`.
+fn par_vecs_at<const N: usize>(
+    ends: &[usize],
+    tile: &[f32],
+    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    assert!(!tile.is_empty(), "an empty tile");
+    let len = ends.last().copied().unwrap_or(0);
     let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
     {
         let mut columns: Vec<_> = outs
             .iter_mut()
-            .map(|out| out.spare_capacity_mut()[..len].chunks_mut(chunk))
+            .map(|out| {
+                let mut rest = &mut out.spare_capacity_mut()[..len];
+                let mut start = 0;
+                let mut chunks = Vec::with_capacity(ends.len());
+                for &end in ends {
+                    let (chunk, tail) = rest.split_at_mut(end - start);
+                    chunks.push(chunk);
+                    (rest, start) = (tail, end);
+                }
+                chunks.into_iter()
+            })
             .collect();
-        let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..len.div_ceil(chunk))
+        let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..ends.len())
             .map(|_| std::array::from_fn(|j| columns[j].next().expect("one chunk per task")))
             .collect();
         tasks.into_par_iter().enumerate().for_each(|(i, parts)| {
             let parts = parts.map(|part| {
-                for (slot, &v) in part.iter_mut().zip(tile.iter().cycle()) {
-                    slot.write(v);
+                match tile {
+                    // One value (the zeros of `par_vec`): a plain fill.
+                    [v] => part.fill(MaybeUninit::new(*v)),
+                    _ => {
+                        for run in part.chunks_mut(tile.len()) {
+                            for (slot, &v) in run.iter_mut().zip(tile) {
+                                slot.write(v);
+                            }
+                        }
+                    }
                 }
-                // SAFETY: every element of `part` was initialized just above (the cycled
-                // tile never ends), and `MaybeUninit<f32>` has the layout of `f32`.
+                // SAFETY: every element of `part` was initialized just above, and
+                // `MaybeUninit<f32>` has the layout of `f32`.
                 unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
             });
             fill(i, parts);
@@ -112,35 +154,6 @@ fn par_vecs_tiled<const N: usize>(
         unsafe { out.set_len(len) };
     }
     outs
-}
-
-/// [`par_vec`] with chunks of any length: chunk `i` ends at `ends[i]` (increasing; the
-/// last is the vector's length).
-pub(crate) fn par_vec_split(
-    ends: &[usize],
-    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
-) -> Vec<f32> {
-    let len = ends.last().copied().unwrap_or(0);
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    {
-        let mut rest = &mut out.spare_capacity_mut()[..len];
-        let mut start = 0;
-        let mut tasks = Vec::with_capacity(ends.len());
-        for &end in ends {
-            let (chunk, tail) = rest.split_at_mut(end - start);
-            tasks.push(chunk);
-            (rest, start) = (tail, end);
-        }
-        tasks.into_par_iter().enumerate().for_each(|(i, part)| {
-            part.fill(MaybeUninit::new(0.0));
-            // SAFETY: as in `par_vecs`: every element was initialized on the line above.
-            let part = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(i, part);
-        });
-    }
-    // SAFETY: the chunks cover the first `len` elements, each initialized above.
-    unsafe { out.set_len(len) };
-    out
 }
 
 #[cfg(test)]

@@ -570,8 +570,9 @@ pub(crate) fn conv_autodiff(
     })
 }
 
-/// A convolution (either kind) on plain `Flex` (inference), and a leaky ReLU of `slope` on its output if
-/// asked for (fused: applied group by group while the output is in cache).
+/// A convolution (either kind) on plain `Flex` (inference), and a leaky ReLU of `slope`
+/// on its output if asked for (fused: applied group by group while the output is in
+/// cache).
 pub(crate) fn conv_inference(
     spec: ConvSpec,
     x: Tensor<Flex, 4>,
