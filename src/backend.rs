@@ -321,6 +321,15 @@ pub struct DeviceFailure {
     pub hint: String,
 }
 
+/// The message of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Runs `f`, turning a backend panic into a [`DeviceFailure`] with a hint.
 ///
 /// burn reports device errors (no adapter, out of memory) by panicking; a tool should
@@ -329,16 +338,38 @@ pub fn catch_device_failure<T>(
     backend: BackendKind,
     f: impl FnOnce() -> T,
 ) -> Result<T, DeviceFailure> {
+    // Panics of other threads (a GPU backend's device thread, whose death the calling
+    // thread only sees as a failed call) are kept: they hold the actual cause.
+    let caller = std::thread::current().id();
+    let elsewhere = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    {
+        let elsewhere = elsewhere.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if thread.id() != caller {
+                let text = panic_text(info.payload());
+                let place = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                if let Ok(mut list) = elsewhere.lock() {
+                    list.push(format!(
+                        "thread '{}' panicked{place}: {text}",
+                        thread.name().unwrap_or("unnamed")
+                    ));
+                }
+            }
+        }));
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(previous);
     result.map_err(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
+        let mut message = panic_text(payload.as_ref());
+        for other in elsewhere.lock().map(|l| l.clone()).unwrap_or_default() {
+            message.push_str("\n  ");
+            message.push_str(&other);
+        }
         let lower = message.to_ascii_lowercase();
         let hint = if lower.contains("memory") || lower.contains("oom") || lower.contains("alloc") {
             "out of memory: lower --batch-size (or the model width --base), or use a device with more memory"
@@ -410,5 +441,31 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("--batch-size"), "{err}");
         assert_eq!(catch_device_failure(BackendKind::Flex, || 5).unwrap(), 5);
+    }
+
+    /// A GPU backend's device thread dies with the cause; the caller only sees a failed
+    /// call. The failure must carry the device thread's message.
+    #[test]
+    fn a_panic_of_another_thread_is_part_of_the_failure() {
+        let err = catch_device_failure(BackendKind::Wgpu, || -> () {
+            let worker = std::thread::Builder::new()
+                .name("device-thread".into())
+                .spawn(|| panic!("shader compilation failed"))
+                .unwrap();
+            assert!(worker.join().is_err());
+            panic!("called `Result::unwrap()` on an `Err` value: CallError")
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("CallError"), "{text}");
+        assert!(
+            text.contains("thread 'device-thread' panicked")
+                && text.contains("shader compilation failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("GPU driver") || text.contains("driver"),
+            "{text}"
+        );
     }
 }

@@ -96,6 +96,14 @@ pub struct BenchResult {
     /// of older versions: 1).
     #[serde(default = "one")]
     pub replicas: usize,
+    /// GPU kernels the first step compiled ([`crate::kernel_stats`]; `None` on CPU
+    /// backends, or when the process does not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_step_kernels: Option<u64>,
+    /// Operations the first step autotuned (each compiles and times its candidate
+    /// kernels; `None` as for [`Self::first_step_kernels`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_step_autotuned: Option<u64>,
 }
 
 /// The timings of one measured configuration, which the PyTorch reference run of the
@@ -206,10 +214,20 @@ pub fn run_bench<B: AutodiffBackend>(
         device,
     );
 
+    let counts_before = crate::kernel_stats::snapshot();
     let t = Instant::now();
     trainer.step(real.clone())?;
     let first_step_s = t.elapsed().as_secs_f64();
-    progress(&format!("first step {first_step_s:.2} s"));
+    let first_step_counts = counts_before
+        .zip(crate::kernel_stats::settled_snapshot())
+        .map(|(before, after)| after - before);
+    match first_step_counts {
+        Some(c) => progress(&format!(
+            "first step {first_step_s:.2} s: {} kernels compiled, {} operations autotuned",
+            c.compiled, c.autotuned
+        )),
+        None => progress(&format!("first step {first_step_s:.2} s")),
+    }
     for i in 0..config.warmup {
         let t = Instant::now();
         trainer.step(real.clone())?;
@@ -286,6 +304,8 @@ pub fn run_bench<B: AutodiffBackend>(
         precision: config.precision,
         fast_kernels: config.fast_kernels,
         replicas: trainer.world_size(),
+        first_step_kernels: first_step_counts.map(|c| c.compiled),
+        first_step_autotuned: first_step_counts.map(|c| c.autotuned),
     })
 }
 
@@ -309,13 +329,13 @@ fn backend_label(r: &BenchResult) -> String {
 /// A Markdown table of results.
 pub fn markdown_table(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| backend | precision | preset | px | base | batch | first step (s) | train img/s | step ms (median) | best step ms | spread | G inference img/s |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | precision | preset | px | base | batch | first step (s) | kernels compiled (autotuned) in it | train img/s | step ms (median) | best step ms | spread | G inference img/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let t = &r.timings;
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
             backend_label(r),
             precision_label(r),
             r.preset,
@@ -323,6 +343,10 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
             r.base,
             r.batch_size,
             t.first_step_s,
+            match (r.first_step_kernels, r.first_step_autotuned) {
+                (Some(k), Some(a)) => format!("{k} ({a})"),
+                _ => "–".into(),
+            },
             t.train_img_per_s,
             t.train_step_s * 1e3,
             t.best_step_s * 1e3,

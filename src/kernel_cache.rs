@@ -89,11 +89,97 @@ pub fn resolve(
     }
 }
 
-/// Applies [`resolve`]'s decision to cubecl's global configuration, once per process, and
-/// returns it. Call it before the first GPU device is created (the backend dispatch does);
-/// later calls return the first decision. If cubecl's configuration was already read, it
-/// is left as it is (reported as [`KernelCache::Off`] unless a file configured it).
+/// How hard cubecl searches for the fastest kernel of each operation and shape, the first
+/// time it meets them (`--autotune`). Results are kept in the kernel cache, so this only
+/// changes runs whose cache does not know the shapes yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autotune {
+    /// cubecl's `minimal` level: shapes are grouped into coarser classes (fewer searches),
+    /// and each search compiles and times only the first two candidate kernels that run,
+    /// in cubecl's order of preference, 2 + 3 times each, instead of every candidate
+    /// 3 + 10 times (a patch of ours to cubecl-runtime; patches/README.md). Compiling the
+    /// other candidates was most of the cold start of a CPU Vulkan device.
+    Fast,
+    /// cubecl's default (`balanced`).
+    Balanced,
+    /// cubecl's `full` level: every shape searched on its own.
+    Full,
+}
+
+impl std::str::FromStr for Autotune {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fast" | "minimal" => Ok(Autotune::Fast),
+            "balanced" | "default" => Ok(Autotune::Balanced),
+            "full" => Ok(Autotune::Full),
+            other => Err(format!(
+                "unknown autotune level '{other}': use fast, balanced or full"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Autotune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Autotune::Fast => "fast",
+            Autotune::Balanced => "balanced",
+            Autotune::Full => "full",
+        })
+    }
+}
+
+impl Autotune {
+    /// The environment variable cubecl reads its autotune level from.
+    pub const ENV: &'static str = "CUBECL_AUTOTUNE_LEVEL";
+
+    /// The level `cats` uses on `backend` when neither `--autotune` nor
+    /// [`Autotune::ENV`] says: [`Autotune::Fast`] on the wgpu backends, where it was
+    /// measured (on Mesa's lavapipe, tiny32's cold first step ≈ 38 → ≈ 12 s at the same
+    /// training speed; docs/performance.md, change 13); `None` (cubecl's `balanced`) on
+    /// CUDA, where it is not measured yet.
+    pub fn default_for(
+        backend: crate::backend::BackendKind,
+        env_level: Option<&str>,
+    ) -> Option<Self> {
+        use crate::backend::BackendKind;
+        if env_level.is_some_and(|v| !v.trim().is_empty()) {
+            return None;
+        }
+        match backend {
+            BackendKind::Wgpu | BackendKind::Vulkan | BackendKind::Metal => Some(Autotune::Fast),
+            _ => None,
+        }
+    }
+}
+
+/// What a command asks of cubecl, besides where kernels go. Set with [`configure_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// The autotune effort (`None`: a cubecl configuration file's or `CUBECL_AUTOTUNE_LEVEL`'s,
+    /// else cubecl's default).
+    pub autotune: Option<Autotune>,
+    /// Count compiled kernels and autotuned operations ([`crate::kernel_stats`]).
+    pub count_kernels: bool,
+    /// The command runs on CUDA, where compilations are counted through cubecl's
+    /// compilation logger (on wgpu that logger would change how shaders are built).
+    pub cuda: bool,
+}
+
+/// [`configure_with`] with default options.
 pub fn configure() -> &'static KernelCache {
+    configure_with(GpuOptions::default())
+}
+
+/// Applies [`resolve`]'s decision and `options` to cubecl's global configuration, once per
+/// process, and returns the decision. Call it before the first GPU device is created (the
+/// backend dispatch does, with default options; `cats` calls it first with the command's);
+/// later calls return the first decision and ignore their options. If cubecl's
+/// configuration was already read, it is left as it is (reported as [`KernelCache::Off`]
+/// unless a file configured it).
+pub fn configure_with(options: GpuOptions) -> &'static KernelCache {
     static DECISION: OnceLock<KernelCache> = OnceLock::new();
     DECISION.get_or_init(|| {
         let env_value = std::env::var(KERNEL_CACHE_ENV).ok();
@@ -105,35 +191,76 @@ pub fn configure() -> &'static KernelCache {
                 .find(|root| std::fs::create_dir_all(root.join(KERNELS_SUBFOLDER)).is_ok())
         };
         let decision = resolve(env_value.as_deref(), &cwd, cache_folder);
-        apply(decision)
+        apply(decision, options)
     })
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn apply(decision: KernelCache) -> KernelCache {
-    use cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
-
-    let KernelCache::Dir(dir) = &decision else {
-        return decision;
+fn apply(mut decision: KernelCache, options: GpuOptions) -> KernelCache {
+    use cubecl::config::{
+        autotune::{AutotuneLevel, AutotuneLogLevel},
+        cache::CacheConfig,
+        compilation::CompilationLogLevel,
+        CubeClRuntimeConfig, RuntimeConfig,
     };
-    if std::fs::create_dir_all(dir).is_err() {
-        // An unwritable cache must not stop training; it only costs compile time.
-        return KernelCache::Off;
+
+    if let KernelCache::Dir(dir) = &decision {
+        if std::fs::create_dir_all(dir).is_err() {
+            // An unwritable cache must not stop training; it only costs compile time.
+            decision = KernelCache::Off;
+        }
     }
     let mut storage = CubeClRuntimeConfig::storage().lock();
     if storage.is_some() {
-        return KernelCache::Off;
+        return match decision {
+            KernelCache::ConfigFile(_) => decision,
+            _ => KernelCache::Off,
+        };
     }
-    // Same as cubecl's own loading (defaults, then CUBECL_* variables), plus the caches.
-    let mut config = CubeClRuntimeConfig::default().override_from_env();
-    config.compilation.cache = Some(CacheConfig::File(dir.clone()));
-    config.autotune.cache = CacheConfig::File(dir.clone());
+    // What cubecl would load by itself (a configuration file above the working directory,
+    // else its defaults; then its CUBECL_* variables), plus what catgan sets.
+    let mut config = match &decision {
+        // catgan's folder replaces whatever a file says about caches.
+        KernelCache::Dir(_) => CubeClRuntimeConfig::default(),
+        KernelCache::ConfigFile(_) | KernelCache::Off => CubeClRuntimeConfig::from_current_dir(),
+    }
+    .override_from_env();
+    if let KernelCache::Dir(dir) = &decision {
+        config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+        config.autotune.cache = CacheConfig::File(dir.clone());
+    }
+    if let Some(effort) = options.autotune {
+        config.autotune.level = match effort {
+            Autotune::Fast => AutotuneLevel::Minimal,
+            Autotune::Balanced => AutotuneLevel::Balanced,
+            Autotune::Full => AutotuneLevel::Full,
+        };
+    }
+    if options.count_kernels && crate::kernel_stats::install() {
+        // Route cubecl's autotune lines (and, on CUDA, its compilation lines) to the `log`
+        // crate, where the counter hears them. wgpu's compilations are counted from wgpu's
+        // own records instead: cubecl's compilation logger would switch wgpu's debugging
+        // flags on (kernel_stats's docs).
+        if matches!(config.autotune.logger.level, AutotuneLogLevel::Disabled) {
+            config.autotune.logger.level = AutotuneLogLevel::Minimal;
+        }
+        config.autotune.logger.log = Some(Default::default());
+        if options.cuda {
+            if matches!(
+                config.compilation.logger.level,
+                CompilationLogLevel::Disabled
+            ) {
+                config.compilation.logger.level = CompilationLogLevel::Basic;
+            }
+            config.compilation.logger.log = Some(Default::default());
+        }
+    }
     *storage = Some(std::sync::Arc::new(config));
     decision
 }
 
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-fn apply(_decision: KernelCache) -> KernelCache {
+fn apply(_decision: KernelCache, _options: GpuOptions) -> KernelCache {
     // CPU-only builds compile no kernels.
     KernelCache::Off
 }
@@ -141,6 +268,38 @@ fn apply(_decision: KernelCache) -> KernelCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_autotune_is_the_default_on_wgpu_unless_cubecl_s_variable_says_otherwise() {
+        use crate::backend::BackendKind;
+        assert_eq!(
+            Autotune::default_for(BackendKind::Wgpu, None),
+            Some(Autotune::Fast)
+        );
+        assert_eq!(
+            Autotune::default_for(BackendKind::Vulkan, Some(" ")),
+            Some(Autotune::Fast)
+        );
+        assert_eq!(Autotune::default_for(BackendKind::Wgpu, Some("full")), None);
+        assert_eq!(Autotune::default_for(BackendKind::Cuda, None), None);
+        assert_eq!(Autotune::default_for(BackendKind::Flex, None), None);
+    }
+
+    #[test]
+    fn autotune_levels_parse_by_our_names_and_cubecl_s() {
+        for (text, level) in [
+            ("fast", Autotune::Fast),
+            ("Minimal", Autotune::Fast),
+            ("balanced", Autotune::Balanced),
+            (" default ", Autotune::Balanced),
+            ("FULL", Autotune::Full),
+        ] {
+            assert_eq!(text.parse::<Autotune>(), Ok(level), "{text}");
+            assert_eq!(level.to_string().parse::<Autotune>(), Ok(level));
+        }
+        let err = "turbo".parse::<Autotune>().unwrap_err();
+        assert!(err.contains("turbo") && err.contains("fast, balanced or full"));
+    }
 
     #[test]
     fn the_environment_variable_wins() {

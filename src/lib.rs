@@ -16,6 +16,7 @@ pub mod divergence;
 mod fid_probe;
 pub mod image_file;
 pub mod kernel_cache;
+pub mod kernel_stats;
 pub mod memory;
 pub mod parallel;
 pub mod parity;

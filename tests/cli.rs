@@ -495,35 +495,60 @@ fn prepare_crops_cat_faces_and_reports_malformed_landmarks() {
 
 /// A GPU backend's compiled kernels and autotune results land in `CATGAN_KERNEL_CACHE`,
 /// even far from any `cubecl.toml` (lavapipe stands in for a GPU here).
+/// A GPU backend keeps its kernels and autotune results in the kernel cache folder, and
+/// `cats bench` counts what its first step compiled and autotuned: a cold cache autotunes,
+/// a warm one (a second process) autotunes nothing but still compiles its kernels (WGSL
+/// kernels are not cached on disk).
 #[cfg(feature = "wgpu")]
 #[test]
-fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
+fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder_and_counts_them() {
     if !common::wgpu_or_skip("the kernel cache test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("kernels");
-    let out = Command::new(cats_binary())
-        .args([
-            "--backend",
-            "wgpu",
-            "bench",
-            "--preset",
-            "tiny32",
-            "--batch-size",
-            "4",
-        ])
-        .args(["--steps", "1", "--warmup", "0", "--no-inference"])
-        .env("CATGAN_KERNEL_CACHE", &cache)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let log = text(&out);
-    assert!(out.status.success(), "wgpu bench failed:\n{log}");
+    let bench = || {
+        let out = Command::new(cats_binary())
+            .args(["--backend", "wgpu", "--autotune", "fast", "bench"])
+            .args(["--preset", "tiny32", "--base", "4", "--batch-size", "2"])
+            .args(["--steps", "1", "--warmup", "0", "--no-inference", "--json"])
+            .env("CATGAN_KERNEL_CACHE", &cache)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let log = text(&out);
+        assert!(out.status.success(), "wgpu bench failed:\n{log}");
+        let json = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no JSON result:\n{log}"));
+        let result: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let count = |field: &str| {
+            result[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {field} in {json}"))
+        };
+        (
+            log.clone(),
+            count("first_step_kernels"),
+            count("first_step_autotuned"),
+        )
+    };
+    let (log, cold_kernels, cold_autotuned) = bench();
     assert!(
         log.contains(&format!("compiled kernels are kept in {}", cache.display())),
         "the tool should say where kernels go:\n{log}"
     );
+    assert!(
+        log.contains(&format!(
+            "{cold_kernels} kernels compiled, {cold_autotuned} operations autotuned"
+        )),
+        "the first step's counts should be printed:\n{log}"
+    );
+    // A DCGAN step has convolutions, matmuls and reductions to tune, and dozens of kernels.
+    assert!(cold_autotuned >= 5, "cold: {cold_autotuned} autotuned");
+    assert!(cold_kernels >= 20, "cold: {cold_kernels} kernels");
     fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
@@ -547,6 +572,28 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder() {
             .any(|f| f.to_string_lossy().contains("autotune")),
         "no autotune results under {}: {files:?}",
         cache.display()
+    );
+    let (_, warm_kernels, warm_autotuned) = bench();
+    assert_eq!(
+        warm_autotuned, 0,
+        "the warm cache should answer every autotune"
+    );
+    assert!(
+        warm_kernels > 0 && warm_kernels < cold_kernels,
+        "warm: {warm_kernels} kernels, cold: {cold_kernels} (no losing candidates to compile)"
+    );
+}
+
+#[test]
+fn an_unknown_autotune_level_is_refused_with_the_flag_named() {
+    let out = common::cats(&["--autotune", "turbo", "backends"])
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(!out.status.success(), "should fail:\n{log}");
+    assert!(
+        log.contains("--autotune") && log.contains("fast, balanced or full"),
+        "{log}"
     );
 }
 

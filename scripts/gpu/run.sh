@@ -19,7 +19,9 @@
 # COLD_S (timeout of the cold CUDA run, 300; on an H100 it needed ~410 s in all,
 # 2026-11-27), BF16_S (timeout of the bf16 run, 240), SCALING (GPU counts of the
 # data-parallel runs, "1 2 4 8": those the machine has), CUBECL_LOG=1 (log every kernel
-# compilation), CUBECL_AUTOTUNE_LEVEL (cubecl's own: minimal|balanced|extensive|full).
+# compilation), AUTOTUNE (`cats --autotune`: fast|balanced|full; default: the tool's).
+# Every `cats bench` row says how many kernels its first step compiled and how many
+# operations it autotuned (src/kernel_stats.rs).
 set -uo pipefail
 
 BUNDLE="${BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
@@ -145,6 +147,9 @@ if [ "${CUBECL_LOG:-0}" = 1 ]; then export CUBECL_DEBUG_LOG="$W/cubecl.log"; fi
 cd "$W" || exit 1
 
 BENCH=(bench --steps "$STEPS" --warmup "$WARMUP" --json)
+# `cats --autotune LEVEL` for every catgan run (AUTOTUNE=balanced|fast|full; default: the
+# tool's own default).
+[ -n "${AUTOTUNE:-}" ] && BENCH+=(--autotune "$AUTOTUNE")
 SEED128=(--preset seed128 --batch-size 64)
 DCGAN64=(--preset dcgan64 --base 64 --batch-size 64)
 TORCH=(python3 "$W/torch_dcgan.py" --device cuda --batch-size 64 --steps 20 --warmup 5)
@@ -208,8 +213,8 @@ python3 - "$OUT/results.jsonl" "${CARD:-unknown card}" "$(date -u +%F)" "$(tr '\
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"{sys.argv[2]} · {sys.argv[3]} · {sys.argv[4].strip()}\n")
-print("| run | framework/backend | config | precision | first step (s) | train img/s | G img/s | status |")
-print("|---|---|---|---|---|---|---|---|")
+print("| run | framework/backend | config | precision | first step (s) | kernels compiled (autotuned) in it | train img/s | G img/s | status |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     fw = "torch " + r["torch_version"] if r.get("framework") == "torch" else r.get("backend", r["run"].split("-")[0])
     cfg = f'{r["preset"]}:{r["base"]}:{r["batch_size"]}' if "preset" in r else "–"
@@ -217,7 +222,9 @@ for r in rows:
     if r.get("channels_last"):
         prec += " +CL"
     f = lambda k, d=1: f"{r[k]:,.{d}f}" if isinstance(r.get(k), (int, float)) else "–"
-    print(f'| {r["run"]} | {fw} | {cfg} | {prec} | {f("first_step_s", 2)} | {f("train_img_per_s")} | {f("gen_img_per_s")} | {r["status"]} |')
+    kernels = (f'{r["first_step_kernels"]} ({r.get("first_step_autotuned", "–")})'
+               if "first_step_kernels" in r else "–")
+    print(f'| {r["run"]} | {fw} | {cfg} | {prec} | {f("first_step_s", 2)} | {kernels} | {f("train_img_per_s")} | {f("gen_img_per_s")} | {r["status"]} |')
 scaling = {r.get("replicas", 1): r["train_img_per_s"] for r in rows
            if r["run"].startswith("cuda-scaling-") and r.get("train_img_per_s")}
 if 1 in scaling and len(scaling) > 1:

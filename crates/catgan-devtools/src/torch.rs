@@ -299,6 +299,8 @@ mod tests {
             precision: Precision::F32,
             fast_kernels: true,
             replicas: 1,
+            first_step_kernels: None,
+            first_step_autotuned: None,
         };
         let torch = TorchResult {
             torch_version: "2".into(),

@@ -56,8 +56,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "X")]
     pub tolerance: Option<f64>,
     /// Data-parallel replicas sharing each step (docs/distributed.md): on a CPU backend
-    /// they share the CPU, on a GPU backend devices 0..N. The batch is the global one
-    /// [default: 1].
+    /// they share the CPU, on a GPU backend devices 0..N. The batch is the global one.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub devices: usize,
     /// Print each result as one JSON object per line, last (with --parity: the reports).
