@@ -518,16 +518,11 @@ fn a_gpu_backend_keeps_its_kernels_in_the_kernel_cache_folder_and_counts_them() 
             .unwrap();
         let log = text(&out);
         assert!(out.status.success(), "wgpu bench failed:\n{log}");
-        let json = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rfind(|l| l.starts_with('{'))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no JSON result:\n{log}"));
-        let result: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let result = common::last_json_line(&String::from_utf8_lossy(&out.stdout));
         let count = |field: &str| {
             result[field]
                 .as_u64()
-                .unwrap_or_else(|| panic!("no {field} in {json}"))
+                .unwrap_or_else(|| panic!("no {field} in {result}"))
         };
         (
             log.clone(),

@@ -339,13 +339,7 @@ fn the_bench_measures_replicas_and_says_so() {
                 --no-inference --devices 2 --json";
     let out = ok(&args.split_whitespace().collect::<Vec<_>>());
     assert!(out.contains("| flex ×2 |"), "{out}");
-    let json: serde_json::Value = serde_json::from_str(
-        out.lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .expect("a JSON line"),
-    )
-    .unwrap();
+    let json = last_json_line(&out);
     assert_eq!(json["replicas"], 2);
     assert_eq!(json["batch_size"], 4);
     let err = fails(&[

@@ -147,6 +147,17 @@ pub fn run_config(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
 }
 
+/// The last JSON line of a command's output (`cats bench --json` prints its results last),
+/// parsed.
+pub fn last_json_line(output: &str) -> serde_json::Value {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{output}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
 /// The variable that turns every "cannot run here" skip into a failure (`.ci/run` sets it,
 /// so nothing that matters is skipped silently there).
 pub const REQUIRE_ALL: &str = "CATGAN_REQUIRE_ALL_TESTS";
