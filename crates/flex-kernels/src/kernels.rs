@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use crate::buffers::par_vec;
+use crate::buffers::{par_vec, with_scratch};
 
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
@@ -351,6 +351,10 @@ impl<'a> Mat<'a> {
 
 /// `dst[m, n] (row-major) (+)= lhs[m, k] · rhs[k, n]` with the `gemm` crate, threaded
 /// for large products. With `accumulate`, the product is added to what `dst` holds.
+///
+/// A few shapes run faster computed column-major and transposed into `dst`
+/// ([`column_major_pays`]); which way a product runs depends on its shape alone, so the
+/// result never depends on the machine or the threads.
 pub(crate) fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
@@ -370,16 +374,90 @@ pub(crate) fn gemm(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the largest offset each operand is read at is in bounds (checked above,
-    // strides are non-negative); `dst` is exclusively borrowed, so it aliases nothing.
+    if column_major_pays((m, n, k), rhs) {
+        with_scratch(m * n, |column_major| {
+            // SAFETY: as below; `column_major` holds `m · n` floats, column `j` at `j · m`.
+            unsafe {
+                gemm_raw(
+                    (m, n, k),
+                    column_major,
+                    (1, m),
+                    false,
+                    lhs,
+                    rhs,
+                    parallelism,
+                )
+            };
+            transpose_into(column_major, m, n, dst, accumulate);
+        });
+        return;
+    }
+    // SAFETY: `dst` holds `m · n` floats, row `i` at `i · n`.
+    unsafe { gemm_raw((m, n, k), dst, (n, 1), accumulate, lhs, rhs, parallelism) };
+}
+
+/// Whether [`gemm`] computes `dst` column-major and then transposes it: for a few rows
+/// (`m`, the window positions of a small group on a small map) against a deep, wide,
+/// transposed right operand: D's last convolutions' input gradients and G's first
+/// transposed convolutions at seed128 base 64 (`64 × 12800 × 1024`: 50–60 GFLOP/s
+/// row-major, 100–134 column-major including the transpose, one thread of the 2-core
+/// Intel Xeon; docs/performance.md, change 14). Elsewhere the transpose costs more than
+/// it saves.
+fn column_major_pays((m, _n, k): (usize, usize, usize), rhs: Mat<'_>) -> bool {
+    rhs.row_stride == 1 && rhs.col_stride > 1 && m <= 64 && k >= 512
+}
+
+/// `dst[i, j] (+)= src[j, i]`: the column-major `m × n` matrix `src` into the row-major
+/// `dst`, 16 columns at a time (16 strided reads in flight, each row's 16 writes
+/// contiguous).
+fn transpose_into(src: &[f32], m: usize, n: usize, dst: &mut [f32], accumulate: bool) {
+    const COLUMNS: usize = 16;
+    for j0 in (0..n).step_by(COLUMNS) {
+        let j1 = (j0 + COLUMNS).min(n);
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            let row = &mut row[j0..j1];
+            if accumulate {
+                for (jj, d) in row.iter_mut().enumerate() {
+                    *d += src[(j0 + jj) * m + i];
+                }
+            } else {
+                for (jj, d) in row.iter_mut().enumerate() {
+                    *d = src[(j0 + jj) * m + i];
+                }
+            }
+        }
+    }
+}
+
+/// The `gemm` crate's product into `dst` with strides `(row, column)`.
+///
+/// # Safety
+/// `dst` must hold every element `i · row + j · column` for `i < m`, `j < n`, and the
+/// operands must have been checked for `m × k` and `k × n`.
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (row, column): (usize, usize),
+    accumulate: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    parallelism: gemm::Parallelism,
+) {
+    assert!(
+        (m - 1) * row + (n - 1) * column < dst.len(),
+        "gemm destination size"
+    );
+    // SAFETY: the largest offset each operand is read at is in bounds (the caller checked
+    // them; strides are non-negative), and so is every element of `dst` (the caller's
+    // promise); `dst` is exclusively borrowed, so it aliases nothing.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            column as isize,
+            row as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -431,11 +509,12 @@ pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: us
     })
 }
 
-/// The inverse of [`weight_to_kg`], applied to the sum of the `[K, g]` matrices that
-/// `parts` holds one after another (added in order): the weight gradient of a
-/// convolution from its groups' parts.
-pub(crate) fn weight_from_kg_sum(
+/// The inverse of [`weight_to_kg`] (or, with `gk`, of its transpose: parts laid out
+/// `[g, K]`), applied to the sum of the matrices that `parts` holds one after another
+/// (added in order): the weight gradient of a convolution from its groups' parts.
+pub(crate) fn weight_from_parts_sum(
     parts: &[f32],
+    gk: bool,
     g: usize,
     c: usize,
     kh: usize,
@@ -443,6 +522,22 @@ pub(crate) fn weight_from_kg_sum(
 ) -> Vec<f32> {
     let per_channel = c * kh * kw;
     let len = g * per_channel;
+    if gk {
+        // One output channel per task: its rows of every part are contiguous.
+        return par_vec(len, per_channel, |gi, out| {
+            let mut parts = parts.chunks_exact(len);
+            let first = parts.next().expect("at least one part");
+            let mut sum = first[gi * per_channel..][..per_channel].to_vec();
+            for part in parts {
+                for (s, v) in sum.iter_mut().zip(&part[gi * per_channel..]) {
+                    *s += v;
+                }
+            }
+            for (row, s) in sum.iter().enumerate() {
+                out[tap_offset(row, c, kh, kw)] = *s;
+            }
+        });
+    }
     // `WEIGHT_BLOCK` output channels per task: a contiguous block of the result.
     par_vec(len, WEIGHT_BLOCK * per_channel, |block, out| {
         let g0 = block * WEIGHT_BLOCK;
@@ -790,6 +885,68 @@ mod tests {
         v
     }
 
+    /// `gemm` against the naive product, for shapes on both sides of
+    /// [`column_major_pays`], each operand row-major and transposed, with and without
+    /// `accumulate`.
+    #[test]
+    fn gemm_matches_the_definition_in_both_layouts() {
+        for (m, n, k) in [
+            (64, 40, 512),
+            (64, 17, 600),
+            (65, 40, 512),
+            (64, 40, 511),
+            (3, 2, 5),
+        ] {
+            for (lhs_t, rhs_t) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.125)
+                    .collect();
+                let b: Vec<f32> = (0..k * n)
+                    .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.25)
+                    .collect();
+                // `a` holds lhs[i, p] at i·k + p (or p·m + i transposed); `b` likewise.
+                let lhs_at = |i: usize, p: usize| if lhs_t { a[p * m + i] } else { a[i * k + p] };
+                let rhs_at = |p: usize, j: usize| if rhs_t { b[j * k + p] } else { b[p * n + j] };
+                let lhs = if lhs_t {
+                    Mat::transposed(&a, m)
+                } else {
+                    Mat::rows(&a, k)
+                };
+                let rhs = if rhs_t {
+                    Mat::transposed(&b, k)
+                } else {
+                    Mat::rows(&b, n)
+                };
+                let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+                for accumulate in [false, true] {
+                    let mut dst = start.clone();
+                    gemm((m, n, k), &mut dst, accumulate, lhs, rhs, false);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut want: f64 = (0..k)
+                                .map(|p| lhs_at(i, p) as f64 * rhs_at(p, j) as f64)
+                                .sum();
+                            if accumulate {
+                                want += start[i * n + j] as f64;
+                            }
+                            let got = dst[i * n + j] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                                "{m}x{n}x{k} lhs_t {lhs_t} rhs_t {rhs_t} acc {accumulate} \
+                                 at ({i}, {j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // The column-major path is the one taken for the first shape.
+        let b = vec![0.0; 512 * 40];
+        assert!(column_major_pays((64, 40, 512), Mat::transposed(&b, 512)));
+        assert!(!column_major_pays((65, 40, 512), Mat::transposed(&b, 512)));
+        assert!(!column_major_pays((64, 40, 512), Mat::rows(&b, 40)));
+    }
+
     #[test]
     fn im2col_matches_the_definition() {
         for w in windows() {
@@ -846,11 +1003,17 @@ mod tests {
                 w[((gi * c + ci) * kh + ky) * kw + kx]
             );
         }
-        assert_eq!(weight_from_kg_sum(&kg, g, c, kh, kw), w);
-        // Three parts sum to three times the weight.
-        let parts = [kg.clone(), kg.clone(), kg].concat();
+        assert_eq!(weight_from_parts_sum(&kg, false, g, c, kh, kw), w);
+        // The same parts laid out `[g, K]`.
+        let k = c * kh * kw;
+        let gk: Vec<f32> = (0..g * k).map(|i| kg[(i % k) * g + i / k]).collect();
+        assert_eq!(weight_from_parts_sum(&gk, true, g, c, kh, kw), w);
+        // Three parts sum to three times the weight, in either layout.
         let tripled: Vec<f32> = w.iter().map(|v| 3.0 * v).collect();
-        assert_eq!(weight_from_kg_sum(&parts, g, c, kh, kw), tripled);
+        let parts = [kg.clone(), kg.clone(), kg].concat();
+        assert_eq!(weight_from_parts_sum(&parts, false, g, c, kh, kw), tripled);
+        let parts = [gk.clone(), gk.clone(), gk].concat();
+        assert_eq!(weight_from_parts_sum(&parts, true, g, c, kh, kw), tripled);
     }
 
     #[test]

@@ -129,6 +129,9 @@ fn convolutions_match_burn_forward_and_backward() {
         // 1×1 (the input is the window matrix), and 1×1 with a stride (it is not).
         (3, 7, 5, 6, 1, 1, 0),
         (2, 7, 5, 6, 1, 2, 0),
+        // A wide grid on a small map, as D's last layers: weight-gradient parts `[G, K]`,
+        // the input gradient's product computed column-major (kernels::gemm).
+        (2, 24, 512, 4, 5, 2, 2),
     ]
     .iter()
     .enumerate()
@@ -161,6 +164,9 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         (2, 5, 6, 5, 3, 2),
         (1, 3, 2, 3, 5, 2),
         (6, 3, 4, 3, 5, 2),
+        // A wide grid, as G's first layers: weight-gradient parts `[G, K]`, the forward
+        // product computed column-major (kernels::gemm).
+        (2, 512, 24, 3, 5, 2),
     ]
     .iter()
     .enumerate()
