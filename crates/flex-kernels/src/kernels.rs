@@ -379,7 +379,7 @@ pub(crate) fn gemm(
     } else {
         gemm::Parallelism::None
     };
-    if column_major_pays((m, n, k), rhs) {
+    if column_major_pays((m, n, k), rhs.row_stride == 1 && rhs.col_stride > 1) {
         with_scratch(m * n, |column_major| {
             // SAFETY: as below; `column_major` holds `m · n` floats, column `j` at `j · m`.
             unsafe {
@@ -402,14 +402,16 @@ pub(crate) fn gemm(
 }
 
 /// Whether [`gemm`] computes `dst` column-major and then transposes it: for a few rows
-/// (`m`, the window positions of a small group on a small map) against a deep, wide,
-/// transposed right operand: D's last convolutions' input gradients and G's first
-/// transposed convolutions at seed128 base 64 (`64 × 12800 × 1024`: 50–60 GFLOP/s
-/// row-major, 100–134 column-major including the transpose, one thread of the 2-core
-/// Intel Xeon; docs/performance.md, change 14). Elsewhere the transpose costs more than
-/// it saves.
-fn column_major_pays((m, _n, k): (usize, usize, usize), rhs: Mat<'_>) -> bool {
-    rhs.row_stride == 1 && rhs.col_stride > 1 && m <= 64 && k >= 512
+/// (`m`, the window positions of one image on a small map) against a deep, wide,
+/// transposed right operand (`rhs_transposed`: stored `[n, k]`). These are D's last
+/// convolution and G's first transposed one at seed128 base 64: the input gradient and
+/// G's forward product (`64 × 12800 × 1024`) ran at 80–90 GFLOP/s row-major and run at
+/// 175–195 column-major including the transpose; D's forward product
+/// (`64 × 1024 × 12800`, with the weight as `[G, K]`) at 140–150 and 170–190 (one thread
+/// of the 2-core Intel Xeon; docs/performance.md, change 14). Elsewhere (fewer than 1,024
+/// columns or a shallower product) the transpose costs more than it saves.
+pub(crate) fn column_major_pays((m, n, k): (usize, usize, usize), rhs_transposed: bool) -> bool {
+    rhs_transposed && m <= 64 && n >= 1024 && k >= 1024
 }
 
 /// `dst[i, j] (+)= src[j, i]`: the column-major `m × n` matrix `src` into the row-major
@@ -510,6 +512,19 @@ pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: us
                     out_row[gi] = weight[gi * per_channel + offset];
                 }
             }
+        }
+    })
+}
+
+/// The weight `[g, c, kh, kw]` as the matrix `[g, K]` with `K` in `(ky, kx, c)` order:
+/// the transpose of [`weight_to_kg`], one output channel per task.
+pub(crate) fn weight_to_gk(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let per_channel = c * kh * kw;
+    debug_assert_eq!(weight.len(), g * per_channel);
+    par_vec(weight.len(), per_channel, |gi, out| {
+        let weight = &weight[gi * per_channel..][..per_channel];
+        for (row, o) in out.iter_mut().enumerate() {
+            *o = weight[tap_offset(row, c, kh, kw)];
         }
     })
 }
@@ -937,11 +952,10 @@ mod tests {
     #[test]
     fn gemm_matches_the_definition_in_both_layouts() {
         for (m, n, k) in [
-            (64, 40, 512),
-            (64, 17, 600),
-            (65, 40, 512),
-            (64, 40, 511),
-            (3, 2, 5),
+            (64, 1030, 1024),
+            (65, 1024, 1024),
+            (64, 1024, 1000),
+            (5, 17, 40),
         ] {
             for (lhs_t, rhs_t) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a: Vec<f32> = (0..m * k)
@@ -986,11 +1000,11 @@ mod tests {
                 }
             }
         }
-        // The column-major path is the one taken for the first shape.
-        let b = vec![0.0; 512 * 40];
-        assert!(column_major_pays((64, 40, 512), Mat::transposed(&b, 512)));
-        assert!(!column_major_pays((65, 40, 512), Mat::transposed(&b, 512)));
-        assert!(!column_major_pays((64, 40, 512), Mat::rows(&b, 40)));
+        // The column-major path is the one taken for the first shape (rhs transposed).
+        assert!(column_major_pays((64, 1030, 1024), true));
+        assert!(!column_major_pays((65, 1024, 1024), true));
+        assert!(!column_major_pays((64, 1024, 1000), true));
+        assert!(!column_major_pays((64, 1030, 1024), false));
     }
 
     /// The rational `tanh` against the standard library's over the range the generator
@@ -1075,6 +1089,7 @@ mod tests {
         // The same parts laid out `[g, K]`.
         let k = c * kh * kw;
         let gk: Vec<f32> = (0..g * k).map(|i| kg[(i % k) * g + i / k]).collect();
+        assert_eq!(weight_to_gk(&w, g, c, kh, kw), gk);
         assert_eq!(weight_from_parts_sum(&gk, true, g, c, kh, kw), w);
         // Three parts sum to three times the weight, in either layout.
         let tripled: Vec<f32> = w.iter().map(|v| 3.0 * v).collect();

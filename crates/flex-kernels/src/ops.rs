@@ -252,9 +252,16 @@ impl ConvSpec {
         let w = &self.window;
         let (g, k) = (self.grid_channels, w.k());
         let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
-        let wkg = self.weight_kg(weight);
-        let bias = values(bias);
         let group = self.group();
+        // D's deepest forward products (one image's positions against a 1,024-wide,
+        // 12,800-deep weight) run faster column-major with the weight as `[G, K]`
+        // ([`kernels::column_major_pays`]); every other product takes it as `[K, G]`,
+        // which the input gradient also needs.
+        let w_gk = (self.kind == ConvKind::Forward
+            && kernels::column_major_pays((group * w.grid(), g, k), true))
+        .then(|| kernels::weight_to_gk(&values(weight), g, w.c, w.kh, w.kw));
+        let wkg = (w_gk.is_none() || need_dx).then(|| self.weight_kg(weight));
+        let bias = values(bias);
         let out = timed(
             || self.tag("fwd"),
             || match self.kind {
@@ -264,6 +271,11 @@ impl ConvSpec {
                     par_vec_tiled(self.batch * grid_len, group * grid_len, &bias, |i, out| {
                         let p = out.len() / g;
                         let x = &x.slice()[i * group * big_len..][..(p / w.grid()) * big_len];
+                        let weight = match (&w_gk, &wkg) {
+                            (Some(w_gk), _) => Mat::transposed(w_gk, k),
+                            (None, Some(wkg)) => Mat::rows(wkg, g),
+                            (None, None) => unreachable!("one weight layout is always made"),
+                        };
                         let product = |cols: &[f32], out: &mut [f32]| {
                             gemm(
                                 "gemm conv fwd",
@@ -271,7 +283,7 @@ impl ConvSpec {
                                 out,
                                 true,
                                 Mat::rows(cols, k),
-                                Mat::rows(&wkg, g),
+                                weight,
                             )
                         };
                         if w.is_pointwise() {
@@ -289,6 +301,9 @@ impl ConvSpec {
                     })
                 }
                 ConvKind::Transposed => {
+                    let wkg = wkg
+                        .as_deref()
+                        .expect("made for every transposed convolution");
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
                     par_vec(self.batch * big_len, group * big_len, |i, out| {
                         let images = out.len() / big_len;
@@ -301,7 +316,7 @@ impl ConvSpec {
                                 cols,
                                 false,
                                 Mat::rows(x, g),
-                                Mat::transposed(&wkg, g),
+                                Mat::transposed(wkg, g),
                             );
                             col2im(w, cols, Some(&bias), out);
                         });
@@ -314,7 +329,7 @@ impl ConvSpec {
         );
         let state = ConvState {
             spec: *self,
-            wkg: need_dx.then(|| Arc::new(wkg)),
+            wkg: wkg.filter(|_| need_dx).map(Arc::new),
             weight_shape: weight.layout().shape().to_vec(),
             input: need_dw.then(|| x.clone()),
             input_was_nchw: x.was_nchw,

@@ -131,7 +131,7 @@ fn convolutions_match_burn_forward_and_backward() {
         (2, 7, 5, 6, 1, 2, 0),
         // A wide grid on a small map, as D's last layers: weight-gradient parts `[G, K]`,
         // the input gradient's product computed column-major (kernels::gemm).
-        (2, 24, 512, 4, 5, 2, 2),
+        (1, 48, 1024, 4, 5, 2, 2),
     ]
     .iter()
     .enumerate()
@@ -166,7 +166,7 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         (6, 3, 4, 3, 5, 2),
         // A wide grid, as G's first layers: weight-gradient parts `[G, K]`, the forward
         // product computed column-major (kernels::gemm).
-        (2, 512, 24, 3, 5, 2),
+        (2, 1024, 48, 3, 5, 2),
     ]
     .iter()
     .enumerate()
