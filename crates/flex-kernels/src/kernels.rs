@@ -951,52 +951,53 @@ mod tests {
     /// `accumulate`.
     #[test]
     fn gemm_matches_the_definition_in_both_layouts() {
-        for (m, n, k) in [
-            (64, 1030, 1024),
-            (65, 1024, 1024),
-            (64, 1024, 1000),
-            (5, 17, 40),
-        ] {
-            for (lhs_t, rhs_t) in [(false, false), (false, true), (true, false), (true, true)] {
-                let a: Vec<f32> = (0..m * k)
-                    .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.125)
-                    .collect();
-                let b: Vec<f32> = (0..k * n)
-                    .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.25)
-                    .collect();
-                // `a` holds lhs[i, p] at i·k + p (or p·m + i transposed); `b` likewise.
-                let lhs_at = |i: usize, p: usize| if lhs_t { a[p * m + i] } else { a[i * k + p] };
-                let rhs_at = |p: usize, j: usize| if rhs_t { b[j * k + p] } else { b[p * n + j] };
-                let lhs = if lhs_t {
-                    Mat::transposed(&a, m)
-                } else {
-                    Mat::rows(&a, k)
-                };
-                let rhs = if rhs_t {
-                    Mat::transposed(&b, k)
-                } else {
-                    Mat::rows(&b, n)
-                };
-                let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
-                for accumulate in [false, true] {
-                    let mut dst = start.clone();
-                    gemm((m, n, k), &mut dst, accumulate, lhs, rhs, false);
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mut want: f64 = (0..k)
-                                .map(|p| lhs_at(i, p) as f64 * rhs_at(p, j) as f64)
-                                .sum();
-                            if accumulate {
-                                want += start[i * n + j] as f64;
-                            }
-                            let got = dst[i * n + j] as f64;
-                            assert!(
-                                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                                "{m}x{n}x{k} lhs_t {lhs_t} rhs_t {rhs_t} acc {accumulate} \
-                                 at ({i}, {j}): {got} vs {want}"
-                            );
-                        }
-                    }
+        let layouts = [(false, false), (false, true), (true, false), (true, true)];
+        // Every layout on a small product; the large ones (around the column-major
+        // threshold) with the right operand transposed, which the threshold asks for.
+        let cases = layouts.iter().map(|&t| ((5, 17, 40), t)).chain(
+            [(64, 1030, 1024), (65, 1024, 1024), (64, 1024, 1000)]
+                .iter()
+                .flat_map(|&shape| [(shape, (false, true)), (shape, (true, true))]),
+        );
+        for ((m, n, k), (lhs_t, rhs_t)) in cases {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.125)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.25)
+                .collect();
+            // `a` holds lhs[i, p] at i·k + p (or p·m + i transposed); `b` likewise.
+            let lhs_at = |i: usize, p: usize| if lhs_t { a[p * m + i] } else { a[i * k + p] };
+            let rhs_at = |p: usize, j: usize| if rhs_t { b[j * k + p] } else { b[p * n + j] };
+            let product: Vec<f64> = (0..m * n)
+                .map(|ij| {
+                    let (i, j) = (ij / n, ij % n);
+                    (0..k)
+                        .map(|p| lhs_at(i, p) as f64 * rhs_at(p, j) as f64)
+                        .sum()
+                })
+                .collect();
+            let lhs = if lhs_t {
+                Mat::transposed(&a, m)
+            } else {
+                Mat::rows(&a, k)
+            };
+            let rhs = if rhs_t {
+                Mat::transposed(&b, k)
+            } else {
+                Mat::rows(&b, n)
+            };
+            let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+            for accumulate in [false, true] {
+                let mut dst = start.clone();
+                gemm((m, n, k), &mut dst, accumulate, lhs, rhs, false);
+                for (ij, (&got, &want)) in dst.iter().zip(&product).enumerate() {
+                    let want = want + if accumulate { start[ij] as f64 } else { 0.0 };
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{m}x{n}x{k} lhs_t {lhs_t} rhs_t {rhs_t} acc {accumulate} at {ij}: \
+                         {got} vs {want}"
+                    );
                 }
             }
         }
