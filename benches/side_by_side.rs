@@ -166,20 +166,21 @@ fn main() -> ExitCode {
     // Measured by default: the nominal clock of a virtual machine understates what its
     // cores run at (docs/benchmarks.md, run 11).
     let nominal = fp32_peak_gflops(machine.threads);
-    let peak = match args.peak_gflops {
+    let given_or_measured = match args.peak_gflops {
         Some(p) => Some((p, "--peak-gflops".to_string())),
-        None => measured_fp32_peak_gflops(machine.threads, 1.0).or_else(|| nominal.clone()),
+        None => measured_fp32_peak_gflops(machine.threads, 1.0),
     };
     let describe = |(p, how): &(f64, String)| format!("{p:.0} GFLOP/s ({how})");
+    // The nominal figure is printed beside a given or measured one, for comparison.
+    let beside = match (&given_or_measured, &nominal) {
+        (Some(_), Some(n)) => format!("; nominal {}", describe(n)),
+        _ => String::new(),
+    };
+    let peak = given_or_measured.or_else(|| nominal.clone());
     println!(
-        "\nAgainst the machine: fp32 peak {}{}\n",
+        "\nAgainst the machine: fp32 peak {}{beside}\n",
         peak.as_ref()
             .map_or("unknown (pass --peak-gflops)".to_string(), describe),
-        match &nominal {
-            Some(n) if peak.as_ref().is_some_and(|p| p.1 != n.1) =>
-                format!("; nominal {}", describe(n)),
-            _ => String::new(),
-        }
     );
     print!("{}", machine_table(&rows, peak.as_ref().map(|p| p.0)));
     if busy {

@@ -35,10 +35,10 @@ pub fn fp32_peak_gflops(threads: usize) -> Option<(f64, String)> {
 /// loop of independent vector FMAs (AVX-512 or AVX2, whichever the CPU has) for about
 /// `seconds`, all at once, so the clock is the one the cores really run at under a full
 /// vector load (turbo included), which `/proc/cpuinfo` does not tell in a virtual machine
-/// (the 2-core Intel Xeon here reports 2.3 GHz and sustains ≈ 1.5× that much). `None`
+/// (the 2-core Intel Xeon of run 11 reports 2.6 GHz and sustains ≈ 3.5 GHz). `None`
 /// without AVX2 + FMA, or off x86-64.
 pub fn measured_fp32_peak_gflops(threads: usize, seconds: f64) -> Option<(f64, String)> {
-    let (isa, per_call) = fma_loop_kind()?;
+    let fma = FmaLoop::widest()?;
     let threads = threads.max(1);
     let deadline = Duration::from_secs_f64(seconds.max(0.01));
     let rates: Vec<f64> = std::thread::scope(|scope| {
@@ -49,11 +49,12 @@ pub fn measured_fp32_peak_gflops(threads: usize, seconds: f64) -> Option<(f64, S
                     let mut calls = 0u64;
                     let mut sink = 0.0f32;
                     while start.elapsed() < deadline {
-                        sink += fma_loop(FMA_LOOP_ITERATIONS);
+                        // SAFETY: `FmaLoop::widest` picked a loop this CPU has the features of.
+                        sink += unsafe { (fma.run)(FMA_LOOP_ITERATIONS) };
                         calls += 1;
                     }
                     std::hint::black_box(sink);
-                    calls as f64 * per_call / start.elapsed().as_secs_f64() / 1e9
+                    calls as f64 * fma.flop_per_call / start.elapsed().as_secs_f64() / 1e9
                 })
             })
             .collect();
@@ -64,51 +65,58 @@ pub fn measured_fp32_peak_gflops(threads: usize, seconds: f64) -> Option<(f64, S
         let each = total / threads as f64;
         (
             total,
-            format!("measured: {threads} × {each:.0} GFLOP/s, an {isa} FMA loop on every thread"),
+            format!(
+                "measured: {threads} × {each:.0} GFLOP/s, an {} FMA loop on every thread",
+                fma.isa
+            ),
         )
     })
 }
 
-/// Iterations of one [`fma_loop`] call (about 0.1 ms).
+/// Iterations of one FMA loop call (about 0.1 ms).
 const FMA_LOOP_ITERATIONS: u64 = 1 << 12;
 
-/// Independent accumulators of [`fma_loop`]: more than FMA units × latency (2 × 4).
+/// Independent accumulators of the FMA loop: more than FMA units × latency (2 × 4).
 const FMA_ACCUMULATORS: usize = 12;
 
-/// The widest FMA loop this CPU runs, and the FLOP one call of it does.
-fn fma_loop_kind() -> Option<(&'static str, f64)> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let flop =
-            |lanes: usize| (FMA_LOOP_ITERATIONS as usize * FMA_ACCUMULATORS * lanes * 2) as f64;
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Some(("AVX-512", flop(16)));
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Some(("AVX2", flop(8)));
-        }
-    }
-    None
+/// A loop of [`FMA_ACCUMULATORS`] independent vector FMAs per iteration, in the widest
+/// vectors the CPU has.
+#[derive(Clone, Copy)]
+struct FmaLoop {
+    /// The instruction set, for the report.
+    isa: &'static str,
+    /// FLOP of one call of `run` with [`FMA_LOOP_ITERATIONS`] iterations.
+    flop_per_call: f64,
+    /// The loop; returns a sum so the work is not optimized away. Unsafe: needs `isa`.
+    run: unsafe fn(u64) -> f32,
 }
 
-/// `iterations` rounds of [`FMA_ACCUMULATORS`] independent vector FMAs with the widest
-/// vectors [`fma_loop_kind`] found; returns a sum so the work is not optimized away.
-fn fma_loop(iterations: u64) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { x86::fma_loop_avx512(iterations) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+impl FmaLoop {
+    /// The widest loop this CPU runs: AVX-512, else AVX2 + FMA; `None` without either.
+    fn widest() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { x86::fma_loop_avx2(iterations) };
+            let flop =
+                |lanes: usize| (FMA_LOOP_ITERATIONS as usize * FMA_ACCUMULATORS * lanes * 2) as f64;
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Self {
+                    isa: "AVX-512",
+                    flop_per_call: flop(16),
+                    run: x86::fma_loop_avx512,
+                });
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Self {
+                    isa: "AVX2",
+                    flop_per_call: flop(8),
+                    run: x86::fma_loop_avx2,
+                });
+            }
         }
+        None
     }
-    let _ = iterations;
-    0.0
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -326,7 +334,7 @@ mod tests {
     fn the_measured_peak_is_near_the_nominal_one() {
         let Some((measured, how)) = measured_fp32_peak_gflops(1, 0.2) else {
             assert!(
-                fma_loop_kind().is_none(),
+                FmaLoop::widest().is_none(),
                 "the CPU has an FMA loop but no figure"
             );
             return;
