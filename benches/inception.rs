@@ -304,6 +304,7 @@ fn main() -> ExitCode {
     let args: Args = parse_args("inception");
     // As `cats` does (`--default-malloc` keeps glibc's defaults).
     catgan::memory::reuse_large_allocations(!args.default_malloc);
+    catgan::backend::join_global_pool(catgan::backend::BackendKind::Flex);
     let threads = args.threads.unwrap_or_else(cpu_threads);
     let python = python_command(args.python.as_deref());
     let torch_version = match torch_check(&python) {

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
     let args: Args = parse_args("side_by_side");
     // As `cats` does (`--default-malloc` keeps glibc's defaults).
     catgan::memory::reuse_large_allocations(!args.common.default_malloc);
+    catgan::backend::join_global_pool(args.backend);
     let threads = args.threads.unwrap_or_else(cpu_threads);
     let python = python_command(args.python.as_deref());
     let torch_version = match torch_check(&python) {

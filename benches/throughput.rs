@@ -54,9 +54,13 @@ fn main() -> ExitCode {
             }
         },
     };
-    let machine = machine_info();
     let explicit = backends.is_some();
     let backends = backends.unwrap_or_else(BackendKind::compiled);
+    // As `cats` does, when every backend measured runs on the CPU.
+    if backends.iter().all(|b| !b.is_gpu()) {
+        catgan::backend::join_global_pool(BackendKind::Flex);
+    }
+    let machine = machine_info();
     let configs = ConfigSpec::expand(&args.common.configs, &args.batch_sizes);
     let jobs: Vec<(BackendKind, ConfigSpec)> = configs
         .iter()

@@ -116,6 +116,15 @@ fn try_main() -> anyhow::Result<ExitCode> {
     // Reuse freed multi-megabyte buffers instead of fresh pages each step (CPU training).
     catgan::memory::reuse_large_allocations(!cli.default_malloc);
     let target = cli.target()?;
+    // The CPU backends' parallel loops start on this thread's own queue instead of waking
+    // the pool and waiting for it; not for `serve`, whose main thread waits for requests
+    // while another thread computes.
+    if !matches!(
+        cli.command,
+        Some(Command::Serve(_) | Command::Coordinator(_))
+    ) {
+        catgan::backend::join_global_pool(target.backend);
+    }
     let uses_backend = !matches!(
         cli.command,
         Some(

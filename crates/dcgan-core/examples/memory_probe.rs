@@ -219,6 +219,8 @@ fn main() {
     dcgan_core::flex_kernels::allocator::reuse_large_allocations(
         !flags.iter().any(|f| f == "--default-malloc"),
     );
+    // As `cats` does: this thread is one of rayon's workers.
+    dcgan_core::flex_kernels::threads::join_global_pool();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     let preset: ModelPreset = arg(1, "dcgan64").parse().expect("a preset name");
     let base: usize = arg(2, "16").parse().expect("a width");

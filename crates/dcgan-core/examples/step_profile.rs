@@ -2,13 +2,15 @@
 //! (`fast_kernels` in the network configs, `flex_kernels`) on and off in the same process.
 //!
 //! ```text
-//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc]
+//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc] [--outside-pool]
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 5 both
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 6 on --profile
 //! ```
 //! `--profile` also times the fast path's pieces (`flex_kernels::profile`) and prints
 //! them; `--default-malloc` keeps glibc's allocator settings instead of
-//! `flex_kernels::allocator::reuse_large_allocations` (as `cats --default-malloc`).
+//! `flex_kernels::allocator::reuse_large_allocations` (as `cats --default-malloc`);
+//! `--outside-pool` leaves the main thread outside rayon's pool instead of
+//! `flex_kernels::threads::join_global_pool` (as `cats` does).
 //!
 //! Phases of one step (what `Trainer::step` does): G forward; the D update (D forward on
 //! real and detached fakes, backward, Adam); the G update (D forward on the fakes,
@@ -124,9 +126,13 @@ fn main() {
     let flag = |name: &str| flags.iter().any(|f| f == name);
     if let Some(unknown) = flags
         .iter()
-        .find(|f| !["--profile", "--default-malloc"].contains(&f.as_str()))
+        .find(|f| !["--profile", "--default-malloc", "--outside-pool"].contains(&f.as_str()))
     {
-        panic!("unknown flag {unknown}: --profile, --default-malloc");
+        panic!("unknown flag {unknown}: --profile, --default-malloc, --outside-pool");
+    }
+    // As `cats` does (`--outside-pool` to compare with a main thread outside rayon's pool).
+    if !flag("--outside-pool") {
+        flex_kernels::threads::join_global_pool();
     }
     // As `cats` does (`--default-malloc` to compare with glibc's defaults).
     flex_kernels::allocator::reuse_large_allocations(!flag("--default-malloc"));

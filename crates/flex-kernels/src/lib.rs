@@ -55,9 +55,11 @@
 //! its network configs, on by default). Likewise [`adam::FusedAdam`] or burn's `Adam`.
 //! [`calls`] counts, per thread, the operations that actually ran here.
 //!
-//! Two process-wide aids are opt-in, by explicit calls: [`profile::enable`] times the
-//! pieces of every layer, and [`allocator::reuse_large_allocations`] changes glibc's
-//! allocation policy.
+//! Three process-wide aids are opt-in, by explicit calls: [`profile::enable`] times the
+//! pieces of every layer, [`allocator::reuse_large_allocations`] changes glibc's
+//! allocation policy, and [`threads::join_global_pool`] makes the calling thread (your
+//! `main`) one of rayon's workers, so that the parallel loops it starts do not each wake
+//! the pool and wait for it.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -98,6 +100,7 @@
 pub mod adam;
 pub mod allocator;
 pub mod profile;
+pub mod threads;
 
 mod buffers;
 mod calls;
