@@ -26,7 +26,9 @@ use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, Si
 use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 
-use crate::buffers::par_vecs;
+use std::mem::MaybeUninit;
+
+use crate::buffers::{assume_init, par_vecs_uninit};
 use crate::calls::{count, Calls};
 use crate::dispatch::{cast, same};
 use crate::ops::{slice, tensor as flex_tensor};
@@ -165,8 +167,10 @@ fn flex_step<const D: usize>(
     let k = coefficients(adam, time, lr);
     let (param, grad) = (slice(&param), slice(&grad));
     let moments = moments.as_ref().map(|(m1, m2)| (slice(m1), slice(m2)));
-    let [new_param, moment_1, moment_2] =
-        par_vecs(param.len(), CHUNK, |i, [p_out, m1_out, m2_out]| {
+    assert_eq!(param.len(), grad.len(), "Adam: a gradient of another shape");
+    // SAFETY: `update` writes every element of the three outputs.
+    let [new_param, moment_1, moment_2] = unsafe {
+        par_vecs_uninit(param.len(), CHUNK, |i, [p_out, m1_out, m2_out]| {
             let range = i * CHUNK..i * CHUNK + p_out.len();
             update(
                 &k,
@@ -174,7 +178,8 @@ fn flex_step<const D: usize>(
                 moments.map(|(m1, m2)| (&m1[range.clone()], &m2[range.clone()])),
                 [p_out, m1_out, m2_out],
             );
-        });
+        })
+    };
     let as_tensor = |data: Vec<f32>| {
         Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(flex_tensor(data, &shape)))
     };
@@ -182,12 +187,13 @@ fn flex_step<const D: usize>(
     (as_tensor(new_param), Some(AdamState::new(momentum)))
 }
 
-/// One chunk: burn's operations in burn's order, element by element.
+/// One chunk: burn's operations in burn's order, element by element, into the three
+/// outputs (every element written).
 fn update(
     k: &Coefficients,
     (param, grad): (&[f32], &[f32]),
     moments: Option<(&[f32], &[f32])>,
-    [p_out, m1_out, m2_out]: [&mut [f32]; 3],
+    [p_out, m1_out, m2_out]: [&mut [MaybeUninit<f32>]; 3],
 ) {
     let n = param.len();
     let (param, grad) = (&param[..n], &grad[..n]);
@@ -197,21 +203,23 @@ fn update(
             let (m1, m2) = (&m1[..n], &m2[..n]);
             for j in 0..n {
                 let g = grad[j];
-                m1_out[j] = m1[j] * k.beta_1 + g * k.factor_1;
-                m2_out[j] = m2[j] * k.beta_2 + (g * g) * k.factor_2;
+                m1_out[j].write(m1[j] * k.beta_1 + g * k.factor_1);
+                m2_out[j].write(m2[j] * k.beta_2 + (g * g) * k.factor_2);
             }
         }
         None => {
             for j in 0..n {
                 let g = grad[j];
-                m1_out[j] = g * k.factor_1;
-                m2_out[j] = (g * g) * k.factor_2;
+                m1_out[j].write(g * k.factor_1);
+                m2_out[j].write((g * g) * k.factor_2);
             }
         }
     }
+    // SAFETY: both moments were written above, all `n` elements.
+    let (m1_out, m2_out) = unsafe { (assume_init(m1_out), assume_init(m2_out)) };
     for j in 0..n {
         let step = (m1_out[j] * k.combined) / (m2_out[j].sqrt() + k.epsilon);
-        p_out[j] = param[j] - step * k.lr;
+        p_out[j].write(param[j] - step * k.lr);
     }
 }
 

@@ -66,16 +66,7 @@ pub(crate) fn par_vec_tiled(
     out
 }
 
-/// [`par_vec`] for `N` vectors made together: `fill(i, parts)` gets chunk `i` of each.
-pub(crate) fn par_vecs<const N: usize>(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
-) -> [Vec<f32>; N] {
-    par_vecs_tiled(len, chunk, &[0.0], fill)
-}
-
-/// [`par_vecs`] with every chunk starting as `tile` repeated from the chunk's start (a
+/// `N` vectors of [`par_vec`] with every chunk starting as `tile` repeated from the chunk's start (a
 /// chunk length that is a multiple of the tile's keeps the tiling aligned throughout).
 fn par_vecs_tiled<const N: usize>(
     len: usize,
@@ -83,31 +74,101 @@ fn par_vecs_tiled<const N: usize>(
     tile: &[f32],
     fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
-    let chunk = chunk.max(1);
-    let ends: Vec<usize> = (1..=len.div_ceil(chunk))
-        .map(|i| (i * chunk).min(len))
-        .collect();
-    par_vecs_at(&ends, tile, fill)
+    par_vecs_at(&chunk_ends(len, chunk), tile, fill)
 }
 
-/// [`par_vec`] with chunks of any length: chunk `i` ends at `ends[i]` (increasing; the
-/// last is the vector's length).
-pub(crate) fn par_vec_split(
-    ends: &[usize],
-    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
-) -> Vec<f32> {
-    let [out] = par_vecs_at(ends, &[0.0], |i, [part]| fill(i, part));
-    out
-}
-
-/// The one place the vectors above are built: `N` vectors cut at `ends`, chunk `i` of each
-/// initialised with `tile` repeated by the thread that then runs `fill(i, chunks)`.
+/// The vectors above: `N` vectors cut at `ends`, chunk `i` of each initialised with `tile`
+/// repeated by the thread that then runs `fill(i, chunks)`.
 fn par_vecs_at<const N: usize>(
     ends: &[usize],
     tile: &[f32],
     fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
     assert!(!tile.is_empty(), "an empty tile");
+    // SAFETY: every element of every chunk is written before `fill` sees it.
+    unsafe {
+        par_vecs_uninit_at(ends, |i, parts| {
+            let parts = parts.map(|part| {
+                match tile {
+                    // One value (the zeros of `par_vec`): a plain fill.
+                    [v] => part.fill(MaybeUninit::new(*v)),
+                    _ => {
+                        for run in part.chunks_mut(tile.len()) {
+                            for (slot, &v) in run.iter_mut().zip(tile) {
+                                slot.write(v);
+                            }
+                        }
+                    }
+                }
+                assume_init(part)
+            });
+            fill(i, parts);
+        })
+    }
+}
+
+/// [`par_vec`] without the zeroing, for kernels that write every element of their
+/// output (elementwise maps, transposes, `col2im`): `fill(i, chunk)` gets chunk `i`
+/// uninitialised. The zeroing pass cost about 6% of a seed128 base 16 training step
+/// (docs/performance.md, change 15).
+///
+/// # Safety
+/// `fill` must initialise every element of every chunk it is given.
+pub(crate) unsafe fn par_vec_uninit(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    // SAFETY: the caller's promise.
+    let [out] = unsafe { par_vecs_uninit(len, chunk, |i, [part]| fill(i, part)) };
+    out
+}
+
+/// [`par_vec_uninit`] for `N` vectors made together: `fill(i, parts)` gets chunk `i` of
+/// each.
+///
+/// # Safety
+/// `fill` must initialise every element of every chunk it is given.
+pub(crate) unsafe fn par_vecs_uninit<const N: usize>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, [&mut [MaybeUninit<f32>]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    // SAFETY: the caller's promise.
+    unsafe { par_vecs_uninit_at(&chunk_ends(len, chunk), fill) }
+}
+
+/// Where the chunks of `chunk` elements (the last one shorter) of `len` elements end.
+fn chunk_ends(len: usize, chunk: usize) -> Vec<usize> {
+    let chunk = chunk.max(1);
+    (1..=len.div_ceil(chunk))
+        .map(|i| (i * chunk).min(len))
+        .collect()
+}
+
+/// [`par_vec_uninit`] with chunks of any length: chunk `i` ends at `ends[i]` (increasing;
+/// the last is the vector's length).
+///
+/// # Safety
+/// `fill` must initialise every element of every chunk it is given.
+pub(crate) unsafe fn par_vec_split_uninit(
+    ends: &[usize],
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    // SAFETY: the caller's promise.
+    let [out] = unsafe { par_vecs_uninit_at(ends, |i, [part]| fill(i, part)) };
+    out
+}
+
+/// The one place the vectors above are built: `N` vectors cut at `ends`, chunk `i` of
+/// each handed uninitialised to `fill(i, chunks)` on a worker thread.
+///
+/// # Safety
+/// `fill` must initialise every element of every chunk it is given.
+unsafe fn par_vecs_uninit_at<const N: usize>(
+    ends: &[usize],
+    fill: impl Fn(usize, [&mut [MaybeUninit<f32>]; N]) + Sync + Send,
+) -> [Vec<f32>; N] {
     let len = ends.last().copied().unwrap_or(0);
     let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
     {
@@ -128,32 +189,27 @@ fn par_vecs_at<const N: usize>(
         let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..ends.len())
             .map(|_| std::array::from_fn(|j| columns[j].next().expect("one chunk per task")))
             .collect();
-        tasks.into_par_iter().enumerate().for_each(|(i, parts)| {
-            let parts = parts.map(|part| {
-                match tile {
-                    // One value (the zeros of `par_vec`): a plain fill.
-                    [v] => part.fill(MaybeUninit::new(*v)),
-                    _ => {
-                        for run in part.chunks_mut(tile.len()) {
-                            for (slot, &v) in run.iter_mut().zip(tile) {
-                                slot.write(v);
-                            }
-                        }
-                    }
-                }
-                // SAFETY: every element of `part` was initialized just above, and
-                // `MaybeUninit<f32>` has the layout of `f32`.
-                unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
-            });
-            fill(i, parts);
-        });
+        tasks
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, parts)| fill(i, parts));
     }
     for out in &mut outs {
         // SAFETY: the chunks cover the first `len` elements of every output, each
-        // initialized above (a panicking `fill` unwinds past this line).
+        // initialised by `fill` (the caller's promise; a panicking `fill` unwinds past
+        // this line).
         unsafe { out.set_len(len) };
     }
     outs
+}
+
+/// `part` as the floats it holds.
+///
+/// # Safety
+/// Every element of `part` must be initialised.
+pub(crate) unsafe fn assume_init(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller's promise, and `MaybeUninit<f32>` has the layout of `f32`.
+    unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 #[cfg(test)]
@@ -187,10 +243,13 @@ mod tests {
         let expected = [0., 1., 2., 3., 100., 101., 102., 103., 200., 201.];
         assert_eq!(v, expected);
         assert!(par_vec(0, 4, |_, _| panic!("no chunks")).is_empty());
-        let [a, b] = par_vecs(5, 2, |i, [a, b]| {
-            a.fill(i as f32);
-            b.fill(-(i as f32));
-        });
+        // SAFETY: both chunks are filled whole.
+        let [a, b] = unsafe {
+            par_vecs_uninit(5, 2, |i, [a, b]| {
+                a.fill(MaybeUninit::new(i as f32));
+                b.fill(MaybeUninit::new(-(i as f32)));
+            })
+        };
         assert_eq!(
             (a, b),
             (vec![0., 0., 1., 1., 2.], vec![-0., -0., -1., -1., -2.])
@@ -207,13 +266,24 @@ mod tests {
     }
 
     #[test]
-    fn split_vectors_hand_each_uneven_chunk_to_fill_once() {
-        let v = par_vec_split(&[2, 2, 5], |i, part| {
-            assert!(part.iter().all(|&x| x == 0.0), "chunk {i} not zeroed");
-            part.fill(i as f32 + 1.0);
-        });
-        assert_eq!(v, [1., 1., 3., 3., 3.]);
-        assert!(par_vec_split(&[], |_, _| panic!("no chunks")).is_empty());
+    fn uninitialised_vectors_keep_what_fill_writes() {
+        // SAFETY: every fill writes its whole chunk.
+        let v = unsafe {
+            par_vec_uninit(10, 4, |i, part| {
+                for (j, x) in part.iter_mut().enumerate() {
+                    x.write((i * 100 + j) as f32);
+                }
+            })
+        };
+        assert_eq!(v, [0., 1., 2., 3., 100., 101., 102., 103., 200., 201.]);
+        // SAFETY: as above.
+        let v = unsafe {
+            par_vec_split_uninit(&[1, 1, 4], |i, part| part.fill(MaybeUninit::new(i as f32)))
+        };
+        assert_eq!(v, [0., 2., 2., 2.]);
+        // SAFETY: no chunks.
+        let none = unsafe { par_vec_split_uninit(&[], |_, _| panic!("no chunks")) };
+        assert!(none.is_empty());
     }
 
     #[test]

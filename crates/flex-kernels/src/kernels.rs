@@ -13,7 +13,9 @@
 
 use rayon::prelude::*;
 
-use crate::buffers::{par_vec, with_scratch};
+use std::mem::MaybeUninit;
+
+use crate::buffers::{assume_init, par_vec, par_vec_uninit, with_scratch};
 
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
@@ -164,9 +166,29 @@ fn im2col_with(w: &Window, big: &[f32], cols: &mut [f32], ch: impl Channels) {
 
 /// The adjoint of [`im2col`]: every big-map position of `big [n, hb, wb, c]` becomes the
 /// sum of the window rows that cover it, on top of `init[c]` (a bias) if given.
-/// Overwrites all of `big`.
-pub(crate) fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
-    with_channels!(w.c, col2im_with(w, cols, init, big))
+/// Initialises all of `big` (which may hold anything before) and returns it.
+pub(crate) fn col2im<'a>(
+    w: &Window,
+    cols: &[f32],
+    init: Option<&[f32]>,
+    big: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
+    let c = w.c;
+    for position in big.chunks_exact_mut(c) {
+        match init {
+            Some(init) => {
+                for (slot, &v) in position.iter_mut().zip(&init[..c]) {
+                    slot.write(v);
+                }
+            }
+            None => position.fill(MaybeUninit::new(0.0)),
+        }
+    }
+    assert_eq!(big.len() % c.max(1), 0, "whole positions");
+    // SAFETY: every position (all of `big`, a whole number of them) was written above.
+    let big = unsafe { assume_init(big) };
+    with_channels!(w.c, col2im_with(w, cols, big));
+    big
 }
 
 /// A scatter: the window rows are read once, in order, and each row's taps are added onto
@@ -174,15 +196,9 @@ pub(crate) fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [
 /// rows of the window matrix at once, which does not). The order of the additions onto a
 /// position is fixed by the shapes (windows in row-major order), never by threads.
 #[inline(always)]
-fn col2im_with(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32], ch: impl Channels) {
+fn col2im_with(w: &Window, cols: &[f32], big: &mut [f32], ch: impl Channels) {
     let (k, c) = (w.k(), ch.get());
     debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
-    for position in big.chunks_exact_mut(c) {
-        match init {
-            Some(init) => position.copy_from_slice(&init[..c]),
-            None => position.fill(0.0),
-        }
-    }
     let strip = w.kw * c;
     for (map, image_cols) in big
         .chunks_exact_mut(w.big() * c)
@@ -230,21 +246,24 @@ pub(crate) fn transpose_batch(src: &[f32], rows: usize, cols: usize) -> Vec<f32>
     const T: usize = 32;
     // One task per matrix, moved in `T × T` tiles.
     let row_blocks = rows.div_ceil(T);
-    par_vec(src.len(), per, |i, d| {
-        let s = &src[i * per..(i + 1) * per];
-        for rb in 0..row_blocks {
-            let r0 = rb * T;
-            let r1 = (r0 + T).min(rows);
-            for c0 in (0..cols).step_by(T) {
-                let c1 = (c0 + T).min(cols);
-                for r in r0..r1 {
-                    for cc in c0..c1 {
-                        d[cc * rows + r] = s[r * cols + cc];
+    // SAFETY: each task writes all of its matrix (every `(r, cc)` below).
+    unsafe {
+        par_vec_uninit(src.len(), per, |i, d| {
+            let s = &src[i * per..(i + 1) * per];
+            for rb in 0..row_blocks {
+                let r0 = rb * T;
+                let r1 = (r0 + T).min(rows);
+                for c0 in (0..cols).step_by(T) {
+                    let c1 = (c0 + T).min(cols);
+                    for r in r0..r1 {
+                        for cc in c0..c1 {
+                            d[cc * rows + r].write(s[r * cols + cc]);
+                        }
                     }
                 }
             }
-        }
-    })
+        })
+    }
 }
 
 /// How a pooling window combines its taps.
@@ -502,31 +521,38 @@ pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: us
     let per_channel = c * kh * kw;
     // Blocks of 64 rows in parallel; within one, `WEIGHT_BLOCK` channels at a time.
     const ROWS: usize = 64;
-    par_vec(weight.len(), ROWS * g, |block, out| {
-        let row0 = block * ROWS;
-        for g0 in (0..g).step_by(WEIGHT_BLOCK) {
-            let g1 = (g0 + WEIGHT_BLOCK).min(g);
-            for (r, out_row) in out.chunks_exact_mut(g).enumerate() {
-                let offset = tap_offset(row0 + r, c, kh, kw);
-                for gi in g0..g1 {
-                    out_row[gi] = weight[gi * per_channel + offset];
+    assert_eq!(weight.len(), g * per_channel, "weight shape");
+    // SAFETY: chunks are whole rows of `g`, and every `(row, gi)` is written.
+    unsafe {
+        par_vec_uninit(weight.len(), ROWS * g, |block, out| {
+            let row0 = block * ROWS;
+            for g0 in (0..g).step_by(WEIGHT_BLOCK) {
+                let g1 = (g0 + WEIGHT_BLOCK).min(g);
+                for (r, out_row) in out.chunks_exact_mut(g).enumerate() {
+                    let offset = tap_offset(row0 + r, c, kh, kw);
+                    for gi in g0..g1 {
+                        out_row[gi].write(weight[gi * per_channel + offset]);
+                    }
                 }
             }
-        }
-    })
+        })
+    }
 }
 
 /// The weight `[g, c, kh, kw]` as the matrix `[g, K]` with `K` in `(ky, kx, c)` order:
 /// the transpose of [`weight_to_kg`], one output channel per task.
 pub(crate) fn weight_to_gk(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
     let per_channel = c * kh * kw;
-    debug_assert_eq!(weight.len(), g * per_channel);
-    par_vec(weight.len(), per_channel, |gi, out| {
-        let weight = &weight[gi * per_channel..][..per_channel];
-        for (row, o) in out.iter_mut().enumerate() {
-            *o = weight[tap_offset(row, c, kh, kw)];
-        }
-    })
+    assert_eq!(weight.len(), g * per_channel, "weight shape");
+    // SAFETY: each chunk is one channel's `per_channel` elements, all written.
+    unsafe {
+        par_vec_uninit(weight.len(), per_channel, |gi, out| {
+            let weight = &weight[gi * per_channel..][..per_channel];
+            for (row, o) in out.iter_mut().enumerate() {
+                o.write(weight[tap_offset(row, c, kh, kw)]);
+            }
+        })
+    }
 }
 
 /// The inverse of [`weight_to_kg`] (or, with `gk`, of its transpose: parts laid out
@@ -708,27 +734,33 @@ fn leak(z: f32, slope: f32) -> f32 {
 /// `leaky_relu(x·scale[c] + shift[c])` for `x [r, c]`.
 pub(crate) fn affine_leaky(x: &[f32], affine: &Affine, slope: f32) -> Vec<f32> {
     let c = affine.scale.len();
-    par_vec(x.len(), BLOCK_ROWS * c, |i, y| {
-        let x = &x[i * BLOCK_ROWS * c..][..y.len()];
-        // Equal-length slices and an indexed loop: no bounds checks, one SIMD loop.
-        let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
-        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-            let (yr, xr) = (&mut yr[..c], &xr[..c]);
-            for j in 0..c {
-                let z = xr[j] * a[j] + b[j];
-                yr[j] = z * leak(z, slope);
+    // SAFETY: every row of every chunk is written (chunks are whole rows).
+    unsafe {
+        par_vec_uninit(x.len(), BLOCK_ROWS * c, |i, y| {
+            let x = &x[i * BLOCK_ROWS * c..][..y.len()];
+            // Equal-length slices and an indexed loop: no bounds checks, one SIMD loop.
+            let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
+            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                let (yr, xr) = (&mut yr[..c], &xr[..c]);
+                for j in 0..c {
+                    let z = xr[j] * a[j] + b[j];
+                    yr[j].write(z * leak(z, slope));
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 /// `leaky_relu(x)`, elementwise.
 pub(crate) fn leaky(x: &[f32], slope: f32) -> Vec<f32> {
-    par_vec(x.len(), 1 << 16, |i, y| {
-        for (o, &v) in y.iter_mut().zip(&x[i << 16..]) {
-            *o = v * leak(v, slope);
-        }
-    })
+    // SAFETY: `x` is as long as the output: every element is written.
+    unsafe {
+        par_vec_uninit(x.len(), 1 << 16, |i, y| {
+            for (o, &v) in y.iter_mut().zip(&x[i << 16..]) {
+                o.write(v * leak(v, slope));
+            }
+        })
+    }
 }
 
 /// [`leaky`] in place, on one thread (for a group's output still in cache).
@@ -740,25 +772,33 @@ pub(crate) fn leaky_in_place(x: &mut [f32], slope: f32) {
 
 /// Backward of [`leaky`]: `dy · (x < 0 ? slope : 1)`.
 pub(crate) fn leaky_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
-    par_vec(x.len(), 1 << 16, |i, dx| {
-        for ((o, &v), &g) in dx.iter_mut().zip(&x[i << 16..]).zip(&dy[i << 16..]) {
-            *o = g * leak(v, slope);
-        }
-    })
+    assert_eq!(x.len(), dy.len(), "leaky_backward lengths");
+    // SAFETY: `x` and `dy` are as long as the output: every element is written.
+    unsafe {
+        par_vec_uninit(x.len(), 1 << 16, |i, dx| {
+            for ((o, &v), &g) in dx.iter_mut().zip(&x[i << 16..]).zip(&dy[i << 16..]) {
+                o.write(g * leak(v, slope));
+            }
+        })
+    }
 }
 
 /// `tanh` of channels-last maps `x [n, hw, c]`, written channels-first `[n, c, hw]`
 /// (one pass for the generator's last two steps, in parallel over images).
 pub(crate) fn tanh_channels_first(x: &[f32], hw: usize, c: usize) -> Vec<f32> {
     let per = hw * c;
-    par_vec(x.len(), per, |i, y| {
-        let x = &x[i * per..(i + 1) * per];
-        for (position, pixel) in x.chunks_exact(c).enumerate() {
-            for (channel, v) in pixel.iter().enumerate() {
-                y[channel * hw + position] = tanh(*v);
+    assert_eq!(x.len() % per.max(1), 0, "whole images");
+    // SAFETY: each task writes all `hw · c` elements of its image.
+    unsafe {
+        par_vec_uninit(x.len(), per, |i, y| {
+            let x = &x[i * per..(i + 1) * per];
+            for (position, pixel) in x.chunks_exact(c).enumerate() {
+                for (channel, v) in pixel.iter().enumerate() {
+                    y[channel * hw + position].write(tanh(*v));
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 /// `tanh` as a rational function (Eigen's `generic_fast_tanh_float`: odd degree-13
@@ -805,11 +845,15 @@ pub(crate) fn tanh(x: f32) -> f32 {
 /// Backward of `y = tanh(x)` from its output: `dy · (1 − y²)`, elementwise (the same
 /// arithmetic as burn's, without computing `tanh` again).
 pub(crate) fn tanh_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
-    par_vec(y.len(), 1 << 16, |i, dx| {
-        for ((o, &v), &g) in dx.iter_mut().zip(&y[i << 16..]).zip(&dy[i << 16..]) {
-            *o = g * (-(v * v) + 1.0);
-        }
-    })
+    assert_eq!(y.len(), dy.len(), "tanh_backward lengths");
+    // SAFETY: `y` and `dy` are as long as the output: every element is written.
+    unsafe {
+        par_vec_uninit(y.len(), 1 << 16, |i, dx| {
+            for ((o, &v), &g) in dx.iter_mut().zip(&y[i << 16..]).zip(&dy[i << 16..]) {
+                o.write(g * (-(v * v) + 1.0));
+            }
+        })
+    }
 }
 
 /// Backward of `y = leaky_relu(γ·x̂ + β)` with `x̂ = (x − mean)/√(var + ε)` and batch
@@ -827,6 +871,11 @@ pub(crate) fn batch_norm_leaky_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = mean.len();
     let rows = x.len() / c;
+    assert_eq!(
+        (rows * c, dy.len()),
+        (x.len(), x.len()),
+        "batch norm shapes"
+    );
     let (a, b, is, m) = (
         &affine.scale[..c],
         &affine.shift[..c],
@@ -856,23 +905,26 @@ pub(crate) fn batch_norm_leaky_backward(
     let mean_dzx: Vec<f32> = sums[c..].iter().map(|&v| (v / count) as f32).collect();
     let k: Vec<f32> = gamma.iter().zip(is).map(|(g, i)| g * i).collect();
     let (k, md, mx) = (&k[..c], &mean_dz[..c], &mean_dzx[..c]);
-    let dx = par_vec(x.len(), BLOCK_ROWS * c, |i, dx| {
-        let x = &x[i * BLOCK_ROWS * c..][..dx.len()];
-        let dy = &dy[i * BLOCK_ROWS * c..][..dx.len()];
-        for ((dr, xr), gr) in dx
-            .chunks_exact_mut(c)
-            .zip(x.chunks_exact(c))
-            .zip(dy.chunks_exact(c))
-        {
-            let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
-            for j in 0..c {
-                let v = xr[j];
-                let dz = gr[j] * leak(v * a[j] + b[j], slope);
-                let xhat = (v - m[j]) * is[j];
-                dr[j] = k[j] * (dz - md[j] - xhat * mx[j]);
+    // SAFETY: every row of every chunk is written (chunks are whole rows).
+    let dx = unsafe {
+        par_vec_uninit(x.len(), BLOCK_ROWS * c, |i, dx| {
+            let x = &x[i * BLOCK_ROWS * c..][..dx.len()];
+            let dy = &dy[i * BLOCK_ROWS * c..][..dx.len()];
+            for ((dr, xr), gr) in dx
+                .chunks_exact_mut(c)
+                .zip(x.chunks_exact(c))
+                .zip(dy.chunks_exact(c))
+            {
+                let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
+                for j in 0..c {
+                    let v = xr[j];
+                    let dz = gr[j] * leak(v * a[j] + b[j], slope);
+                    let xhat = (v - m[j]) * is[j];
+                    dr[j].write(k[j] * (dz - md[j] - xhat * mx[j]));
+                }
             }
-        }
-    });
+        })
+    };
     (dx, dgamma, dbeta)
 }
 
@@ -1055,16 +1107,16 @@ mod tests {
                 .collect();
             let mut cols = vec![f32::NAN; y.len()];
             im2col(&w, &x, &mut cols);
-            let mut big = vec![f32::NAN; x.len()];
-            col2im(&w, &y, None, &mut big);
+            let mut big = vec![MaybeUninit::uninit(); x.len()];
+            let big = col2im(&w, &y, None, &mut big);
             let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
-            let rhs: f64 = x.iter().zip(&big).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(big.iter()).map(|(a, b)| (a * b) as f64).sum();
             assert_eq!(lhs, rhs, "{w:?}");
             // The initial value is added once per element.
             let bias: Vec<f32> = (0..w.c).map(|j| j as f32 - 1.5).collect();
-            let mut with_bias = vec![f32::NAN; x.len()];
-            col2im(&w, &y, Some(&bias), &mut with_bias);
-            for (i, (a, b)) in with_bias.iter().zip(&big).enumerate() {
+            let mut with_bias = vec![MaybeUninit::uninit(); x.len()];
+            let with_bias = col2im(&w, &y, Some(&bias), &mut with_bias);
+            for (i, (a, b)) in with_bias.iter().zip(big.iter()).enumerate() {
                 assert_eq!(*a, b + bias[i % w.c]);
             }
         }

@@ -33,7 +33,11 @@ use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
 
 use rayon::prelude::*;
 
-use crate::buffers::{par_vec, par_vec_split, par_vec_tiled, with_scratch};
+use std::mem::MaybeUninit;
+
+use crate::buffers::{
+    assume_init, par_vec_split_uninit, par_vec_tiled, par_vec_uninit, with_scratch,
+};
 use crate::kernels::{self, Affine, Mat, Window};
 use crate::profile::{self, timed};
 
@@ -59,7 +63,12 @@ fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
 }
 
 /// [`kernels::col2im`] under the thread-time profile.
-fn col2im(w: &Window, cols: &[f32], init: Option<&[f32]>, big: &mut [f32]) {
+fn col2im<'a>(
+    w: &Window,
+    cols: &[f32],
+    init: Option<&[f32]>,
+    big: &'a mut [MaybeUninit<f32>],
+) -> &'a mut [f32] {
     profile::thread_timed("col2im", 0.0, || kernels::col2im(w, cols, init, big))
 }
 
@@ -305,11 +314,11 @@ impl ConvSpec {
                         .as_deref()
                         .expect("made for every transposed convolution");
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
-                    par_vec(self.batch * big_len, group * big_len, |i, out| {
+                    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
                         let images = out.len() / big_len;
                         let x = &x.slice()[i * group * grid_len..][..images * grid_len];
                         let p = x.len() / g;
-                        with_scratch(p * k, |cols| {
+                        let out = with_scratch(p * k, |cols| {
                             gemm(
                                 "gemm convT fwd",
                                 (p, k, g),
@@ -318,12 +327,14 @@ impl ConvSpec {
                                 Mat::rows(x, g),
                                 Mat::transposed(wkg, g),
                             );
-                            col2im(w, cols, Some(&bias), out);
+                            col2im(w, cols, Some(&bias), out)
                         });
                         if let Some(slope) = slope {
                             kernels::leaky_in_place(out, slope);
                         }
-                    })
+                    };
+                    // SAFETY: `col2im` initialises each group's whole output.
+                    unsafe { par_vec_uninit(self.batch * big_len, group * big_len, fill) }
                 }
             },
         );
@@ -379,92 +390,98 @@ impl ConvSpec {
         // Group `i`'s part of the input gradient (`dx`, empty if not needed) and of the
         // weight gradient (`dw`, `[K, G]` or `[G, K]` by [`weight_parts_gk`], empty if not
         // needed; the parts are summed in order afterwards).
-        let run_group = |i: usize, dx: &mut [f32], dw: &mut [f32], accumulate_dw: bool| {
-            let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
-            let p = (i1 - i0) * w.grid();
-            match self.kind {
-                ConvKind::Forward => {
-                    let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
-                    if need_w {
-                        let x = input.expect("kept for dW").slice();
-                        with_scratch(p * k, |cols| {
-                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
-                            if gk {
-                                gemm(
-                                    "gemm conv dW",
-                                    (g, k, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(dy, g),
-                                    Mat::rows(cols, k),
-                                );
-                            } else {
-                                gemm(
-                                    "gemm conv dW",
-                                    (k, g, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(cols, k),
-                                    Mat::rows(dy, g),
-                                );
-                            }
-                        });
-                    }
-                    if need_x {
-                        with_scratch(p * k, |dcols| {
-                            gemm(
-                                "gemm conv dX",
-                                (p, k, g),
-                                dcols,
-                                false,
-                                Mat::rows(dy, g),
-                                Mat::transposed(wkg, g),
-                            );
-                            col2im(w, dcols, None, dx);
-                        });
-                    }
-                }
-                ConvKind::Transposed => {
-                    let dy = &dy.slice()[i0 * big_len..i1 * big_len];
-                    with_scratch(p * k, |dcols| {
-                        im2col(w, dy, dcols);
-                        if need_x {
-                            gemm(
-                                "gemm convT dX",
-                                (p, g, k),
-                                dx,
-                                false,
-                                Mat::rows(dcols, k),
-                                Mat::rows(wkg, g),
-                            );
-                        }
+        let run_group =
+            |i: usize, dx: &mut [MaybeUninit<f32>], dw: &mut [f32], accumulate_dw: bool| {
+                let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
+                let p = (i1 - i0) * w.grid();
+                match self.kind {
+                    ConvKind::Forward => {
+                        let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
                         if need_w {
                             let x = input.expect("kept for dW").slice();
-                            let x = &x[i0 * grid_len..i1 * grid_len];
-                            if gk {
+                            with_scratch(p * k, |cols| {
+                                im2col(w, &x[i0 * big_len..i1 * big_len], cols);
+                                if gk {
+                                    gemm(
+                                        "gemm conv dW",
+                                        (g, k, p),
+                                        dw,
+                                        accumulate_dw,
+                                        Mat::transposed(dy, g),
+                                        Mat::rows(cols, k),
+                                    );
+                                } else {
+                                    gemm(
+                                        "gemm conv dW",
+                                        (k, g, p),
+                                        dw,
+                                        accumulate_dw,
+                                        Mat::transposed(cols, k),
+                                        Mat::rows(dy, g),
+                                    );
+                                }
+                            });
+                        }
+                        if need_x {
+                            with_scratch(p * k, |dcols| {
                                 gemm(
-                                    "gemm convT dW",
-                                    (g, k, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(x, g),
-                                    Mat::rows(dcols, k),
+                                    "gemm conv dX",
+                                    (p, k, g),
+                                    dcols,
+                                    false,
+                                    Mat::rows(dy, g),
+                                    Mat::transposed(wkg, g),
                                 );
-                            } else {
+                                col2im(w, dcols, None, dx);
+                            });
+                        }
+                    }
+                    ConvKind::Transposed => {
+                        let dy = &dy.slice()[i0 * big_len..i1 * big_len];
+                        with_scratch(p * k, |dcols| {
+                            im2col(w, dy, dcols);
+                            if need_x {
+                                // The GEMM overwrites `dx` (it does not accumulate), but takes
+                                // initialised floats.
+                                dx.fill(MaybeUninit::new(0.0));
+                                // SAFETY: just initialised.
+                                let dx = unsafe { assume_init(dx) };
                                 gemm(
-                                    "gemm convT dW",
-                                    (k, g, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(dcols, k),
-                                    Mat::rows(x, g),
+                                    "gemm convT dX",
+                                    (p, g, k),
+                                    dx,
+                                    false,
+                                    Mat::rows(dcols, k),
+                                    Mat::rows(wkg, g),
                                 );
                             }
-                        }
-                    });
+                            if need_w {
+                                let x = input.expect("kept for dW").slice();
+                                let x = &x[i0 * grid_len..i1 * grid_len];
+                                if gk {
+                                    gemm(
+                                        "gemm convT dW",
+                                        (g, k, p),
+                                        dw,
+                                        accumulate_dw,
+                                        Mat::transposed(x, g),
+                                        Mat::rows(dcols, k),
+                                    );
+                                } else {
+                                    gemm(
+                                        "gemm convT dW",
+                                        (k, g, p),
+                                        dw,
+                                        accumulate_dw,
+                                        Mat::transposed(dcols, k),
+                                        Mat::rows(x, g),
+                                    );
+                                }
+                            }
+                        });
+                    }
                 }
-            }
-        };
+            };
         let part_len = if need_w { k * g } else { 0 };
         // Consecutive groups share a slot: slot `s` runs the groups `run(s)` in order,
         // adding their weight-gradient parts into its own part, and the slots' parts are
@@ -480,7 +497,7 @@ impl ConvSpec {
                 0
             }
         };
-        let run_slot = |s: usize, dx: &mut [f32], dw: &mut [f32]| {
+        let run_slot = |s: usize, dx: &mut [MaybeUninit<f32>], dw: &mut [f32]| {
             let first = dx_at(run(s).start * group);
             for (j, i) in run(s).enumerate() {
                 let (start, end) = (dx_at(i * group) - first, dx_at((i + 1) * group) - first);
@@ -504,7 +521,12 @@ impl ConvSpec {
                     if need_x {
                         let ends: Vec<usize> =
                             (1..=slots).map(|s| dx_at(run(s - 1).end * group)).collect();
-                        par_vec_split(&ends, |s, dx| run_slot(s, dx, &mut part(s)))
+                        // SAFETY: the slots' groups write all of their images' `dx`
+                        // (`col2im` initialises its whole map; the transposed kind's
+                        // GEMM output is zeroed first).
+                        unsafe {
+                            par_vec_split_uninit(&ends, |s, dx| run_slot(s, dx, &mut part(s)))
+                        }
                     } else {
                         (0..slots)
                             .into_par_iter()
