@@ -26,9 +26,7 @@ use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, Si
 use burn::prelude::*;
 use burn::tensor::{DType, TensorPrimitive};
 
-use std::mem::MaybeUninit;
-
-use crate::buffers::{assume_init, par_vecs_uninit};
+use crate::buffers::{assume_init, par_vecs_uninit, Uninit};
 use crate::calls::{count, Calls};
 use crate::dispatch::{cast, same};
 use crate::ops::{slice, tensor as flex_tensor};
@@ -193,7 +191,7 @@ fn update(
     k: &Coefficients,
     (param, grad): (&[f32], &[f32]),
     moments: Option<(&[f32], &[f32])>,
-    [p_out, m1_out, m2_out]: [&mut [MaybeUninit<f32>]; 3],
+    [p_out, m1_out, m2_out]: [&mut Uninit; 3],
 ) {
     let n = param.len();
     let (param, grad) = (&param[..n], &grad[..n]);

@@ -13,6 +13,10 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+/// Floats not written yet: what the `*_uninit` vectors hand to the kernels that write
+/// them whole.
+pub(crate) type Uninit = [MaybeUninit<f32>];
+
 thread_local! {
     /// Buffers this thread has finished with, ready for the next request.
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -117,7 +121,7 @@ fn par_vecs_at<const N: usize>(
 pub(crate) unsafe fn par_vec_uninit(
     len: usize,
     chunk: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    fill: impl Fn(usize, &mut Uninit) + Sync + Send,
 ) -> Vec<f32> {
     // SAFETY: the caller's promise.
     let [out] = unsafe { par_vecs_uninit(len, chunk, |i, [part]| fill(i, part)) };
@@ -132,7 +136,7 @@ pub(crate) unsafe fn par_vec_uninit(
 pub(crate) unsafe fn par_vecs_uninit<const N: usize>(
     len: usize,
     chunk: usize,
-    fill: impl Fn(usize, [&mut [MaybeUninit<f32>]; N]) + Sync + Send,
+    fill: impl Fn(usize, [&mut Uninit; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
     // SAFETY: the caller's promise.
     unsafe { par_vecs_uninit_at(&chunk_ends(len, chunk), fill) }
@@ -153,7 +157,7 @@ fn chunk_ends(len: usize, chunk: usize) -> Vec<usize> {
 /// `fill` must initialise every element of every chunk it is given.
 pub(crate) unsafe fn par_vec_split_uninit(
     ends: &[usize],
-    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    fill: impl Fn(usize, &mut Uninit) + Sync + Send,
 ) -> Vec<f32> {
     // SAFETY: the caller's promise.
     let [out] = unsafe { par_vecs_uninit_at(ends, |i, [part]| fill(i, part)) };
@@ -167,7 +171,7 @@ pub(crate) unsafe fn par_vec_split_uninit(
 /// `fill` must initialise every element of every chunk it is given.
 unsafe fn par_vecs_uninit_at<const N: usize>(
     ends: &[usize],
-    fill: impl Fn(usize, [&mut [MaybeUninit<f32>]; N]) + Sync + Send,
+    fill: impl Fn(usize, [&mut Uninit; N]) + Sync + Send,
 ) -> [Vec<f32>; N] {
     let len = ends.last().copied().unwrap_or(0);
     let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
@@ -186,7 +190,7 @@ unsafe fn par_vecs_uninit_at<const N: usize>(
                 chunks.into_iter()
             })
             .collect();
-        let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..ends.len())
+        let tasks: Vec<[&mut Uninit; N]> = (0..ends.len())
             .map(|_| std::array::from_fn(|j| columns[j].next().expect("one chunk per task")))
             .collect();
         tasks
@@ -207,9 +211,9 @@ unsafe fn par_vecs_uninit_at<const N: usize>(
 ///
 /// # Safety
 /// Every element of `part` must be initialised.
-pub(crate) unsafe fn assume_init(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+pub(crate) unsafe fn assume_init(part: &mut Uninit) -> &mut [f32] {
     // SAFETY: the caller's promise, and `MaybeUninit<f32>` has the layout of `f32`.
-    unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    unsafe { &mut *(part as *mut Uninit as *mut [f32]) }
 }
 
 #[cfg(test)]

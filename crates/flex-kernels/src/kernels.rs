@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use crate::buffers::{assume_init, par_vec, par_vec_uninit, with_scratch};
+use crate::buffers::{assume_init, par_vec, par_vec_uninit, with_scratch, Uninit};
 
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
@@ -171,7 +171,7 @@ pub(crate) fn col2im<'a>(
     w: &Window,
     cols: &[f32],
     init: Option<&[f32]>,
-    big: &'a mut [MaybeUninit<f32>],
+    big: &'a mut Uninit,
 ) -> &'a mut [f32] {
     let c = w.c;
     for position in big.chunks_exact_mut(c) {

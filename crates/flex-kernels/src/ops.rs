@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use crate::buffers::{
-    assume_init, par_vec_split_uninit, par_vec_tiled, par_vec_uninit, with_scratch,
+    assume_init, par_vec_split_uninit, par_vec_tiled, par_vec_uninit, with_scratch, Uninit,
 };
 use crate::kernels::{self, Affine, Mat, Window};
 use crate::profile::{self, timed};
@@ -67,7 +67,7 @@ fn col2im<'a>(
     w: &Window,
     cols: &[f32],
     init: Option<&[f32]>,
-    big: &'a mut [MaybeUninit<f32>],
+    big: &'a mut Uninit,
 ) -> &'a mut [f32] {
     profile::thread_timed("col2im", 0.0, || kernels::col2im(w, cols, init, big))
 }
@@ -314,7 +314,7 @@ impl ConvSpec {
                         .as_deref()
                         .expect("made for every transposed convolution");
                     let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);
-                    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
+                    let fill = |i: usize, out: &mut Uninit| {
                         let images = out.len() / big_len;
                         let x = &x.slice()[i * group * grid_len..][..images * grid_len];
                         let p = x.len() / g;
@@ -390,98 +390,97 @@ impl ConvSpec {
         // Group `i`'s part of the input gradient (`dx`, empty if not needed) and of the
         // weight gradient (`dw`, `[K, G]` or `[G, K]` by [`weight_parts_gk`], empty if not
         // needed; the parts are summed in order afterwards).
-        let run_group =
-            |i: usize, dx: &mut [MaybeUninit<f32>], dw: &mut [f32], accumulate_dw: bool| {
-                let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
-                let p = (i1 - i0) * w.grid();
-                match self.kind {
-                    ConvKind::Forward => {
-                        let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
-                        if need_w {
-                            let x = input.expect("kept for dW").slice();
-                            with_scratch(p * k, |cols| {
-                                im2col(w, &x[i0 * big_len..i1 * big_len], cols);
-                                if gk {
-                                    gemm(
-                                        "gemm conv dW",
-                                        (g, k, p),
-                                        dw,
-                                        accumulate_dw,
-                                        Mat::transposed(dy, g),
-                                        Mat::rows(cols, k),
-                                    );
-                                } else {
-                                    gemm(
-                                        "gemm conv dW",
-                                        (k, g, p),
-                                        dw,
-                                        accumulate_dw,
-                                        Mat::transposed(cols, k),
-                                        Mat::rows(dy, g),
-                                    );
-                                }
-                            });
-                        }
-                        if need_x {
-                            with_scratch(p * k, |dcols| {
+        let run_group = |i: usize, dx: &mut Uninit, dw: &mut [f32], accumulate_dw: bool| {
+            let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
+            let p = (i1 - i0) * w.grid();
+            match self.kind {
+                ConvKind::Forward => {
+                    let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
+                    if need_w {
+                        let x = input.expect("kept for dW").slice();
+                        with_scratch(p * k, |cols| {
+                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
+                            if gk {
                                 gemm(
-                                    "gemm conv dX",
-                                    (p, k, g),
-                                    dcols,
-                                    false,
+                                    "gemm conv dW",
+                                    (g, k, p),
+                                    dw,
+                                    accumulate_dw,
+                                    Mat::transposed(dy, g),
+                                    Mat::rows(cols, k),
+                                );
+                            } else {
+                                gemm(
+                                    "gemm conv dW",
+                                    (k, g, p),
+                                    dw,
+                                    accumulate_dw,
+                                    Mat::transposed(cols, k),
                                     Mat::rows(dy, g),
-                                    Mat::transposed(wkg, g),
                                 );
-                                col2im(w, dcols, None, dx);
-                            });
-                        }
-                    }
-                    ConvKind::Transposed => {
-                        let dy = &dy.slice()[i0 * big_len..i1 * big_len];
-                        with_scratch(p * k, |dcols| {
-                            im2col(w, dy, dcols);
-                            if need_x {
-                                // The GEMM overwrites `dx` (it does not accumulate), but takes
-                                // initialised floats.
-                                dx.fill(MaybeUninit::new(0.0));
-                                // SAFETY: just initialised.
-                                let dx = unsafe { assume_init(dx) };
-                                gemm(
-                                    "gemm convT dX",
-                                    (p, g, k),
-                                    dx,
-                                    false,
-                                    Mat::rows(dcols, k),
-                                    Mat::rows(wkg, g),
-                                );
-                            }
-                            if need_w {
-                                let x = input.expect("kept for dW").slice();
-                                let x = &x[i0 * grid_len..i1 * grid_len];
-                                if gk {
-                                    gemm(
-                                        "gemm convT dW",
-                                        (g, k, p),
-                                        dw,
-                                        accumulate_dw,
-                                        Mat::transposed(x, g),
-                                        Mat::rows(dcols, k),
-                                    );
-                                } else {
-                                    gemm(
-                                        "gemm convT dW",
-                                        (k, g, p),
-                                        dw,
-                                        accumulate_dw,
-                                        Mat::transposed(dcols, k),
-                                        Mat::rows(x, g),
-                                    );
-                                }
                             }
                         });
                     }
+                    if need_x {
+                        with_scratch(p * k, |dcols| {
+                            gemm(
+                                "gemm conv dX",
+                                (p, k, g),
+                                dcols,
+                                false,
+                                Mat::rows(dy, g),
+                                Mat::transposed(wkg, g),
+                            );
+                            col2im(w, dcols, None, dx);
+                        });
+                    }
                 }
-            };
+                ConvKind::Transposed => {
+                    let dy = &dy.slice()[i0 * big_len..i1 * big_len];
+                    with_scratch(p * k, |dcols| {
+                        im2col(w, dy, dcols);
+                        if need_x {
+                            // The GEMM overwrites `dx` (it does not accumulate), but takes
+                            // initialised floats.
+                            dx.fill(MaybeUninit::new(0.0));
+                            // SAFETY: just initialised.
+                            let dx = unsafe { assume_init(dx) };
+                            gemm(
+                                "gemm convT dX",
+                                (p, g, k),
+                                dx,
+                                false,
+                                Mat::rows(dcols, k),
+                                Mat::rows(wkg, g),
+                            );
+                        }
+                        if need_w {
+                            let x = input.expect("kept for dW").slice();
+                            let x = &x[i0 * grid_len..i1 * grid_len];
+                            if gk {
+                                gemm(
+                                    "gemm convT dW",
+                                    (g, k, p),
+                                    dw,
+                                    accumulate_dw,
+                                    Mat::transposed(x, g),
+                                    Mat::rows(dcols, k),
+                                );
+                            } else {
+                                gemm(
+                                    "gemm convT dW",
+                                    (k, g, p),
+                                    dw,
+                                    accumulate_dw,
+                                    Mat::transposed(dcols, k),
+                                    Mat::rows(x, g),
+                                );
+                            }
+                        }
+                    });
+                }
+            }
+        };
         let part_len = if need_w { k * g } else { 0 };
         // Consecutive groups share a slot: slot `s` runs the groups `run(s)` in order,
         // adding their weight-gradient parts into its own part, and the slots' parts are
@@ -497,7 +496,7 @@ impl ConvSpec {
                 0
             }
         };
-        let run_slot = |s: usize, dx: &mut [MaybeUninit<f32>], dw: &mut [f32]| {
+        let run_slot = |s: usize, dx: &mut Uninit, dw: &mut [f32]| {
             let first = dx_at(run(s).start * group);
             for (j, i) in run(s).enumerate() {
                 let (start, end) = (dx_at(i * group) - first, dx_at((i + 1) * group) - first);
