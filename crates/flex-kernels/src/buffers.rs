@@ -1,12 +1,14 @@
 //! Buffers without a serial `memset`: working buffers that live on each thread and are
 //! reused from call to call ([`with_scratch`]), and outputs built by the worker threads
-//! ([`par_vec`]).
+//! ([`par_vec`], zeroed chunk by chunk; [`par_vec_uninit`], not zeroed at all, for kernels
+//! that write every element).
 //!
 //! The convolutions need large temporary matrices (window rows, their gradients, partial
 //! weight gradients) in every group of every call, and every layer a new output.
 //! Allocating them with `vec![0.0; n]` zeroes megabytes that the gather or the GEMM then
 //! overwrites: `memset` was 5–6% of a training step's CPU time, most of it on the calling
-//! thread while the other core waited (docs/performance.md, change 6).
+//! thread while the other core waited (docs/performance.md, change 6). Zeroing in parallel
+//! still cost 5% of a step where the kernel overwrote every element anyway (change 15).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
