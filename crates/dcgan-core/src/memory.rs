@@ -214,8 +214,11 @@ enum Workload {
 }
 
 /// Threads the fast path's kernels run on: rayon's global pool (`RAYON_NUM_THREADS`, else
-/// one per CPU).
+/// one per CPU; `flex_kernels::threads::global_pool_threads` with the `flex` feature).
 pub fn worker_threads() -> usize {
+    #[cfg(feature = "flex")]
+    return flex_kernels::threads::global_pool_threads();
+    #[cfg(not(feature = "flex"))]
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())

@@ -56,66 +56,41 @@ pub(crate) fn par_vec(
     chunk: usize,
     fill: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let [out] = par_vecs_tiled(len, chunk, &[0.0], |i, [part]| fill(i, part));
-    out
+    par_vec_tiled(len, chunk, &[0.0], fill)
 }
 
-/// [`par_vec`] whose chunks start as `tile` repeated instead of zeros (a bias per output
-/// row, which a GEMM then adds to): one pass fewer over the output.
+/// [`par_vec`] whose chunks start as `tile` repeated from each chunk's start instead of
+/// zeros (a bias per output row, which a GEMM then adds to): one pass fewer over the
+/// output. A chunk length that is a multiple of the tile's keeps the tiling aligned.
 pub(crate) fn par_vec_tiled(
     len: usize,
     chunk: usize,
     tile: &[f32],
     fill: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let [out] = par_vecs_tiled(len, chunk, tile, |i, [part]| fill(i, part));
-    out
-}
-
-/// `N` vectors of [`par_vec`] with every chunk starting as `tile` repeated from the chunk's start (a
-/// chunk length that is a multiple of the tile's keeps the tiling aligned throughout).
-fn par_vecs_tiled<const N: usize>(
-    len: usize,
-    chunk: usize,
-    tile: &[f32],
-    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
-) -> [Vec<f32>; N] {
-    par_vecs_at(&chunk_ends(len, chunk), tile, fill)
-}
-
-/// The vectors above: `N` vectors cut at `ends`, chunk `i` of each initialised with `tile`
-/// repeated by the thread that then runs `fill(i, chunks)`.
-fn par_vecs_at<const N: usize>(
-    ends: &[usize],
-    tile: &[f32],
-    fill: impl Fn(usize, [&mut [f32]; N]) + Sync + Send,
-) -> [Vec<f32>; N] {
     assert!(!tile.is_empty(), "an empty tile");
     // SAFETY: every element of every chunk is written before `fill` sees it.
     unsafe {
-        par_vecs_uninit_at(ends, |i, parts| {
-            let parts = parts.map(|part| {
-                match tile {
-                    // One value (the zeros of `par_vec`): a plain fill.
-                    [v] => part.fill(MaybeUninit::new(*v)),
-                    _ => {
-                        for run in part.chunks_mut(tile.len()) {
-                            for (slot, &v) in run.iter_mut().zip(tile) {
-                                slot.write(v);
-                            }
+        par_vec_uninit(len, chunk, |i, part| {
+            match tile {
+                // One value (the zeros of `par_vec`): a plain fill.
+                [v] => part.fill(MaybeUninit::new(*v)),
+                _ => {
+                    for run in part.chunks_mut(tile.len()) {
+                        for (slot, &v) in run.iter_mut().zip(tile) {
+                            slot.write(v);
                         }
                     }
                 }
-                assume_init(part)
-            });
-            fill(i, parts);
+            }
+            fill(i, assume_init(part));
         })
     }
 }
 
 /// [`par_vec`] without the zeroing, for kernels that write every element of their
 /// output (elementwise maps, transposes, `col2im`): `fill(i, chunk)` gets chunk `i`
-/// uninitialised. The zeroing pass cost about 6% of a seed128 base 16 training step
+/// uninitialised. The zeroing pass cost about 5% of a seed128 base 16 training step
 /// (docs/performance.md, change 15).
 ///
 /// # Safety
