@@ -26,8 +26,8 @@
 //!   queue, [`INPUT_BATCHES`]) are alive at once. (In the G update, DiffAugment's
 //!   operations on the tracked fakes keep a few image-sized tensors per policy.)
 //! - **scratch**: the flex fast path's working memory. Each rayon worker keeps the largest
-//!   window matrix (`im2col` / `col2im`, about 4 MiB, or one image's if larger) it ever
-//!   used (flex-kernels' `with_scratch`) and about 2 MiB more (gemm's packing
+//!   piece of a window matrix (`im2col` / `col2im`, 1 MiB or 4 weights, or a line of
+//!   windows if larger, at most a group's) it ever used (flex-kernels' `with_scratch`) and about 2 MiB more (gemm's packing
 //!   buffers, its malloc arena), the calling thread keeps the largest set of
 //!   weight-gradient parts (one weight per group of images, but at most
 //!   [`WEIGHT_PARTS_BUDGET`] bytes while 4 parts fit), and every convolution keeps a
@@ -47,7 +47,10 @@
 //! against the estimate, on flex with 2 threads and `reuse_large_allocations` on as in
 //! `cats` (`cargo run -p dcgan-core --features ndarray,wgpu --example memory_probe --
 //! train|generate PRESET BASE BATCH`; 2026-12-02, after the weight-gradient slots for
-//! dcgan64 base 64 and seed128 base 64; docs/performance.md, "Memory estimate", change 11):
+//! dcgan64 base 64 and seed128 base 64; docs/performance.md, "Memory estimate", change 11;
+//! the seed128 base 16 and 32 rows again on 2026-12-03 after change 16, which builds the
+//! window matrices in pieces of about 1 MiB: their estimates fell 6 and 19 MiB, their
+//! peaks 15 and 27 MiB; the other estimates fell 0–6 MiB):
 //!
 //! | training, 3 steps (2 for seed128 base 32 and 64) | estimate | measured | estimate / measured |
 //! |---|---|---|---|
@@ -58,8 +61,8 @@
 //! | dcgan64 base 32 batch 32 | 231.7 MiB | 222.5 MiB | 1.04 |
 //! | dcgan64 base 64 batch 8 | 333.2 MiB | 394.2 MiB | 0.85 |
 //! | dcgan64 base 64 batch 64 | 983.8 MiB | 896.1 MiB | 1.10 |
-//! | seed128 base 16 batch 16 | 250.8 MiB | 238.7 MiB | 1.05 |
-//! | seed128 base 32 batch 32 | 1,023.5 MiB | 929.4 MiB | 1.10 |
+//! | seed128 base 16 batch 16 | 244.5 MiB | 223.3 MiB | 1.09 |
+//! | seed128 base 32 batch 32 | 1,004.8 MiB | 902.5 MiB | 1.11 |
 //! | seed128 base 64 batch 64 | 3,297.1 MiB | 2,880.1 MiB | 1.14 |
 //!
 //! | generation (load, then two batches) | estimate | measured | estimate / measured |
@@ -111,8 +114,12 @@ pub const PROGRAM_BASELINE: u128 = 64 << 20;
 pub const HEADROOM_PERCENT: u128 = 20;
 
 /// Elements the flex fast path puts in one group's window matrix (about 4 MiB), unless
-/// one image alone needs more (`ConvSpec::group` in `layers/flex.rs`).
+/// one image alone needs more (flex-kernels' `ConvSpec::group`).
 const WINDOW_GROUP_ELEMENTS: u128 = 1 << 20;
+
+/// The pieces a group's window matrix is built in, at least: elements, and times the
+/// weight (flex-kernels' `WINDOW_PIECE_ELEMENTS` and `WINDOW_PIECE_WEIGHTS`).
+const WINDOW_PIECE: (u128, u128) = (1 << 18, 4);
 
 /// Bytes each kernel thread holds besides its window matrix: gemm's packing buffers and
 /// its malloc arena (measured: about 5 MiB over two threads on the smallest models).
@@ -654,6 +661,8 @@ struct Conv {
     positions: u128,
     /// Elements of one image's window matrix: window positions × `kh·kw·c`.
     window_per_image: u128,
+    /// Elements of the windows of one line of window positions (one row of the grid).
+    window_per_line: u128,
 }
 
 impl Conv {
@@ -672,9 +681,15 @@ impl Conv {
         (group, batch.div_ceil(group))
     }
 
-    /// Elements of one group's window matrix.
+    /// Elements of the largest piece of a group's window matrix that is held at once
+    /// (flex-kernels' `window_lines`): whole lines, at least one.
     fn window(&self, batch: u128) -> u128 {
-        self.groups(batch).0.saturating_mul(self.window_per_image)
+        let group = self.groups(batch).0.saturating_mul(self.window_per_image);
+        let line = self.window_per_line.max(1);
+        let piece = WINDOW_PIECE
+            .0
+            .max(WINDOW_PIECE.1.saturating_mul(self.weight));
+        group.min((piece / line).max(1).saturating_mul(line))
     }
 
     /// Elements of the weight-gradient parts of a backward pass: one per group while they
@@ -747,6 +762,7 @@ impl Network {
                 weight,
                 positions: grid,
                 window_per_image: product(&[grid, k2, out]),
+                window_per_line: product(&[side / 2, k2, out]),
             });
             net.maps.push(product(&[out, side, side]));
             spectral_vectors = spectral_vectors.saturating_add(channels);
@@ -761,6 +777,7 @@ impl Network {
             weight,
             positions: product(&[side, side]),
             window_per_image: product(&[side, side, k2, channels_out]),
+            window_per_line: product(&[side, k2, channels_out]),
         });
         net.output = product(&[channels_out, side, side]);
         if config.spectral_norm {
@@ -809,6 +826,7 @@ impl Network {
                 weight,
                 positions: product(&[out_side, out_side]),
                 window_per_image: product(&[out_side, out_side, k2, c_in]),
+                window_per_line: product(&[out_side, k2, c_in]),
             });
             if i == 0 {
                 net.first_conv_weight = weight;

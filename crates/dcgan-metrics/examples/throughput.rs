@@ -15,6 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
     let batches: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
+    // As the inception bench runs it: the calling thread as one of rayon's workers, and
+    // glibc keeping freed blocks of up to 32 MiB for reuse.
+    flex_kernels::threads::join_global_pool();
+    flex_kernels::allocator::reuse_large_allocations(true);
     let device = Default::default();
     let model = FidInceptionV3::<Flex>::new(&InceptionWeights::random(0), &device)?;
     let x = Tensor::<Flex, 4>::random(

@@ -120,16 +120,24 @@ macro_rules! with_channels {
 /// Gathers the windows of big maps `[n, hb, wb, c]` into rows `cols [n·hs·ws, kh·kw·c]`:
 /// `cols[(image, oy, ox), (ky, kx, c)] = big[image, oy·sh + ky − ph, ox·sw + kx − pw, c]`
 /// (zero over the padding). Overwrites all of `cols`.
+#[cfg(test)]
 pub(crate) fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
-    with_channels!(w.c, im2col_with(w, big, cols))
+    debug_assert_eq!(cols.len() / (w.grid() * w.k()), big.len() / (w.big() * w.c));
+    im2col_lines(w, big, 0, cols)
+}
+
+/// [`im2col`] of part of the window rows: the grid lines (one grid row `oy` of one image
+/// each, `ws` windows) from line `first` on, as many as `cols` holds.
+pub(crate) fn im2col_lines(w: &Window, big: &[f32], first: usize, cols: &mut [f32]) {
+    with_channels!(w.c, im2col_with(w, big, first, cols))
 }
 
 #[inline(always)]
-fn im2col_with(w: &Window, big: &[f32], cols: &mut [f32], ch: impl Channels) {
+fn im2col_with(w: &Window, big: &[f32], first: usize, cols: &mut [f32], ch: impl Channels) {
     let (k, c) = (w.k(), ch.get());
-    debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
     let strip = w.kw * c;
     for (index, dst) in cols.chunks_mut(w.ws * k).enumerate() {
+        let index = first + index;
         let (image, oy) = (index / w.hs, index % w.hs);
         let map = &big[image * w.big() * c..(image + 1) * w.big() * c];
         for (ox, row) in dst.chunks_exact_mut(k).enumerate() {
@@ -167,9 +175,23 @@ fn im2col_with(w: &Window, big: &[f32], cols: &mut [f32], ch: impl Channels) {
 /// The adjoint of [`im2col`]: every big-map position of `big [n, hb, wb, c]` becomes the
 /// sum of the window rows that cover it, on top of `init[c]` (a bias) if given.
 /// Initialises all of `big` (which may hold anything before) and returns it.
+#[cfg(test)]
 pub(crate) fn col2im<'a>(
     w: &Window,
     cols: &[f32],
+    init: Option<&[f32]>,
+    big: &'a mut Uninit,
+) -> &'a mut [f32] {
+    debug_assert_eq!(cols.len() / (w.grid() * w.k()), big.len() / (w.big() * w.c));
+    let big = col2im_init(w, init, big);
+    col2im_lines(w, cols, 0, big);
+    big
+}
+
+/// The start of [`col2im`]: every position of `big` set to `init[c]` (a bias) if given,
+/// else zero. Initialises all of `big` and returns it.
+pub(crate) fn col2im_init<'a>(
+    w: &Window,
     init: Option<&[f32]>,
     big: &'a mut Uninit,
 ) -> &'a mut [f32] {
@@ -186,9 +208,14 @@ pub(crate) fn col2im<'a>(
     }
     assert_eq!(big.len() % c.max(1), 0, "whole positions");
     // SAFETY: every position (all of `big`, a whole number of them) was written above.
-    let big = unsafe { assume_init(big) };
-    with_channels!(w.c, col2im_with(w, cols, big));
-    big
+    unsafe { assume_init(big) }
+}
+
+/// The rest of [`col2im`] for part of the window rows: adds the rows of the grid lines
+/// (one grid row `oy` of one image each, `ws` windows) from line `first` on, as many as
+/// `cols` holds, onto `big`.
+pub(crate) fn col2im_lines(w: &Window, cols: &[f32], first: usize, big: &mut [f32]) {
+    with_channels!(w.c, col2im_with(w, cols, first, big))
 }
 
 /// A scatter: the window rows are read once, in order, and each row's taps are added onto
@@ -196,16 +223,14 @@ pub(crate) fn col2im<'a>(
 /// rows of the window matrix at once, which does not). The order of the additions onto a
 /// position is fixed by the shapes (windows in row-major order), never by threads.
 #[inline(always)]
-fn col2im_with(w: &Window, cols: &[f32], big: &mut [f32], ch: impl Channels) {
+fn col2im_with(w: &Window, cols: &[f32], first: usize, big: &mut [f32], ch: impl Channels) {
     let (k, c) = (w.k(), ch.get());
-    debug_assert_eq!(cols.len() / (w.grid() * k), big.len() / (w.big() * c));
     let strip = w.kw * c;
-    for (map, image_cols) in big
-        .chunks_exact_mut(w.big() * c)
-        .zip(cols.chunks_exact(w.grid() * k))
-    {
-        for (index, row) in image_cols.chunks_exact(k).enumerate() {
-            let (oy, ox) = (index / w.ws, index % w.ws);
+    for (index, line_cols) in cols.chunks_exact(w.ws * k).enumerate() {
+        let index = first + index;
+        let (image, oy) = (index / w.hs, index % w.hs);
+        let map = &mut big[image * w.big() * c..(image + 1) * w.big() * c];
+        for (ox, row) in line_cols.chunks_exact(k).enumerate() {
             let x0 = (ox * w.sw) as isize - w.pw as isize;
             let inside = x0 >= 0 && x0 as usize + w.kw <= w.wb;
             for ky in 0..w.kh {

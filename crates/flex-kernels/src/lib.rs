@@ -113,4 +113,4 @@ pub use dispatch::{
     avg_pool2d, batch_norm_leaky_relu, cat_channels, conv2d, conv2d_leaky_relu, conv_transpose2d,
     leaky_relu, max_pool2d, tanh_channels_first, to_channels_first,
 };
-pub use ops::WEIGHT_PARTS_BUDGET;
+pub use ops::{WEIGHT_PARTS_BUDGET, WINDOW_PIECE_ELEMENTS, WINDOW_PIECE_WEIGHTS};

@@ -57,19 +57,29 @@ fn gemm(
     })
 }
 
-/// [`kernels::im2col`] under the thread-time profile.
-fn im2col(w: &Window, big: &[f32], cols: &mut [f32]) {
-    profile::thread_timed("im2col", 0.0, || kernels::im2col(w, big, cols))
+/// [`kernels::im2col_lines`] under the thread-time profile.
+fn im2col_lines(w: &Window, big: &[f32], first: usize, cols: &mut [f32]) {
+    profile::thread_timed("im2col", 0.0, || kernels::im2col_lines(w, big, first, cols))
 }
 
-/// [`kernels::col2im`] under the thread-time profile.
-fn col2im<'a>(
-    w: &Window,
-    cols: &[f32],
-    init: Option<&[f32]>,
-    big: &'a mut Uninit,
-) -> &'a mut [f32] {
-    profile::thread_timed("col2im", 0.0, || kernels::col2im(w, cols, init, big))
+/// Grid lines per piece of a window matrix, which is built and multiplied piece by piece
+/// (each piece's gather or scatter right before or after its GEMM, while it is in the
+/// core's L2): pieces of at least [`WINDOW_PIECE_ELEMENTS`] and
+/// [`WINDOW_PIECE_WEIGHTS`] weights, whole grid lines (`ws` windows), at least one.
+fn window_lines(w: &Window, g: usize) -> usize {
+    let line = w.ws * w.k();
+    let piece = WINDOW_PIECE_ELEMENTS.max(WINDOW_PIECE_WEIGHTS * w.k() * g);
+    (piece / line.max(1)).max(1)
+}
+
+/// [`kernels::col2im_init`] under the thread-time profile (as `col2im`).
+fn col2im_init<'a>(w: &Window, init: Option<&[f32]>, big: &'a mut Uninit) -> &'a mut [f32] {
+    profile::thread_timed("col2im", 0.0, || kernels::col2im_init(w, init, big))
+}
+
+/// [`kernels::col2im_lines`] under the thread-time profile.
+fn col2im_lines(w: &Window, cols: &[f32], first: usize, big: &mut [f32]) {
+    profile::thread_timed("col2im", 0.0, || kernels::col2im_lines(w, cols, first, big))
 }
 
 /// The training backend this path serves.
@@ -222,8 +232,8 @@ impl ConvSpec {
     }
 
     /// Images per group: the batch is processed in groups whose window matrix is at most
-    /// about 4 MiB (it stays in cache between the GEMM and the gather or scatter), at
-    /// least 4 groups and a multiple of 4 when the batch allows, so that 1, 2 or 4 threads
+    /// about 4 MiB (built and multiplied in pieces of at least 1 MiB, [`window_lines`]),
+    /// at least 4 groups and a multiple of 4 when the batch allows, so that 1, 2 or 4 threads
     /// get equal shares (7 groups on 2 threads would leave one idle an eighth of the
     /// time). Depends on the shapes only, so results never depend on threads.
     fn group(&self) -> usize {
@@ -288,7 +298,7 @@ impl ConvSpec {
                         let product = |cols: &[f32], out: &mut [f32]| {
                             gemm(
                                 "gemm conv fwd",
-                                (p, g, k),
+                                (out.len() / g, g, k),
                                 out,
                                 true,
                                 Mat::rows(cols, k),
@@ -299,9 +309,13 @@ impl ConvSpec {
                             // The input already is the window matrix.
                             product(x, out);
                         } else {
-                            with_scratch(p * k, |cols| {
-                                im2col(w, x, cols);
-                                product(cols, out);
+                            let lines = window_lines(w, g);
+                            with_scratch(lines.min(p / w.ws) * w.ws * k, |cols| {
+                                for (j, out) in out.chunks_mut(lines * w.ws * g).enumerate() {
+                                    let cols = &mut cols[..out.len() / g * k];
+                                    im2col_lines(w, x, j * lines, cols);
+                                    product(cols, out);
+                                }
                             });
                         }
                         if let Some(slope) = slope {
@@ -317,17 +331,21 @@ impl ConvSpec {
                     let fill = |i: usize, out: &mut Uninit| {
                         let images = out.len() / big_len;
                         let x = &x.slice()[i * group * grid_len..][..images * grid_len];
-                        let p = x.len() / g;
-                        let out = with_scratch(p * k, |cols| {
-                            gemm(
-                                "gemm convT fwd",
-                                (p, k, g),
-                                cols,
-                                false,
-                                Mat::rows(x, g),
-                                Mat::transposed(wkg, g),
-                            );
-                            col2im(w, cols, Some(&bias), out)
+                        let out = col2im_init(w, Some(&bias), out);
+                        let lines = window_lines(w, g);
+                        with_scratch(lines.min(x.len() / g / w.ws) * w.ws * k, |cols| {
+                            for (j, x) in x.chunks(lines * w.ws * g).enumerate() {
+                                let cols = &mut cols[..x.len() / g * k];
+                                gemm(
+                                    "gemm convT fwd",
+                                    (x.len() / g, k, g),
+                                    cols,
+                                    false,
+                                    Mat::rows(x, g),
+                                    Mat::transposed(wkg, g),
+                                );
+                                col2im_lines(w, cols, j * lines, out);
+                            }
                         });
                         if let Some(slope) = slope {
                             kernels::leaky_in_place(out, slope);
@@ -393,88 +411,104 @@ impl ConvSpec {
         let run_group = |i: usize, dx: &mut Uninit, dw: &mut [f32], accumulate_dw: bool| {
             let (i0, i1) = (i * group, ((i + 1) * group).min(self.batch));
             let p = (i1 - i0) * w.grid();
+            let lines = window_lines(w, g);
             match self.kind {
                 ConvKind::Forward => {
                     let dy = &dy.slice()[i0 * grid_len..i1 * grid_len];
                     if need_w {
-                        let x = input.expect("kept for dW").slice();
-                        with_scratch(p * k, |cols| {
-                            im2col(w, &x[i0 * big_len..i1 * big_len], cols);
-                            if gk {
-                                gemm(
-                                    "gemm conv dW",
-                                    (g, k, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(dy, g),
-                                    Mat::rows(cols, k),
-                                );
-                            } else {
-                                gemm(
-                                    "gemm conv dW",
-                                    (k, g, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(cols, k),
-                                    Mat::rows(dy, g),
-                                );
+                        let x = &input.expect("kept for dW").slice()[i0 * big_len..i1 * big_len];
+                        with_scratch(lines.min(p / w.ws) * w.ws * k, |cols| {
+                            for (j, dy) in dy.chunks(lines * w.ws * g).enumerate() {
+                                let rows = dy.len() / g;
+                                let cols = &mut cols[..rows * k];
+                                im2col_lines(w, x, j * lines, cols);
+                                let accumulate = accumulate_dw || j > 0;
+                                if gk {
+                                    gemm(
+                                        "gemm conv dW",
+                                        (g, k, rows),
+                                        dw,
+                                        accumulate,
+                                        Mat::transposed(dy, g),
+                                        Mat::rows(cols, k),
+                                    );
+                                } else {
+                                    gemm(
+                                        "gemm conv dW",
+                                        (k, g, rows),
+                                        dw,
+                                        accumulate,
+                                        Mat::transposed(cols, k),
+                                        Mat::rows(dy, g),
+                                    );
+                                }
                             }
                         });
                     }
                     if need_x {
-                        with_scratch(p * k, |dcols| {
-                            gemm(
-                                "gemm conv dX",
-                                (p, k, g),
-                                dcols,
-                                false,
-                                Mat::rows(dy, g),
-                                Mat::transposed(wkg, g),
-                            );
-                            col2im(w, dcols, None, dx);
+                        let dx = col2im_init(w, None, dx);
+                        with_scratch(lines.min(p / w.ws) * w.ws * k, |dcols| {
+                            for (j, dy) in dy.chunks(lines * w.ws * g).enumerate() {
+                                let dcols = &mut dcols[..dy.len() / g * k];
+                                gemm(
+                                    "gemm conv dX",
+                                    (dy.len() / g, k, g),
+                                    dcols,
+                                    false,
+                                    Mat::rows(dy, g),
+                                    Mat::transposed(wkg, g),
+                                );
+                                col2im_lines(w, dcols, j * lines, dx);
+                            }
                         });
                     }
                 }
                 ConvKind::Transposed => {
                     let dy = &dy.slice()[i0 * big_len..i1 * big_len];
-                    with_scratch(p * k, |dcols| {
-                        im2col(w, dy, dcols);
-                        if need_x {
-                            // The GEMM overwrites `dx` (it does not accumulate), but takes
-                            // initialised floats.
-                            dx.fill(MaybeUninit::new(0.0));
-                            // SAFETY: just initialised.
-                            let dx = unsafe { assume_init(dx) };
-                            gemm(
-                                "gemm convT dX",
-                                (p, g, k),
-                                dx,
-                                false,
-                                Mat::rows(dcols, k),
-                                Mat::rows(wkg, g),
-                            );
-                        }
-                        if need_w {
-                            let x = input.expect("kept for dW").slice();
-                            let x = &x[i0 * grid_len..i1 * grid_len];
-                            if gk {
+                    // The GEMMs overwrite `dx` (they do not accumulate), but take initialised
+                    // floats.
+                    dx.fill(MaybeUninit::new(0.0));
+                    // SAFETY: just initialised.
+                    let dx = unsafe { assume_init(dx) };
+                    let piece = lines * w.ws * g;
+                    with_scratch(lines.min(p / w.ws) * w.ws * k, |dcols| {
+                        for j in 0..p.div_ceil(lines * w.ws) {
+                            let rows = (p - j * lines * w.ws).min(lines * w.ws);
+                            let dcols = &mut dcols[..rows * k];
+                            im2col_lines(w, dy, j * lines, dcols);
+                            if need_x {
                                 gemm(
-                                    "gemm convT dW",
-                                    (g, k, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(x, g),
+                                    "gemm convT dX",
+                                    (rows, g, k),
+                                    &mut dx[j * piece..][..rows * g],
+                                    false,
                                     Mat::rows(dcols, k),
+                                    Mat::rows(wkg, g),
                                 );
-                            } else {
-                                gemm(
-                                    "gemm convT dW",
-                                    (k, g, p),
-                                    dw,
-                                    accumulate_dw,
-                                    Mat::transposed(dcols, k),
-                                    Mat::rows(x, g),
-                                );
+                            }
+                            if need_w {
+                                let x = input.expect("kept for dW").slice();
+                                let x = &x[i0 * grid_len + j * piece..][..rows * g];
+                                let accumulate = accumulate_dw || j > 0;
+                                if gk {
+                                    gemm(
+                                        "gemm convT dW",
+                                        (g, k, rows),
+                                        dw,
+                                        accumulate,
+                                        Mat::transposed(x, g),
+                                        Mat::rows(dcols, k),
+                                    );
+                                } else {
+                                    gemm(
+                                        "gemm convT dW",
+                                        (k, g, rows),
+                                        dw,
+                                        accumulate,
+                                        Mat::transposed(dcols, k),
+                                        Mat::rows(x, g),
+                                    );
+                                }
                             }
                         }
                     });
@@ -558,6 +592,20 @@ impl ConvSpec {
 /// calling thread, for the life of the process): a layer whose weight is larger than a
 /// quarter of this still gets 4 parts.
 pub const WEIGHT_PARTS_BUDGET: usize = 256 << 20;
+
+/// Smallest piece of a window matrix that is built and multiplied at once, in elements
+/// (1 MiB): a group's window matrix (up to 4 MiB, or one image's, 25 MiB for the FID
+/// Inception's second layer) was written out whole and read back by the GEMM from beyond
+/// the L2; in pieces of this size both stay in it. Smaller pieces cost more than they
+/// save (each GEMM packs the weight anew): 256 KiB made a seed128 base 16 step 25%
+/// slower, 2 MiB gave less than 1 MiB (docs/performance.md, change 16).
+pub const WINDOW_PIECE_ELEMENTS: usize = 1 << 18;
+
+/// Weights per piece of a window matrix, at least: a piece holds at least this many times
+/// the weight's elements, so that packing the weight for each piece's GEMM stays a small
+/// part of the work (on the deep layers, whose weights are larger than their windows, the
+/// window matrix is then not split at all).
+pub const WINDOW_PIECE_WEIGHTS: usize = 4;
 
 /// How many weight-gradient parts a backward pass of `groups` groups keeps, for parts of
 /// `part_len` floats: one per group while they fit in `budget` bytes (small layers keep

@@ -132,6 +132,8 @@ fn convolutions_match_burn_forward_and_backward() {
         // A wide grid on a small map, as D's last layers: weight-gradient parts `[G, K]`,
         // the input gradient's product computed column-major (kernels::gemm).
         (1, 48, 1024, 4, 5, 2, 2),
+        // A window matrix of 6.6 MB, built in pieces of 10 lines (the last one shorter).
+        (1, 16, 8, 64, 5, 1, 2),
     ]
     .iter()
     .enumerate()
@@ -167,6 +169,8 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         // A wide grid, as G's first layers: weight-gradient parts `[G, K]`, the forward
         // product computed column-major (kernels::gemm).
         (2, 1024, 48, 3, 5, 2),
+        // A window matrix of 1.7 MB an image, built in pieces of 19 lines.
+        (1, 8, 16, 32, 5, 2),
     ]
     .iter()
     .enumerate()
