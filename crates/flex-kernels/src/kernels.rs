@@ -1,8 +1,9 @@
 //! Plain-slice CPU kernels behind the flex fast path, all on channels-last ("NHWC")
 //! data: a batch of feature maps is a row-major matrix `[positions, channels]`.
 //!
-//! - [`im2col`] gathers each window of a map into a row (`[ky, kx, c]`), [`col2im`] sums
-//!   the rows back onto the map (its adjoint); both move whole channel vectors.
+//! - [`im2col_lines`] gathers each window of a map into a row (`[ky, kx, c]`),
+//!   [`col2im_lines`] sums the rows back onto the map (its adjoint, after
+//!   [`col2im_init`]); both move whole channel vectors, for any range of grid lines.
 //! - [`gemm`] is the matrix product (the `gemm` crate, which flex itself uses); with
 //!   positions as rows, the long dimension of every product is the one `gemm` handles
 //!   best (measured in `docs/performance.md`).

@@ -6,9 +6,10 @@
 //! multiplication (see catgan's `docs/performance.md`): batch norm's broadcasts and the
 //! convolutions' weight gradients go through element-by-element strided copies, and the
 //! transposed convolution runs image after image. Here every convolution is one GEMM per
-//! direction between the weight and a window matrix ([`kernels::im2col`] /
-//! [`kernels::col2im`]), with the batch's positions as the long dimension, and batch
-//! norm + leaky ReLU is two passes forward and two backward.
+//! direction between the weight and a window matrix ([`kernels::im2col_lines`] /
+//! [`kernels::col2im_lines`]), with the batch's positions as the long dimension (the window
+//! matrix built and multiplied in pieces that stay in the core's L2), and batch norm +
+//! leaky ReLU is two passes forward and two backward.
 //!
 //! Layout: the outputs are logical `[n, c, h, w]` tensors whose memory is channels-last
 //! (a permuted view of a contiguous `[n, h, w, c]` buffer), so that the next fast layer
