@@ -27,11 +27,11 @@
 //!   operations on the tracked fakes keep a few image-sized tensors per policy.)
 //! - **scratch**: the flex fast path's working memory. Each rayon worker keeps the largest
 //!   piece of a window matrix (`im2col` / `col2im`, 1 MiB or 4 weights, or a line of
-//!   windows if larger, at most a group's) it ever used (flex-kernels' `with_scratch`) and about 2 MiB more (gemm's packing
-//!   buffers, its malloc arena), the calling thread keeps the largest set of
-//!   weight-gradient parts (one weight per group of images, but at most
-//!   [`WEIGHT_PARTS_BUDGET`] bytes while 4 parts fit), and every convolution keeps a
-//!   reordered copy of its weight for its input gradient; with spectral norm, two
+//!   windows if larger, at most a group's) it ever used (flex-kernels' `with_scratch`)
+//!   and about 2 MiB more (gemm's packing buffers, its malloc arena), the calling thread
+//!   keeps the largest set of weight-gradient parts (one weight per group of images, but
+//!   at most [`WEIGHT_PARTS_BUDGET`] bytes while 4 parts fit), and every convolution
+//!   keeps a reordered copy of its weight for its input gradient; with spectral norm, two
 //!   weight-sized tensors per layer and pass. When the optimizer steps, the new parameters
 //!   of the updated network are here too (the old ones are freed only afterwards).
 //!

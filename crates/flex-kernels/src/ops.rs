@@ -58,6 +58,27 @@ fn gemm(
     })
 }
 
+/// One piece's part of a weight gradient, added to `dw` (or written, without
+/// `accumulate`): `colsᵀ · grid` as `[K, G]`, or `gridᵀ · cols` as `[G, K]` with `gk`
+/// ([`weight_parts_gk`]), where `grid` is the grid side's `[P, G]` (a convolution's output
+/// gradient, a transposed convolution's input) and `cols` the piece's `[P, K]` windows.
+fn weight_part(
+    role: &'static str,
+    (g, k, gk): (usize, usize, bool),
+    dw: &mut [f32],
+    accumulate: bool,
+    grid: &[f32],
+    cols: &[f32],
+) {
+    let p = cols.len() / k.max(1);
+    let (dims, lhs, rhs) = if gk {
+        ((g, k, p), Mat::transposed(grid, g), Mat::rows(cols, k))
+    } else {
+        ((k, g, p), Mat::transposed(cols, k), Mat::rows(grid, g))
+    };
+    gemm(role, dims, dw, accumulate, lhs, rhs);
+}
+
 /// [`kernels::im2col_lines`] under the thread-time profile.
 fn im2col_lines(w: &Window, big: &[f32], first: usize, cols: &mut [f32]) {
     profile::thread_timed("im2col", 0.0, || kernels::im2col_lines(w, big, first, cols))
@@ -424,25 +445,7 @@ impl ConvSpec {
                                 let cols = &mut cols[..rows * k];
                                 im2col_lines(w, x, j * lines, cols);
                                 let accumulate = accumulate_dw || j > 0;
-                                if gk {
-                                    gemm(
-                                        "gemm conv dW",
-                                        (g, k, rows),
-                                        dw,
-                                        accumulate,
-                                        Mat::transposed(dy, g),
-                                        Mat::rows(cols, k),
-                                    );
-                                } else {
-                                    gemm(
-                                        "gemm conv dW",
-                                        (k, g, rows),
-                                        dw,
-                                        accumulate,
-                                        Mat::transposed(cols, k),
-                                        Mat::rows(dy, g),
-                                    );
-                                }
+                                weight_part("gemm conv dW", (g, k, gk), dw, accumulate, dy, cols);
                             }
                         });
                     }
@@ -472,6 +475,9 @@ impl ConvSpec {
                     // SAFETY: just initialised.
                     let dx = unsafe { assume_init(dx) };
                     let piece = lines * w.ws * g;
+                    let x = need_w.then(|| {
+                        &input.expect("kept for dW").slice()[i0 * grid_len..i1 * grid_len]
+                    });
                     with_scratch(lines.min(p / w.ws) * w.ws * k, |dcols| {
                         for j in 0..p.div_ceil(lines * w.ws) {
                             let rows = (p - j * lines * w.ws).min(lines * w.ws);
@@ -487,29 +493,10 @@ impl ConvSpec {
                                     Mat::rows(wkg, g),
                                 );
                             }
-                            if need_w {
-                                let x = input.expect("kept for dW").slice();
-                                let x = &x[i0 * grid_len + j * piece..][..rows * g];
+                            if let Some(x) = x {
+                                let x = &x[j * piece..][..rows * g];
                                 let accumulate = accumulate_dw || j > 0;
-                                if gk {
-                                    gemm(
-                                        "gemm convT dW",
-                                        (g, k, rows),
-                                        dw,
-                                        accumulate,
-                                        Mat::transposed(x, g),
-                                        Mat::rows(dcols, k),
-                                    );
-                                } else {
-                                    gemm(
-                                        "gemm convT dW",
-                                        (k, g, rows),
-                                        dw,
-                                        accumulate,
-                                        Mat::transposed(dcols, k),
-                                        Mat::rows(x, g),
-                                    );
-                                }
+                                weight_part("gemm convT dW", (g, k, gk), dw, accumulate, x, dcols);
                             }
                         }
                     });
