@@ -348,6 +348,85 @@ pub fn join_global_pool(backend: BackendKind) -> bool {
     }
 }
 
+/// Panics of other threads seen while a [`catch_device_failure`] runs: a GPU backend's
+/// device thread dies with the actual cause, and the calling thread only sees a failed call.
+///
+/// The panic hook is process-wide and several calls may run at once (a server's requests,
+/// parallel tests), so one hook is installed for good the first time and each call
+/// registers here instead of swapping the hook in and out: swapping raced, and a call
+/// could restore the hook another call had just replaced, losing its messages.
+struct PanicWatch {
+    /// Tells this watch apart from other calls' on the same thread (nested calls).
+    id: u64,
+}
+
+/// One watch: the thread that called [`catch_device_failure`] and what other threads said.
+struct WatchEntry {
+    id: u64,
+    caller: std::thread::ThreadId,
+    elsewhere: Vec<String>,
+}
+
+/// The running watches; the hook reads it and passes panics on to the hook it replaced
+/// while none runs.
+static WATCHES: std::sync::Mutex<Vec<WatchEntry>> = std::sync::Mutex::new(Vec::new());
+
+impl PanicWatch {
+    /// Registers the calling thread, installing the process-wide hook on first use.
+    fn start() -> Self {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                // A poisoned lock still holds the list; a panic must never panic again.
+                let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+                if watches.is_empty() {
+                    drop(watches);
+                    return previous(info);
+                }
+                let thread = std::thread::current();
+                // The caller's own panic becomes the error; the default message is noise.
+                if watches.iter().any(|w| w.caller == thread.id()) {
+                    return;
+                }
+                let place = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let line = format!(
+                    "thread '{}' panicked{place}: {}",
+                    thread.name().unwrap_or("unnamed"),
+                    panic_text(info.payload())
+                );
+                // Which call a device thread serves is unknown: each running one hears it.
+                for watch in watches.iter_mut() {
+                    watch.elsewhere.push(line.clone());
+                }
+            }));
+        });
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WATCHES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(WatchEntry {
+                id,
+                caller: std::thread::current().id(),
+                elsewhere: Vec::new(),
+            });
+        Self { id }
+    }
+
+    /// Unregisters, returning the other threads' panic messages in the order they came.
+    fn finish(self) -> Vec<String> {
+        let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+        match watches.iter().position(|w| w.id == self.id) {
+            Some(index) => watches.remove(index).elsewhere,
+            None => Vec::new(),
+        }
+    }
+}
+
 /// Runs `f`, turning a backend panic into a [`DeviceFailure`] with a hint.
 ///
 /// burn reports device errors (no adapter, out of memory) by panicking; a tool should
@@ -356,35 +435,12 @@ pub fn catch_device_failure<T>(
     backend: BackendKind,
     f: impl FnOnce() -> T,
 ) -> Result<T, DeviceFailure> {
-    // Panics of other threads (a GPU backend's device thread, whose death the calling
-    // thread only sees as a failed call) are kept: they hold the actual cause.
-    let caller = std::thread::current().id();
-    let elsewhere = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let previous = std::panic::take_hook();
-    {
-        let elsewhere = elsewhere.clone();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            if thread.id() != caller {
-                let text = panic_text(info.payload());
-                let place = info
-                    .location()
-                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                    .unwrap_or_default();
-                if let Ok(mut list) = elsewhere.lock() {
-                    list.push(format!(
-                        "thread '{}' panicked{place}: {text}",
-                        thread.name().unwrap_or("unnamed")
-                    ));
-                }
-            }
-        }));
-    }
+    let watch = PanicWatch::start();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    let elsewhere = watch.finish();
     result.map_err(|payload| {
         let mut message = panic_text(payload.as_ref());
-        for other in elsewhere.lock().map(|l| l.clone()).unwrap_or_default() {
+        for other in elsewhere {
             message.push_str("\n  ");
             message.push_str(&other);
         }
@@ -459,6 +515,41 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("--batch-size"), "{err}");
         assert_eq!(catch_device_failure(BackendKind::Flex, || 5).unwrap(), 5);
+    }
+
+    /// The panic hook is process-wide: calls running at once (a server's requests, this
+    /// test binary's threads) must each still get their device thread's message, and the
+    /// hook must pass panics on again once none runs.
+    #[test]
+    fn calls_at_once_each_keep_their_device_threads_message() {
+        let callers: Vec<_> = (0..8)
+            .map(|n| {
+                std::thread::spawn(move || {
+                    for round in 0..20 {
+                        let err = catch_device_failure(BackendKind::Wgpu, || -> () {
+                            let worker = std::thread::spawn(move || {
+                                panic!("device {n} failed in round {round}")
+                            });
+                            assert!(worker.join().is_err());
+                            panic!("CallError")
+                        })
+                        .unwrap_err();
+                        let text = err.to_string();
+                        assert!(
+                            text.contains(&format!("device {n} failed in round {round}")),
+                            "{text}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        let ids: Vec<_> = callers.iter().map(|c| c.thread().id()).collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        // Every call unregistered itself, also those whose closure panicked.
+        let watches = WATCHES.lock().unwrap();
+        assert!(watches.iter().all(|w| !ids.contains(&w.caller)));
     }
 
     /// A GPU backend's device thread dies with the cause; the caller only sees a failed
