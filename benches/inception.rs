@@ -38,7 +38,7 @@ use catgan::bench::median;
 use catgan_devtools::flags::positive;
 use catgan_devtools::machine::{cpu_threads, machine_info, settle_before_run};
 use catgan_devtools::report::{exit_code, parse_args, write_json};
-use catgan_devtools::torch::{python_command, run_json_script, torch_check};
+use catgan_devtools::torch::{allocator_note, python_command, run_json_script, torch_check};
 use clap::Parser;
 use dcgan_metrics::inception::MIN_INPUT_SIZE;
 use dcgan_metrics::{
@@ -99,7 +99,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Keep glibc's allocator settings instead of reusing freed multi-megabyte buffers
-    /// (as `cats --default-malloc`).
+    /// (as `cats --default-malloc`), for PyTorch too (otherwise it gets the same reuse).
     #[arg(long)]
     default_malloc: bool,
     /// Passed by `cargo bench` to every bench binary; ignored.
@@ -443,11 +443,12 @@ fn main() -> ExitCode {
     }
     println!(
         "\n{} · FID Inception, {} px · ours: {ours_name} ({} threads) · PyTorch {torch_version} \
-         TorchScript ({threads} threads, fp32) · commit {} · {} · median of {} timed batches, \
-         {} round(s){}\n",
+         TorchScript ({threads} threads, fp32) · {} · commit {} · {} · median of {} timed \
+         batches, {} round(s){}\n",
         machine.cpu,
         args.size,
         machine.threads,
+        allocator_note(),
         machine.commit.as_deref().unwrap_or("?"),
         machine.date,
         args.batches,

@@ -31,8 +31,8 @@ use catgan_devtools::machine::{
 };
 use catgan_devtools::report::{exit_code, parse_args, write_json};
 use catgan_devtools::torch::{
-    machine_table, median_result, median_torch, python_command, ratio_table, run_torch,
-    torch_check, SideBySide,
+    allocator_note, machine_table, median_result, median_torch, python_command, ratio_table,
+    run_torch, torch_check, SideBySide,
 };
 use clap::Parser;
 
@@ -152,12 +152,13 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "\n{} · ours: {} ({} threads) · PyTorch {torch_version} ({} threads, fp32) · commit {} · {} · \
-         median of {} timed steps, {} round(s)\n",
+        "\n{} · ours: {} ({} threads) · PyTorch {torch_version} ({} threads, fp32) · {} · commit {} · \
+         {} · median of {} timed steps, {} round(s)\n",
         machine.cpu,
         args.backend,
         machine.threads,
         threads,
+        allocator_note(),
         machine.commit.as_deref().unwrap_or("?"),
         machine.date,
         args.common.steps,

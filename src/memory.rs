@@ -235,6 +235,17 @@ pub fn reuse_large_allocations(reuse: bool) -> bool {
     }
 }
 
+/// The environment a child process (the benches' PyTorch peer) needs to allocate as this
+/// one does after [`reuse_large_allocations`]
+/// (`flex_kernels::allocator::child_env`; nothing without the `flex` feature or without
+/// the reuse).
+pub fn child_allocator_env() -> &'static [(&'static str, &'static str)] {
+    #[cfg(feature = "flex")]
+    return dcgan_core::flex_kernels::allocator::child_env();
+    #[cfg(not(feature = "flex"))]
+    &[]
+}
+
 /// Gives the heap's free memory back to the system now
 /// (`flex_kernels::allocator::release_free_memory`; nothing without the `flex` feature):
 /// between measurements of several configurations in one process, so that what an earlier

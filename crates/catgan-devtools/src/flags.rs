@@ -127,7 +127,9 @@ pub struct BenchFlags {
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
     /// Keep glibc's allocator settings instead of reusing freed multi-megabyte buffers
-    /// (as `cats --default-malloc`), to measure what the reuse is worth.
+    /// (as `cats --default-malloc`), to measure what the reuse is worth; a PyTorch peer
+    /// then keeps them too (otherwise it gets the same reuse, through glibc's environment
+    /// variables).
     #[arg(long)]
     pub default_malloc: bool,
     /// Time flex on burn's own operations instead of its fast path (`fast_kernels: false`

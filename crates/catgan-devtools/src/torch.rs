@@ -98,8 +98,23 @@ pub fn python_command(flag: Option<&str>) -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
+/// How both sides of a side-by-side bench allocate, for its headings: the same glibc
+/// settings either way ([`run_json_script`]).
+pub fn allocator_note() -> &'static str {
+    if catgan::memory::child_allocator_env().is_empty() {
+        "glibc malloc defaults on both sides"
+    } else {
+        "malloc reusing the heap on both sides"
+    }
+}
+
 /// Runs a reference script (`cmd`: `python script args...`), passes its stderr lines to
 /// `progress`, and parses the last line of its stdout that starts with `{` as `T`.
+///
+/// The script allocates as this process does ([`catgan::memory::child_allocator_env`]):
+/// with the benches' heap reuse on (their default), PyTorch gets the same glibc settings,
+/// so the ratio compares the networks, not the allocators (`--default-malloc` leaves both
+/// sides at glibc's defaults).
 pub fn run_json_script<T: serde::de::DeserializeOwned>(
     mut cmd: Command,
     python: &str,
@@ -107,6 +122,7 @@ pub fn run_json_script<T: serde::de::DeserializeOwned>(
     progress: &mut dyn FnMut(&str),
 ) -> Result<T, String> {
     let out = cmd
+        .envs(catgan::memory::child_allocator_env().iter().copied())
         .stderr(std::process::Stdio::piped())
         .output()
         .map_err(|e| format!("cannot run {python} {}: {e}", script.display()))?;

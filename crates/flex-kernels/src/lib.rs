@@ -23,8 +23,9 @@
 //!   NCHW memory for burn's own operations.
 //! - [`adam::FusedAdam`]: burn's Adam arithmetic, in burn's order, in one parallel pass
 //!   per parameter (bit-identical results, burn's `AdamState` records).
-//! - [`allocator::reuse_large_allocations`]: glibc settings that keep multi-megabyte
-//!   buffers on the heap between steps (any CPU backend);
+//! - [`allocator::reuse_large_allocations`]: glibc settings that keep every buffer on the
+//!   heap between steps (any CPU backend), and [`allocator::child_env`], the same for a
+//!   child process;
 //!   [`allocator::release_free_memory`] gives the heap's free memory back.
 //!
 //! Together they make a DCGAN training step 6–7× faster than burn's own layer operations
