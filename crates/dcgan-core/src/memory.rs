@@ -50,7 +50,9 @@
 //! dcgan64 base 64 and seed128 base 64; docs/performance.md, "Memory estimate", change 11;
 //! the seed128 base 16 and 32 rows again on 2026-12-03 after change 16, which builds the
 //! window matrices in pieces of about 1 MiB: their estimates fell 6 and 19 MiB, their
-//! peaks 15 and 27 MiB; the other estimates fell 0–6 MiB):
+//! peaks 15 and 27 MiB; the other estimates fell 0–6 MiB; the rows with blocks over 32 MiB
+//! again after change 17, which keeps those on the heap too: their peaks moved −32 to
+//! +81 MiB, the largest rise at seed128 base 16 batch 256, now 0.95):
 //!
 //! | training, 3 steps (2 for seed128 base 32 and 64) | estimate | measured | estimate / measured |
 //! |---|---|---|---|
@@ -60,19 +62,19 @@
 //! | dcgan64 base 16 batch 32, every stabiliser | 149.3 MiB | 132.8 MiB | 1.12 |
 //! | dcgan64 base 32 batch 32 | 231.7 MiB | 222.5 MiB | 1.04 |
 //! | dcgan64 base 64 batch 8 | 333.2 MiB | 394.2 MiB | 0.85 |
-//! | dcgan64 base 64 batch 64 | 983.8 MiB | 896.1 MiB | 1.10 |
+//! | dcgan64 base 64 batch 64 | 977.6 MiB | 864.1 MiB | 1.13 |
 //! | seed128 base 16 batch 16 | 244.5 MiB | 223.3 MiB | 1.09 |
 //! | seed128 base 32 batch 32 | 1,004.8 MiB | 902.5 MiB | 1.11 |
-//! | seed128 base 64 batch 64 | 3,297.1 MiB | 2,880.1 MiB | 1.14 |
+//! | seed128 base 64 batch 64 | 3,272.1 MiB | 2,905.5 MiB | 1.13 |
 //!
 //! | generation (load, then two batches) | estimate | measured | estimate / measured |
 //! |---|---|---|---|
 //! | dcgan64 base 16 batch 64 | 90.2 MiB | 69.8 MiB | 1.29 |
 //! | dcgan64 base 64 batch 64 | 478.0 MiB | 462.2 MiB | 1.03 |
-//! | seed128 base 32 batch 64 | 508.7 MiB | 464.9 MiB | 1.09 |
-//! | tiny32 base 8 batch 1,024 | 95.6 MiB | 97.9 MiB | 0.98 |
-//! | dcgan64 base 16 batch 1,024 | 616.0 MiB | 579.2 MiB | 1.06 |
-//! | seed128 base 16 batch 256 | 666.2 MiB | 612.2 MiB | 1.09 |
+//! | seed128 base 32 batch 64 | 490.0 MiB | 447.2 MiB | 1.10 |
+//! | tiny32 base 8 batch 1,024 | 89.8 MiB | 103.3 MiB | 0.87 |
+//! | dcgan64 base 16 batch 1,024 | 614.4 MiB | 599.3 MiB | 1.03 |
+//! | seed128 base 16 batch 256 | 661.5 MiB | 693.1 MiB | 0.95 |
 //!
 //! (Every stabiliser: spectral norm on both networks, R1, DiffAugment with all three
 //! policies, the generator average, hinge loss.) The peak grows a little over a long run
@@ -391,10 +393,10 @@ impl MemoryEstimate {
             name: "drawing",
             gradients: 0,
             activations: bytes(g.inference_peak().saturating_mul(batch_u)).saturating_add(pictures),
-            // What reading left on the heap (glibc keeps freed blocks under its mmap
-            // threshold, [`HEAP_BLOCK_LIMIT`] once set, and returns larger ones:
-            // measured, at most about the state and one such block), the workers' window
-            // matrices, one reordered weight.
+            // What reading left on the heap (measured: at most about the state and one
+            // block of [`HEAP_BLOCK_LIMIT`]; since `reuse_large_allocations` keeps larger
+            // blocks on the heap too, drawing reuses them rather than adding to them),
+            // the workers' window matrices, one reordered weight.
             scratch: bytes(sum(&[
                 reading.min(state.saturating_add(HEAP_BLOCK_LIMIT as u128 / F32)),
                 g.largest_window(batch_u)
