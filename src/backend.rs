@@ -518,8 +518,8 @@ mod tests {
     }
 
     /// The panic hook is process-wide: calls running at once (a server's requests, this
-    /// test binary's threads) must each still get their device thread's message, and the
-    /// hook must pass panics on again once none runs.
+    /// test binary's threads) must each still get their device thread's message, and
+    /// each must unregister when it ends.
     #[test]
     fn calls_at_once_each_keep_their_device_threads_message() {
         let callers: Vec<_> = (0..8)

@@ -8,7 +8,7 @@
 //! the heap instead, where freed memory is reused: the kernel time of a 64 px step halves
 //! and the step gets ~5% faster here (catgan's `docs/performance.md`, change 4), and the
 //! FID Inception, whose first maps are 44–88 MB at batch 16, faults in 3.5 times fewer
-//! pages and runs 10–15% faster when page faults are slow on this machine (change 17).
+//! pages and runs 13–17% faster when page faults are slow on this machine (change 17).
 //! The price: the process keeps its peak heap instead of returning it to the system,
 //! which a training process reaches every step anyway. It helps any CPU backend, not only
 //! flex.
