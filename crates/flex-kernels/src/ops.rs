@@ -41,6 +41,7 @@ use crate::buffers::{
 };
 use crate::kernels::{self, Affine, Mat, Window};
 use crate::profile::{self, timed};
+use crate::winograd;
 
 /// [`kernels::gemm`] (single-threaded: the callers run groups in parallel) under the
 /// thread-time profile, as `role`.
@@ -293,6 +294,35 @@ impl ConvSpec {
         let w = &self.window;
         let (g, k) = (self.grid_channels, w.k());
         let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
+        // Inference of a stride-1 3×3 (or 1×3, 3×1) convolution: Winograd's fewer
+        // products. Training keeps the window matrices, which the weight gradient needs.
+        let winograd = (self.kind == ConvKind::Forward && need == [false, false])
+            .then(|| winograd::plan(w))
+            .flatten();
+        if let Some(plan) = winograd {
+            let out = timed(
+                || self.tag("fwd winograd"),
+                || {
+                    winograd::conv_forward(
+                        &plan,
+                        w,
+                        self.batch,
+                        g,
+                        x.slice(),
+                        (&values(weight), &values(bias)),
+                        slope,
+                    )
+                },
+            );
+            let state = ConvState {
+                spec: *self,
+                wkg: None,
+                weight_shape: weight.layout().shape().to_vec(),
+                input: None,
+                input_was_nchw: x.was_nchw,
+            };
+            return (nchw_tensor(out, self.output_shape(), false), state);
+        }
         let group = self.group();
         // D's deepest forward products (one image's positions against a 1,024-wide,
         // 12,800-deep weight) run faster column-major with the weight as `[G, K]`

@@ -1,0 +1,801 @@
+//! Winograd's minimal filtering for the stride-1 convolutions of inference: fewer
+//! multiplications for the same convolution.
+//!
+//! A 1-D transform `F(m, r)` computes `m` outputs of an `r`-tap filter from
+//! `α = m + r − 1` inputs with `α` multiplications instead of `m · r`
+//! (`y = Aᵀ[(G g) ⊙ (Bᵀ d)]`); the 2-D one applies a transform along each axis. A 3×3
+//! convolution in tiles of 4×4 outputs, `F(4×4, 3×3)`, takes 36 products per tile
+//! instead of 144. Over a batch, each of the `α²` tile points is one GEMM between the
+//! transformed input tiles `[tiles, c]` and the transformed weight `[c, g]`
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! The flex fast path uses it for the forward pass of stride-1 convolutions on plain
+//! `Flex` (inference: the FID Inception), with `F(4, 3)` along an axis of 3 taps, `F(2, 5)`
+//! along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products per 16 outputs
+//! instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per 2 instead
+//! of 14; when the map is at least 4 tiles wide along each transformed axis (below that
+//! the transforms cost more than they save). Training keeps the window matrices, which
+//! its weight gradient needs anyway.
+//!
+//! The sums are the same up to float rounding, which the transforms' larger constants
+//! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s `Bᵀ`) make coarser: on a random
+//! 64-channel 3×3 layer, `F(4×4, 3×3)`'s largest error is 4.6e-6 of the output's scale
+//! (`F(2×2, 3×3)`'s 3.8e-7). Through the whole Inception the features stay as
+//! close to PyTorch's as without it (catgan's `reference_features` test checks both paths,
+//! and `docs/performance.md`, change 18, gives the figures). [`enable`]`(false)` turns it
+//! off for the process.
+//!
+//! Like every kernel here it is deterministic: tiles are grouped by the shapes alone and
+//! each output is written by one task.
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::buffers::{par_vec, par_vec_split_uninit, with_scratch, Uninit};
+use crate::kernels::{self, Mat, Window};
+use crate::profile;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches the Winograd path on (the default) or off for the whole process. Off, every
+/// convolution takes the window-matrix path, as before performance.md's change 18: the
+/// same features to float rounding, a little slower. For comparing the two paths; nothing
+/// needs it off.
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the Winograd path is on (see [`enable`]).
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// One axis's transform `F(m, r)`: `m` outputs of an `r`-tap filter from
+/// `α = m + r − 1` inputs.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Axis {
+    /// Outputs per tile.
+    pub m: usize,
+    /// Filter taps.
+    pub r: usize,
+    /// The input transform `Bᵀ`, `α × α`, row-major.
+    bt: &'static [f32],
+    /// The filter transform `G`, `α × r`, row-major.
+    g: &'static [f32],
+    /// The output transform `Aᵀ`, `m × α`, row-major.
+    at: &'static [f32],
+}
+
+impl Axis {
+    /// Inputs per tile, `m + r − 1`.
+    pub fn alpha(&self) -> usize {
+        self.m + self.r - 1
+    }
+}
+
+/// A 1-tap axis: nothing to transform (the `1` of a `1×3` kernel).
+const ONE_TAP: Axis = Axis {
+    m: 1,
+    r: 1,
+    bt: &[1.0],
+    g: &[1.0],
+    at: &[1.0],
+};
+
+/// `F(4, 3)` on the points `0, ±1, ±2, ∞` (Lavin & Gray's matrices).
+#[rustfmt::skip]
+const F4_3: Axis = Axis {
+    m: 4,
+    r: 3,
+    bt: &[
+        4.0,  0.0, -5.0,  0.0, 1.0, 0.0,
+        0.0, -4.0, -4.0,  1.0, 1.0, 0.0,
+        0.0,  4.0, -4.0, -1.0, 1.0, 0.0,
+        0.0, -2.0, -1.0,  2.0, 1.0, 0.0,
+        0.0,  2.0, -1.0, -2.0, 1.0, 0.0,
+        0.0,  4.0,  0.0, -5.0, 0.0, 1.0,
+    ],
+    g: &[
+        1.0 / 4.0,   0.0,         0.0,
+        -1.0 / 6.0,  -1.0 / 6.0,  -1.0 / 6.0,
+        -1.0 / 6.0,  1.0 / 6.0,   -1.0 / 6.0,
+        1.0 / 24.0,  1.0 / 12.0,  1.0 / 6.0,
+        1.0 / 24.0,  -1.0 / 12.0, 1.0 / 6.0,
+        0.0,         0.0,         1.0,
+    ],
+    at: &[
+        1.0, 1.0,  1.0, 1.0,  1.0, 0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 0.0,
+        0.0, 1.0,  1.0, 4.0,  4.0, 0.0,
+        0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
+    ],
+};
+
+/// `F(2, 5)` on the same points as [`F4_3`] (so the same `Bᵀ`): the 5×5 kernels.
+#[rustfmt::skip]
+const F2_5: Axis = Axis {
+    m: 2,
+    r: 5,
+    bt: F4_3.bt,
+    g: &[
+        1.0 / 4.0,   0.0,         0.0,        0.0,         0.0,
+        -1.0 / 6.0,  -1.0 / 6.0,  -1.0 / 6.0, -1.0 / 6.0,  -1.0 / 6.0,
+        -1.0 / 6.0,  1.0 / 6.0,   -1.0 / 6.0, 1.0 / 6.0,   -1.0 / 6.0,
+        1.0 / 24.0,  1.0 / 12.0,  1.0 / 6.0,  1.0 / 3.0,   2.0 / 3.0,
+        1.0 / 24.0,  -1.0 / 12.0, 1.0 / 6.0,  -1.0 / 3.0,  2.0 / 3.0,
+        0.0,         0.0,         0.0,        0.0,         1.0,
+    ],
+    at: &[
+        1.0, 1.0,  1.0, 1.0,  1.0, 0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 1.0,
+    ],
+};
+
+/// `F(2, 7)` on the points `0, ±1, ±2, ±1/2, ∞` (constructed as Lavin & Gray's: `Aᵀ`
+/// the points' powers, `G` the powers over `∏(aⱼ − aₗ)`, `Bᵀ` solved exactly for them):
+/// the Inception's `1×7` and `7×1` kernels, 8 products per 2 outputs instead of 14.
+#[rustfmt::skip]
+const F2_7: Axis = Axis {
+    m: 2,
+    r: 7,
+    bt: &[
+        -1.0,  0.0,  5.25,  0.0,  -5.25,  0.0,  1.0, 0.0,
+        0.0,   1.0,  1.0,   -4.25, -4.25, 1.0,  1.0, 0.0,
+        0.0,   -1.0, 1.0,   4.25, -4.25,  -1.0, 1.0, 0.0,
+        0.0,   0.5,  0.25,  -2.5, -1.25,  2.0,  1.0, 0.0,
+        0.0,   -0.5, 0.25,  2.5,  -1.25,  -2.0, 1.0, 0.0,
+        0.0,   2.0,  4.0,   -2.5, -5.0,   0.5,  1.0, 0.0,
+        0.0,   -2.0, 4.0,   2.5,  -5.0,   -0.5, 1.0, 0.0,
+        0.0,   -1.0, 0.0,   5.25, 0.0,    -5.25, 0.0, 1.0,
+    ],
+    g: &[
+        -1.0,        0.0,         0.0,        0.0,         0.0,        0.0,         0.0,
+        -2.0 / 9.0,  -2.0 / 9.0,  -2.0 / 9.0, -2.0 / 9.0,  -2.0 / 9.0, -2.0 / 9.0,  -2.0 / 9.0,
+        -2.0 / 9.0,  2.0 / 9.0,   -2.0 / 9.0, 2.0 / 9.0,   -2.0 / 9.0, 2.0 / 9.0,   -2.0 / 9.0,
+        1.0 / 90.0,  1.0 / 45.0,  2.0 / 45.0, 4.0 / 45.0,  8.0 / 45.0, 16.0 / 45.0, 32.0 / 45.0,
+        1.0 / 90.0,  -1.0 / 45.0, 2.0 / 45.0, -4.0 / 45.0, 8.0 / 45.0, -16.0 / 45.0, 32.0 / 45.0,
+        32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0, 4.0 / 45.0,  2.0 / 45.0, 1.0 / 45.0,  1.0 / 90.0,
+        32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0, -4.0 / 45.0, 2.0 / 45.0, -1.0 / 45.0, 1.0 / 90.0,
+        0.0,         0.0,         0.0,        0.0,         0.0,        0.0,         1.0,
+    ],
+    at: &[
+        1.0, 1.0,  1.0, 1.0,  1.0, 1.0,  1.0,  0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.0,
+    ],
+};
+
+/// `F(2, 3)` on the points `0, ±1, ∞`.
+#[rustfmt::skip]
+#[cfg_attr(not(test), allow(dead_code))]
+const F2_3: Axis = Axis {
+    m: 2,
+    r: 3,
+    bt: &[
+        1.0,  0.0, -1.0,  0.0,
+        0.0,  1.0,  1.0,  0.0,
+        0.0, -1.0,  1.0,  0.0,
+        0.0,  1.0,  0.0, -1.0,
+    ],
+    g: &[
+        1.0,  0.0, 0.0,
+        0.5,  0.5, 0.5,
+        0.5, -0.5, 0.5,
+        0.0,  0.0, 1.0,
+    ],
+    at: &[
+        1.0, 1.0,  1.0,  0.0,
+        0.0, 1.0, -1.0, -1.0,
+    ],
+};
+
+/// The transforms of a convolution along its height and width.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Plan {
+    /// Along the height.
+    pub h: &'static Axis,
+    /// Along the width.
+    pub w: &'static Axis,
+}
+
+/// The axis transform for `r` taps, if there is one.
+fn axis(r: usize) -> Option<&'static Axis> {
+    match r {
+        1 => Some(&ONE_TAP),
+        3 => Some(&F4_3),
+        5 => Some(&F2_5),
+        7 => Some(&F2_7),
+        _ => None,
+    }
+}
+
+/// The Winograd plan for a convolution's window, if it has one and it pays: stride 1,
+/// each kernel axis 1, 3, 5 or 7 taps (`3×3`, `1×3`, `3×1`, `5×5`, `1×7`, `7×1`; not
+/// `1×1`), and at least 4 tiles along each transformed axis (16 positions for 3 taps, 8
+/// for 5 and 7). On the
+/// Inception's 8×8 maps the transforms cost more than the products they save
+/// (docs/performance.md, change 18).
+pub(crate) fn plan(w: &Window) -> Option<Plan> {
+    if !is_enabled() || (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
+        return None;
+    }
+    let (h, wd) = (axis(w.kh)?, axis(w.kw)?);
+    let wide_enough = |a: &Axis, grid: usize| a.m == 1 || grid >= 4 * a.m;
+    (wide_enough(h, w.hs) && wide_enough(wd, w.ws)).then_some(Plan { h, w: wd })
+}
+
+/// Floats of transformed tiles (input and product, all tile points) a group of tiles
+/// aims at: 2 MiB (1, 4 and 8 MiB ran the Inception 1–3% slower). Fewer tiles per group leave each GEMM too few rows for the weight it
+/// packs; more spill the tiles out of the cache before the GEMMs read them.
+const GROUP_FLOATS: usize = 1 << 19;
+
+/// `dst = Σₖ coef(k) · src(k)` for `k < n` (at most [`MAX_TERMS`]), skipping zero
+/// coefficients: the transforms' sums, over whole channel vectors, in one pass over
+/// `dst` (each product and sum rounded on its own, in `k` order, so the result is the
+/// same with or without wider vector units).
+#[inline(always)]
+fn combine<'a>(
+    dst: &mut [f32],
+    n: usize,
+    coef: impl Fn(usize) -> f32,
+    src: impl Fn(usize) -> &'a [f32],
+) {
+    let len = dst.len();
+    let mut coefs = [0.0f32; MAX_TERMS];
+    let mut srcs: [&[f32]; MAX_TERMS] = [&[]; MAX_TERMS];
+    let mut terms = 0;
+    for k in 0..n {
+        let a = coef(k);
+        if a != 0.0 {
+            (coefs[terms], srcs[terms]) = (a, &src(k)[..len]);
+            terms += 1;
+        }
+    }
+    match terms {
+        0 => dst.fill(0.0),
+        1 => sum_of::<1>(dst, &coefs, &srcs),
+        2 => sum_of::<2>(dst, &coefs, &srcs),
+        3 => sum_of::<3>(dst, &coefs, &srcs),
+        4 => sum_of::<4>(dst, &coefs, &srcs),
+        5 => sum_of::<5>(dst, &coefs, &srcs),
+        6 => sum_of::<6>(dst, &coefs, &srcs),
+        7 => sum_of::<7>(dst, &coefs, &srcs),
+        _ => sum_of::<8>(dst, &coefs, &srcs),
+    }
+}
+
+/// Most terms of one transform sum (`α` of `F(2, 7)`).
+const MAX_TERMS: usize = 8;
+
+/// `dst[e] = Σₖ coefs[k] · srcs[k][e]` for the first `N` terms, element by element.
+#[inline(always)]
+fn sum_of<const N: usize>(dst: &mut [f32], coefs: &[f32; MAX_TERMS], srcs: &[&[f32]; MAX_TERMS]) {
+    let len = dst.len();
+    assert!(srcs[..N].iter().all(|s| s.len() == len), "term lengths");
+    for (e, d) in dst.iter_mut().enumerate() {
+        // SAFETY: every term has `len` elements (asserted above) and `e < len`.
+        let mut acc = coefs[0] * unsafe { *srcs[0].get_unchecked(e) };
+        for k in 1..N {
+            acc += coefs[k] * unsafe { *srcs[k].get_unchecked(e) };
+        }
+        *d = acc;
+    }
+}
+
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function of the same
+/// arguments) compiled for AVX-512 or AVX2 where the CPU has them, else as built: the
+/// transforms' sums then run on 16 or 8 floats at once, with the same roundings.
+macro_rules! with_wide_vectors {
+    ($(#[$doc:meta])* fn $name:ident => $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512 (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+with_wide_vectors! {
+    /// [`input_tiles`] on the widest vectors the CPU has.
+    fn transform_input => input_tiles(
+        p: &Plan,
+        w: &Window,
+        x: &[f32],
+        rows: (usize, usize),
+        tiling: (usize, usize),
+        v: &mut [f32],
+        buf: &mut [f32],
+    )
+}
+
+with_wide_vectors! {
+    /// [`output_tiles`] on the widest vectors the CPU has.
+    fn transform_output => output_tiles(
+        p: &Plan,
+        w: &Window,
+        g: usize,
+        m: &[f32],
+        rows: (usize, usize),
+        tiling: (usize, usize),
+        bias: &[f32],
+        slope: Option<f32>,
+        out: &mut Uninit,
+        base: usize,
+        buf: &mut [f32],
+    )
+}
+
+/// The weight `[g, c, kh, kw]` transformed: `α_h · α_w` matrices `[c, g]`, one per tile
+/// point, `U = G_h · w · G_wᵀ` for every `(c, g)`.
+fn transform_weight(p: &Plan, weight: &[f32], g: usize, c: usize) -> Vec<f32> {
+    let (kh, kw) = (p.h.r, p.w.r);
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let slab = c * g;
+    // `[(ky, kx, c), g]`: each tap's `[c, g]` matrix is one contiguous slab.
+    let wkg = kernels::weight_to_kg(weight, g, c, kh, kw);
+    // Along the height: `[(i, kx), c, g]`.
+    let half = par_vec(ah * kw * slab, slab, |ikx, out| {
+        let (i, kx) = (ikx / kw, ikx % kw);
+        combine(
+            out,
+            kh,
+            |ky| p.h.g[i * kh + ky],
+            |ky| &wkg[(ky * kw + kx) * slab..],
+        );
+    });
+    // Along the width: `[(i, j), c, g]`.
+    par_vec(ah * aw * slab, slab, |ij, out| {
+        let (i, j) = (ij / aw, ij % aw);
+        combine(
+            out,
+            kw,
+            |kx| p.w.g[j * kw + kx],
+            |kx| &half[(i * kw + kx) * slab..],
+        );
+    })
+}
+
+/// The fast path's leaky ReLU factor (as `kernels::leaky_in_place` applies it): `slope`
+/// below zero, else 1; branch-free, so that the output loop runs on whole vectors.
+#[inline(always)]
+fn leak(z: f32, slope: f32) -> f32 {
+    if z < 0.0 {
+        slope
+    } else {
+        1.0
+    }
+}
+
+/// A stride-1 convolution by plan `p`: `x` is `[n, hb, wb, c]` (channels-last), the
+/// parameters are `weight` `[g, c, kh, kw]` and `bias` `[g]`; the output is
+/// `[n, hs, ws, g]` with the bias added and, with `slope`, a leaky ReLU applied.
+pub(crate) fn conv_forward(
+    p: &Plan,
+    w: &Window,
+    batch: usize,
+    g: usize,
+    x: &[f32],
+    (weight, bias): (&[f32], &[f32]),
+    slope: Option<f32>,
+) -> Vec<f32> {
+    let c = w.c;
+    assert_eq!((w.kh, w.kw, w.sh, w.sw), (p.h.r, p.w.r, 1, 1), "plan");
+    assert_eq!(x.len(), batch * w.big() * c, "input size");
+    assert_eq!(bias.len(), g, "bias size");
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let points = ah * aw;
+    let u = profile::thread_timed("winograd weight", 0.0, || transform_weight(p, weight, g, c));
+    // Tile rows (a row of tiles across one image) in batch order; groups of them.
+    let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
+    let rows = batch * th;
+    let per_tile = points * (c + g);
+    let group_rows = (GROUP_FLOATS / (per_tile * tw).max(1)).max(1);
+    // Where tile row `r`'s outputs start: they are whole output rows of one image.
+    let start = |r: usize| {
+        let (n, ty) = (r / th, r % th);
+        ((n * w.hs + (ty * p.h.m).min(w.hs)) * w.ws) * g
+    };
+    let ends: Vec<usize> = (1..=rows.div_ceil(group_rows))
+        .map(|q| start((q * group_rows).min(rows)))
+        .collect();
+    let fill = |q: usize, out: &mut Uninit| {
+        let first_row = q * group_rows;
+        let last_row = (first_row + group_rows).min(rows);
+        let tiles = (last_row - first_row) * tw;
+        let base = start(first_row);
+        let small = (2 * ah * aw * c).max(p.h.m * aw * g + g);
+        with_scratch(points * tiles * c + points * tiles * g + small, |scratch| {
+            let (v, rest) = scratch.split_at_mut(points * tiles * c);
+            let (m, buf) = rest.split_at_mut(points * tiles * g);
+            {
+                profile::thread_timed("winograd in", 0.0, || {
+                    transform_input(p, w, x, (first_row, last_row), (th, tw), v, buf)
+                });
+                for xi in 0..points {
+                    let flops = 2.0 * (tiles * c * g) as f64;
+                    profile::thread_timed("gemm winograd", flops, || {
+                        kernels::gemm(
+                            (tiles, g, c),
+                            &mut m[xi * tiles * g..][..tiles * g],
+                            false,
+                            Mat::rows(&v[xi * tiles * c..][..tiles * c], c),
+                            Mat::rows(&u[xi * c * g..][..c * g], g),
+                            false,
+                        )
+                    });
+                }
+                profile::thread_timed("winograd out", 0.0, || {
+                    let rows = (first_row, last_row);
+                    transform_output(p, w, g, m, rows, (th, tw), bias, slope, out, base, buf)
+                });
+            }
+        });
+    };
+    // SAFETY: the tiles of a group's tile rows cover every output of those rows, each
+    // written once by `transform_output`.
+    unsafe { par_vec_split_uninit(&ends, fill) }
+}
+
+/// Transformed input tiles of tile rows `first..last` (`rows`) of `(th, tw)` tiles per
+/// image (`tiling`): `v` is `[α_h · α_w, tiles, c]`; `buf` holds `2 · α_h · α_w · c`.
+#[inline(always)]
+fn input_tiles(
+    p: &Plan,
+    w: &Window,
+    x: &[f32],
+    (first, last): (usize, usize),
+    (th, tw): (usize, usize),
+    v: &mut [f32],
+    buf: &mut [f32],
+) {
+    let c = w.c;
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let tiles = (last - first) * tw;
+    let row_len = aw * c;
+    {
+        let (d, half) = buf[..2 * ah * row_len].split_at_mut(ah * row_len);
+        for (t, (r, tx)) in (first..last)
+            .flat_map(|r| (0..tw).map(move |tx| (r, tx)))
+            .enumerate()
+        {
+            let (n, ty) = (r / th, r % th);
+            // The tile's `α_h × α_w` inputs: straight from the map for a tile inside it,
+            // else copied with zeros outside the map.
+            let y0 = (ty * p.h.m) as isize - w.ph as isize;
+            let x0 = (tx * p.w.m) as isize - w.pw as isize;
+            let inside = y0 >= 0 && x0 >= 0 && y0 as usize + ah <= w.hb && x0 as usize + aw <= w.wb;
+            if !inside {
+                let xs = x0.max(0) as usize;
+                let xe = ((x0 + aw as isize).min(w.wb as isize)).max(xs as isize) as usize;
+                for (i, row) in d.chunks_exact_mut(row_len).enumerate() {
+                    let y = y0 + i as isize;
+                    if y < 0 || y >= w.hb as isize || xs >= xe {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let lead = (xs as isize - x0) as usize * c;
+                    let len = (xe - xs) * c;
+                    row[..lead].fill(0.0);
+                    let src = ((n * w.hb + y as usize) * w.wb + xs) * c;
+                    row[lead..lead + len].copy_from_slice(&x[src..src + len]);
+                    row[lead + len..].fill(0.0);
+                }
+            }
+            let d: &[f32] = d;
+            let input_row = |i: usize| -> &[f32] {
+                if inside {
+                    let y = y0 as usize + i;
+                    &x[((n * w.hb + y) * w.wb + x0 as usize) * c..][..row_len]
+                } else {
+                    &d[i * row_len..][..row_len]
+                }
+            };
+            // Along the height, whole rows of the tile at once (nothing to do for a
+            // 1-tap height).
+            if ah > 1 {
+                for (i, out) in half.chunks_exact_mut(row_len).enumerate() {
+                    combine(out, ah, |k| p.h.bt[i * ah + k], input_row);
+                }
+            }
+            let half: &[f32] = half;
+            let half_row = |i: usize| {
+                if ah > 1 {
+                    &half[i * row_len..][..row_len]
+                } else {
+                    input_row(i)
+                }
+            };
+            // Along the width, channel vector by channel vector, into the tile points.
+            for i in 0..ah {
+                let half = half_row(i);
+                for j in 0..aw {
+                    let out = &mut v[((i * aw + j) * tiles + t) * c..][..c];
+                    combine(out, aw, |l| p.w.bt[j * aw + l], |l| &half[l * c..]);
+                }
+            }
+        }
+    }
+}
+
+/// Outputs of tile rows `first..last` (`rows`) from their products `m`
+/// (`[α_h · α_w, tiles, g]`), written into `out`, which starts at element `base` of the
+/// whole output; `buf` holds `m_h · α_w · g + g`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn output_tiles(
+    p: &Plan,
+    w: &Window,
+    g: usize,
+    m: &[f32],
+    (first, last): (usize, usize),
+    (th, tw): (usize, usize),
+    bias: &[f32],
+    slope: Option<f32>,
+    out: &mut Uninit,
+    base: usize,
+    buf: &mut [f32],
+) {
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let (mh, mw) = (p.h.m, p.w.m);
+    let tiles = (last - first) * tw;
+    let slope = slope.unwrap_or(1.0);
+    {
+        let (half, y) = buf[..mh * aw * g + g].split_at_mut(mh * aw * g);
+        for (t, (r, tx)) in (first..last)
+            .flat_map(|r| (0..tw).map(move |tx| (r, tx)))
+            .enumerate()
+        {
+            let (n, ty) = (r / th, r % th);
+            let product = |i: usize, j: usize| &m[((i * aw + j) * tiles + t) * g..][..g];
+            // Along the height: `[a, j, g]` (nothing to do for a 1-tap height).
+            if ah > 1 {
+                for a in 0..mh {
+                    for j in 0..aw {
+                        let out = &mut half[(a * aw + j) * g..][..g];
+                        combine(out, ah, |i| p.h.at[a * ah + i], |i| product(i, j));
+                    }
+                }
+            }
+            let half: &[f32] = half;
+            let half_at = |a: usize, j: usize| {
+                if ah > 1 {
+                    &half[(a * aw + j) * g..][..g]
+                } else {
+                    product(a, j)
+                }
+            };
+            // Along the width, then bias and activation, for the outputs inside the map.
+            for a in 0..mh.min(w.hs - ty * mh) {
+                let oy = ty * mh + a;
+                for b in 0..mw.min(w.ws - tx * mw) {
+                    let ox = tx * mw + b;
+                    combine(y, aw, |j| p.w.at[b * aw + j], |j| half_at(a, j));
+                    let at = ((n * w.hs + oy) * w.ws + ox) * g - base;
+                    for ((o, &z), &b) in out[at..at + g].iter_mut().zip(&*y).zip(bias) {
+                        let z = z + b;
+                        *o = MaybeUninit::new(z * leak(z, slope));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct convolution, `[n, hb, wb, c]` → `[n, hs, ws, g]`, in f64.
+    fn direct(w: &Window, n: usize, g: usize, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0f64; n * w.grid() * g];
+        for b in 0..n {
+            for oy in 0..w.hs {
+                for ox in 0..w.ws {
+                    for o in 0..g {
+                        let mut s = bias[o] as f64;
+                        for ky in 0..w.kh {
+                            for kx in 0..w.kw {
+                                let y = (oy + ky) as isize - w.ph as isize;
+                                let xx = (ox + kx) as isize - w.pw as isize;
+                                if y < 0 || xx < 0 || y >= w.hb as isize || xx >= w.wb as isize {
+                                    continue;
+                                }
+                                let (y, xx) = (y as usize, xx as usize);
+                                for ci in 0..w.c {
+                                    let xv = x[((b * w.hb + y) * w.wb + xx) * w.c + ci];
+                                    let wv = weight[((o * w.c + ci) * w.kh + ky) * w.kw + kx];
+                                    s += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        out[((b * w.hs + oy) * w.ws + ox) * g + o] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A window of `c` channels on an `hb × wb` map, stride 1, with the output size that
+    /// `pad` on both sides gives.
+    fn window(
+        c: usize,
+        (hb, wb): (usize, usize),
+        (kh, kw): (usize, usize),
+        (ph, pw): (usize, usize),
+    ) -> Window {
+        Window {
+            c,
+            hb,
+            wb,
+            hs: hb + 2 * ph + 1 - kh,
+            ws: wb + 2 * pw + 1 - kw,
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            ph,
+            pw,
+        }
+    }
+
+    /// Largest error relative to the output's largest magnitude, and whether `slope`'s
+    /// activation was applied.
+    fn check(p: &Plan, w: &Window, n: usize, g: usize, slope: Option<f32>) -> f64 {
+        let x = random(n * w.big() * w.c, 1);
+        let weight = random(g * w.c * w.kh * w.kw, 2);
+        let bias = random(g, 3);
+        let ours = conv_forward(p, w, n, g, &x, (&weight, &bias), slope);
+        let reference = direct(w, n, g, &x, &weight, &bias);
+        assert_eq!(ours.len(), reference.len());
+        let scale = reference.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
+        ours.iter()
+            .zip(&reference)
+            .map(|(&o, &r)| {
+                (o as f64 - slope.map_or(r, |s| if r < 0.0 { r * s as f64 } else { r })).abs()
+            })
+            .fold(0.0, f64::max)
+            / scale
+    }
+
+    #[test]
+    fn the_transforms_compute_the_filter() {
+        // One dimension, each transform: Aᵀ[(G g) ⊙ (Bᵀ d)] against the direct sum.
+        for a in [&F4_3, &F2_5, &F2_7, &F2_3, &ONE_TAP] {
+            let alpha = a.alpha();
+            let d = random(alpha, 7);
+            let f = random(a.r, 8);
+            let gf: Vec<f64> = (0..alpha)
+                .map(|i| {
+                    (0..a.r)
+                        .map(|k| a.g[i * a.r + k] as f64 * f[k] as f64)
+                        .sum()
+                })
+                .collect();
+            let bd: Vec<f64> = (0..alpha)
+                .map(|i| {
+                    (0..alpha)
+                        .map(|k| a.bt[i * alpha + k] as f64 * d[k] as f64)
+                        .sum()
+                })
+                .collect();
+            for o in 0..a.m {
+                let y: f64 = (0..alpha)
+                    .map(|i| a.at[o * alpha + i] as f64 * gf[i] * bd[i])
+                    .sum();
+                let direct: f64 = (0..a.r).map(|k| d[o + k] as f64 * f[k] as f64).sum();
+                assert!(
+                    (y - direct).abs() < 1e-6,
+                    "F({}, {}) output {o}: {y} vs {direct}",
+                    a.m,
+                    a.r
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn it_matches_the_direct_convolution() {
+        // Maps that end inside a tile, padding 0 and 1, the Inception's kernel shapes,
+        // several groups of tiles, and the fused activation.
+        let cases = [
+            ((3, 3), (1, 1), (17, 19), 5, 7, 2, None),
+            ((3, 3), (0, 0), (18, 20), 4, 6, 3, Some(0.0)),
+            ((1, 3), (0, 1), (9, 18), 6, 5, 2, None),
+            ((3, 1), (1, 0), (18, 9), 6, 5, 2, Some(0.2)),
+            ((3, 3), (1, 1), (35, 35), 48, 64, 2, Some(0.0)),
+            ((5, 5), (2, 2), (35, 35), 48, 64, 2, Some(0.0)),
+            ((5, 5), (0, 0), (13, 12), 3, 4, 2, None),
+            ((1, 7), (0, 3), (17, 17), 40, 24, 2, None),
+            ((7, 1), (3, 0), (17, 17), 24, 40, 2, Some(0.0)),
+        ];
+        for (k, pad, map, c, g, n, slope) in cases {
+            let w = window(c, map, k, pad);
+            let p = plan(&w).expect("a Winograd plan");
+            let err = check(&p, &w, n, g, slope);
+            assert!(err < 1e-5, "{k:?} pad {pad:?} on {map:?}: error {err:e}");
+        }
+    }
+
+    #[test]
+    fn f2x2_stays_within_1e_6_and_f4x4_within_1e_5_of_the_exact_sum() {
+        let w = window(64, (17, 17), (3, 3), (1, 1));
+        let f4 = check(&Plan { h: &F4_3, w: &F4_3 }, &w, 2, 32, None);
+        let f2 = check(&Plan { h: &F2_3, w: &F2_3 }, &w, 2, 32, None);
+        eprintln!("F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}");
+        assert!(
+            f2 < 1e-6 && f4 < 1e-5,
+            "F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}"
+        );
+    }
+
+    #[test]
+    fn only_stride_1_kernels_with_transforms_on_large_enough_maps_get_a_plan() {
+        let w = window(8, (17, 17), (3, 3), (1, 1));
+        assert_eq!(plan(&w), Some(Plan { h: &F4_3, w: &F4_3 }));
+        assert_eq!(
+            plan(&window(8, (17, 17), (1, 3), (0, 1))),
+            Some(Plan {
+                h: &ONE_TAP,
+                w: &F4_3
+            })
+        );
+        assert_eq!(
+            plan(&Window {
+                sh: 2,
+                sw: 2,
+                hs: 8,
+                ws: 8,
+                ..w
+            }),
+            None
+        );
+        assert_eq!(plan(&window(8, (17, 17), (1, 1), (0, 0))), None);
+        assert_eq!(
+            plan(&window(8, (35, 35), (5, 5), (2, 2))),
+            Some(Plan { h: &F2_5, w: &F2_5 })
+        );
+        assert_eq!(
+            plan(&window(8, (17, 17), (7, 1), (3, 0))),
+            Some(Plan {
+                h: &F2_7,
+                w: &ONE_TAP
+            })
+        );
+        assert_eq!(plan(&window(8, (17, 17), (1, 2), (0, 0))), None);
+        assert_eq!(plan(&window(8, (8, 8), (3, 3), (1, 1))), None);
+        assert_eq!(plan(&window(8, (8, 8), (1, 3), (0, 1))), None);
+    }
+}
