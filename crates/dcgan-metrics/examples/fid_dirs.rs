@@ -6,7 +6,9 @@
 //! ```
 //! `A` and `B` are image folders or statistics files written by `--save-a/--save-b`
 //! (features kept, so KID works too). Weights default to `$CATGAN_FID_WEIGHTS` (or the
-//! cached conversion). The `cats fid` command does the same with a progress bar.
+//! cached conversion). The `cats fid` command does the same with a progress bar, and the
+//! same process-wide settings: the calling thread as one of rayon's workers, and freed
+//! buffers kept on the heap (without them: 23 million page faults for the 4,121 crops).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -18,6 +20,8 @@ use dcgan_metrics::{
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    flex_kernels::threads::join_global_pool();
+    flex_kernels::allocator::reuse_large_allocations(true);
     let mut args = std::env::args().skip(1);
     let (mut paths, mut weights, mut batch, mut save_a, mut save_b) =
         (Vec::new(), None, 16usize, None, None);

@@ -1,9 +1,10 @@
 //! Inception throughput (images/s) on flex, preprocessing excluded.
 //!
 //! ```text
-//! cargo run -p dcgan-metrics --example throughput -- [BATCH_SIZE] [BATCHES]
+//! cargo run -p dcgan-metrics --example throughput -- [BATCH_SIZE] [BATCHES] [--profile]
 //! ```
-//! Random weights: the cost is the same as with the real ones.
+//! Random weights: the cost is the same as with the real ones. `--profile` prints where
+//! the timed batches' time went, layer by layer (`flex_kernels::profile`).
 
 use std::time::Instant;
 
@@ -12,7 +13,8 @@ use burn::tensor::{Distribution, Tensor};
 use dcgan_metrics::{FidInceptionV3, InceptionWeights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let profile = std::env::args().any(|a| a == "--profile");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--profile");
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
     let batches: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
     // As the inception bench runs it: the calling thread as one of rayon's workers, and
@@ -28,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // Warm-up.
     let _ = model.forward(x.clone()).into_data();
+    flex_kernels::profile::enable(profile);
     let t = Instant::now();
     for _ in 0..batches {
         let _ = model.forward(x.clone()).into_data();
@@ -39,5 +42,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n as f64 / s,
         n as f64 * 11.42 / s
     );
+    if profile {
+        for (piece, seconds, calls) in flex_kernels::profile::take() {
+            println!(
+                "{:8.1} ms/batch  x{calls:<4} {piece}",
+                1e3 * seconds / batches as f64
+            );
+        }
+        for (kind, seconds, flops) in flex_kernels::profile::take_threads() {
+            println!(
+                "{:8.1} ms/batch thread time  {:6.1} GFLOP/s  {kind}",
+                1e3 * seconds / batches as f64,
+                flops / seconds.max(1e-9) / 1e9
+            );
+        }
+    }
     Ok(())
 }
