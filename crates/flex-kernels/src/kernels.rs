@@ -565,6 +565,31 @@ pub(crate) fn weight_to_kg(weight: &[f32], g: usize, c: usize, kh: usize, kw: us
     }
 }
 
+/// The weight `[g, c, kh, kw]` turned round for a stride-1 convolution's input gradient:
+/// `[c, g, kh, kw]` with each kernel flipped in both directions,
+/// `out[ci, gi, ky, kx] = weight[gi, ci, kh − 1 − ky, kw − 1 − kx]`.
+pub(crate) fn weight_turned_round(
+    weight: &[f32],
+    g: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<f32> {
+    let taps = kh * kw;
+    assert_eq!(weight.len(), g * c * taps, "weight shape");
+    // SAFETY: each chunk is one input channel's `g · taps` elements, all written.
+    unsafe {
+        par_vec_uninit(weight.len(), g * taps, |ci, out| {
+            for (gi, kernel) in out.chunks_exact_mut(taps).enumerate() {
+                let from = &weight[(gi * c + ci) * taps..][..taps];
+                for (o, &v) in kernel.iter_mut().zip(from.iter().rev()) {
+                    o.write(v);
+                }
+            }
+        })
+    }
+}
+
 /// The weight `[g, c, kh, kw]` as the matrix `[g, K]` with `K` in `(ky, kx, c)` order:
 /// the transpose of [`weight_to_kg`], one output channel per task.
 pub(crate) fn weight_to_gk(weight: &[f32], g: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {

@@ -248,6 +248,30 @@ impl ConvSpec {
         format!("{kind} {ci}->{co} {h}x{w} s{} {piece}", self.window.sh)
     }
 
+    /// The window of a stride-1 convolution's input gradient as a convolution of its own:
+    /// the output gradient's windows (`g` channels on the `hs × ws` grid) against the
+    /// weight turned round, giving the `hb × wb` input map, with the padding on the other
+    /// side of each window. `None` for other strides and for transposed convolutions.
+    fn input_gradient_window(&self) -> Option<Window> {
+        let w = &self.window;
+        let stride_1 = (w.sh, w.sw) == (1, 1) && w.ph < w.kh && w.pw < w.kw;
+        (self.kind == ConvKind::Forward && stride_1).then(|| Window {
+            c: self.grid_channels,
+            hb: w.hs,
+            wb: w.ws,
+            hs: w.hb,
+            ws: w.wb,
+            ph: w.kh - 1 - w.ph,
+            pw: w.kw - 1 - w.pw,
+            ..*w
+        })
+    }
+
+    /// Winograd's plan for the input gradient ([`Self::input_gradient_window`]), if any.
+    fn input_gradient_plan(&self) -> Option<winograd::Plan> {
+        winograd::plan(&self.input_gradient_window()?)
+    }
+
     /// The weight (`[g, c, kh, kw]` for both kinds) as the matrix `[(ky, kx, c), g]`.
     fn weight_kg(&self, weight: &FlexTensor) -> Vec<f32> {
         let w = &self.window;
@@ -294,9 +318,10 @@ impl ConvSpec {
         let w = &self.window;
         let (g, k) = (self.grid_channels, w.k());
         let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
-        // Inference of a stride-1 3×3 (or 1×3, 3×1) convolution: Winograd's fewer
-        // products. Training keeps the window matrices, which the weight gradient needs.
-        let winograd = (self.kind == ConvKind::Forward && need == [false, false])
+        // A stride-1 convolution: Winograd's fewer products where it has a plan (the
+        // weight gradient, if needed, still comes from the window matrices of the kept
+        // input).
+        let winograd = (self.kind == ConvKind::Forward)
             .then(|| winograd::plan(w))
             .flatten();
         if let Some(plan) = winograd {
@@ -314,11 +339,20 @@ impl ConvSpec {
                     )
                 },
             );
+            // The input gradient is a stride-1 convolution too: by Winograd's transforms
+            // if they have a plan for it, which needs the weight as it is, else from the
+            // window matrices, which need it as `[K, G]`.
+            let (wkg, weight_values) = match (need_dx, self.input_gradient_plan()) {
+                (false, _) => (None, None),
+                (true, Some(_)) => (None, Some(Arc::new(values(weight)))),
+                (true, None) => (Some(Arc::new(self.weight_kg(weight))), None),
+            };
             let state = ConvState {
                 spec: *self,
-                wkg: None,
+                wkg,
+                weight: weight_values,
                 weight_shape: weight.layout().shape().to_vec(),
-                input: None,
+                input: need_dw.then(|| x.clone()),
                 input_was_nchw: x.was_nchw,
             };
             return (nchw_tensor(out, self.output_shape(), false), state);
@@ -411,6 +445,7 @@ impl ConvSpec {
         let state = ConvState {
             spec: *self,
             wkg: wkg.filter(|_| need_dx).map(Arc::new),
+            weight: None,
             weight_shape: weight.layout().shape().to_vec(),
             input: need_dw.then(|| x.clone()),
             input_was_nchw: x.was_nchw,
@@ -445,6 +480,30 @@ impl ConvSpec {
         let [need_x, need_w, need_b] = need;
         let (g, k) = (self.grid_channels, w.k());
         let dy = timed(|| self.tag("bwd layout"), || Maps::of(grad));
+        // The input gradient by Winograd's transforms, when the forward pass kept the
+        // weight for them; the groups below then make only the weight gradient.
+        let winograd_dx = match (need_x, &state.weight, self.input_gradient_window()) {
+            (true, Some(weight), Some(window)) => winograd::plan(&window).map(|plan| {
+                timed(
+                    || self.tag("bwd winograd"),
+                    || {
+                        let turned = kernels::weight_turned_round(weight, g, w.c, w.kh, w.kw);
+                        let zeros = vec![0.0; w.c];
+                        winograd::conv_forward(
+                            &plan,
+                            &window,
+                            self.batch,
+                            w.c,
+                            dy.slice(),
+                            (&turned, &zeros),
+                            None,
+                        )
+                    },
+                )
+            }),
+            _ => None,
+        };
+        let need_x = need_x && winograd_dx.is_none();
         let empty = Arc::new(Vec::new());
         let wkg: &[f32] = state.wkg.as_ref().unwrap_or(&empty);
         let input = state.input.as_ref();
@@ -594,7 +653,9 @@ impl ConvSpec {
             });
             (dx, dw)
         });
-        let dx = need_x.then(|| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
+        let dx = winograd_dx
+            .or(need_x.then_some(dx))
+            .map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
         let db = need_b.then(|| {
             let c = match self.kind {
                 ConvKind::Forward => g,
@@ -650,8 +711,10 @@ fn weight_parts_gk(g: usize, k: usize) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) struct ConvState {
     spec: ConvSpec,
-    /// The weight as `[K, G]` (for the input gradient).
+    /// The weight as `[K, G]` (for the input gradient from window matrices).
     wkg: Option<Arc<Vec<f32>>>,
+    /// The weight as it is (for the input gradient by Winograd's transforms).
+    weight: Option<Arc<Vec<f32>>>,
     weight_shape: Vec<usize>,
     /// The input, channels-last (for the weight gradient).
     input: Option<Maps>,

@@ -133,7 +133,14 @@ fn convolutions_match_burn_forward_and_backward() {
         // the input gradient's product computed column-major (kernels::gemm).
         (1, 48, 1024, 4, 5, 2, 2),
         // A window matrix of 6.6 MB, built in pieces of 10 lines (the last one shorter).
+        // Stride 1: the forward product and the input gradient by Winograd's transforms
+        // (the weight gradient from window matrices), as this case and the next two.
         (1, 16, 8, 64, 5, 1, 2),
+        // seed128's stride-1 layer in D (64 → 128 on 16 × 16 maps at base 16).
+        (2, 64, 128, 16, 5, 1, 2),
+        // 3×3 on a map of 4 tiles of 4 and a bit, padded and not.
+        (2, 8, 6, 17, 3, 1, 1),
+        (2, 8, 6, 18, 3, 1, 0),
     ]
     .iter()
     .enumerate()
@@ -375,6 +382,19 @@ fn inference_convolutions_match_burn() {
             &values(leaky_relu(c.forward(x.clone()), slope)),
         );
         assert!(fused.iter().all(|v| slope > 0.0 || *v >= 0.0), "{what}");
+    }
+    // Stride 1 on maps Winograd's transforms take (3×3 on 4 tiles of 4, 5×5 on 4 of 2).
+    for (k, pad, side, seed) in [(3, 1, 18, 86), (3, 0, 19, 87), (5, 2, 9, 88)] {
+        let c = conv(6, 5, k, 1, pad, seed).valid();
+        let x = random::<Flex, 4>([2, 6, side, side + 1], seed + 10, 1.0);
+        let what = format!("stride-1 {k}x{k} conv2d inference on {side} x {}", side + 1);
+        let fast = on_fast_path(
+            &what,
+            |c| &mut c.conv2d,
+            1,
+            || values(flex_kernels::conv2d(&c, x.clone())),
+        );
+        assert_close(&what, &fast, &values(c.forward(x)));
     }
     let trained = conv(3, 4, 5, 2, 2, 84);
     let xa = random::<B, 4>([2, 3, 8, 8], 85, 1.0);
