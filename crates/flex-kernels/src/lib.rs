@@ -9,9 +9,10 @@
 //!   direction (forward; input and weight gradients) between the weight and a window
 //!   matrix (`im2col` / `col2im`), with the batch's positions as the long dimension, on
 //!   channels-last data. burn's flex instead spends most of a step in strided copies and
-//!   runs transposed convolutions image after image. In inference, stride-1 `3×3`, `1×3`,
-//!   `3×1`, `5×5`, `1×7` and `7×1` convolutions on maps at least 4 tiles wide take
-//!   [`winograd`]'s minimal filtering instead: 1.75–4× fewer products.
+//!   runs transposed convolutions image after image. Stride-1 `3×3`, `1×3`, `3×1`, `5×5`,
+//!   `1×7` and `7×1` convolutions on maps at least 4 tiles wide take [`winograd`]'s
+//!   minimal filtering instead for their forward products and input gradients: 1.75–4×
+//!   fewer products.
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
 //!   and two backward (running statistics updated as burn's `BatchNorm` does);
 //!   [`leaky_relu`] alone in one pass each way.
@@ -63,7 +64,7 @@
 //! allocation policy, and [`threads::join_global_pool`] makes the calling thread (your
 //! `main`) one of rayon's workers, so that the parallel loops it starts do not each wake
 //! the pool and wait for it. One is opt-out: [`winograd::enable`]`(false)` sends the
-//! stride-1 inference convolutions back to the window matrices.
+//! stride-1 convolutions back to the window matrices.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};

@@ -504,8 +504,16 @@ impl ConvSpec {
             _ => None,
         };
         let need_x = need_x && winograd_dx.is_none();
-        let empty = Arc::new(Vec::new());
-        let wkg: &[f32] = state.wkg.as_ref().unwrap_or(&empty);
+        // The weight as `[K, G]` for the window matrices' input gradient: kept by the
+        // forward pass, or made here if Winograd's path was switched off in between.
+        let wkg: Arc<Vec<f32>> = match (&state.wkg, &state.weight) {
+            (Some(wkg), _) => Arc::clone(wkg),
+            (None, Some(weight)) if need_x => {
+                Arc::new(kernels::weight_to_kg(weight, g, w.c, w.kh, w.kw))
+            }
+            _ => Arc::new(Vec::new()),
+        };
+        let wkg: &[f32] = &wkg;
         let input = state.input.as_ref();
         let group = self.group();
         let (big_len, grid_len) = (w.big() * w.c, w.grid() * g);

@@ -1,5 +1,5 @@
-//! Winograd's minimal filtering for the stride-1 convolutions of inference: fewer
-//! multiplications for the same convolution.
+//! Winograd's minimal filtering for stride-1 convolutions: fewer multiplications for the
+//! same convolution.
 //!
 //! A 1-D transform `F(m, r)` computes `m` outputs of an `r`-tap filter from
 //! `α = m + r − 1` inputs with `α` multiplications instead of `m · r`
@@ -9,13 +9,14 @@
 //! transformed input tiles `[tiles, c]` and the transformed weight `[c, g]`
 //! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 //!
-//! The flex fast path uses it for the forward pass of stride-1 convolutions on plain
-//! `Flex` (inference: the FID Inception), with `F(4, 3)` along an axis of 3 taps, `F(2, 5)`
+//! The flex fast path uses it for stride-1 convolutions: their forward products (in
+//! inference, as the FID Inception's, and in training) and, in training, their input
+//! gradients (a stride-1 convolution of the output gradient), with `F(4, 3)` along an axis of 3 taps, `F(2, 5)`
 //! along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products per 16 outputs
 //! instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per 2 instead
 //! of 14; when the map is at least 4 tiles wide along each transformed axis (below that
-//! the transforms cost more than they save). Training keeps the window matrices, which
-//! its weight gradient needs anyway.
+//! the transforms cost more than they save). The weight gradient keeps the window
+//! matrices.
 //!
 //! The sums are the same up to float rounding, which the transforms' larger constants
 //! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s `Bᵀ`) make coarser: on a random
@@ -39,7 +40,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Switches the Winograd path on (the default) or off for the whole process. Off, every
 /// convolution takes the window-matrix path, as before performance.md's change 18: the
-/// same features to float rounding, a little slower. For comparing the two paths; nothing
+/// same results to float rounding, slower. For comparing the two paths; nothing
 /// needs it off.
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);

@@ -342,6 +342,28 @@ fn tanh_channels_first_matches_burn_in_training_and_inference() {
 }
 
 #[test]
+fn winograd_switched_off_between_the_passes_still_gives_the_gradients() {
+    // The forward pass keeps the weight for Winograd's input gradient; switched off
+    // before the backward pass, the window matrices need it as `[K, G]` instead. (Other
+    // tests running meanwhile take either path; both give burn's results.)
+    let c = conv(6, 5, 3, 1, 1, 95);
+    let x = random::<B, 4>([2, 6, 17, 18], 96, 1.0).require_grad();
+    let y = flex_kernels::conv2d(&c, x.clone());
+    let r = random::<B, 4>(y.dims(), 97, 1.0);
+    flex_kernels::winograd::enable(false);
+    let grads = (y * r.clone()).sum().backward();
+    flex_kernels::winograd::enable(true);
+    let fast = values(x.grad(&grads).expect("x has a gradient"));
+    let x2 = x.clone().detach().require_grad();
+    let grads = (c.forward(x2.clone()) * r).sum().backward();
+    assert_close(
+        "d input",
+        &fast,
+        &values(x2.grad(&grads).expect("x has a gradient")),
+    );
+}
+
+#[test]
 fn inference_convolutions_match_burn() {
     let c = conv(3, 4, 5, 2, 2, 80).valid();
     let ct = conv_t(4, 3, 5, 2, 81).valid();
