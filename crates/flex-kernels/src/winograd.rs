@@ -11,20 +11,20 @@
 //!
 //! The flex fast path uses it for stride-1 convolutions: their forward products (in
 //! inference, as the FID Inception's, and in training) and, in training, their input
-//! gradients (a stride-1 convolution of the output gradient), with `F(4, 3)` along an axis of 3 taps, `F(2, 5)`
-//! along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products per 16 outputs
-//! instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per 2 instead
-//! of 14; when the map is at least 4 tiles wide along each transformed axis (below that
-//! the transforms cost more than they save). The weight gradient keeps the window
-//! matrices.
+//! gradients (a stride-1 convolution of the output gradient). `F(4, 3)` runs along an axis
+//! of 3 taps, `F(2, 5)` along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products
+//! per 16 outputs instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per
+//! 2 instead of 14; only where the map is at least 4 tiles wide along each transformed
+//! axis (below that the transforms cost more than they save). The weight gradient keeps
+//! the window matrices.
 //!
 //! The sums are the same up to float rounding, which the transforms' larger constants
 //! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s `Bᵀ`) make coarser: on a random
 //! 64-channel 3×3 layer, `F(4×4, 3×3)`'s largest error is 4.6e-6 of the output's scale
-//! (`F(2×2, 3×3)`'s 3.8e-7). Through the whole Inception the features stay as
-//! close to PyTorch's as without it (catgan's `reference_features` test checks both paths,
-//! and `docs/performance.md`, change 18, gives the figures). [`enable`]`(false)` turns it
-//! off for the process.
+//! (`F(2×2, 3×3)`'s 3.8e-7). Through the whole Inception the features stay as close to
+//! PyTorch's as without it (catgan's `reference_features` test checks both paths, and
+//! `docs/performance.md`, change 18, gives the figures). [`enable`]`(false)` turns it off
+//! for the process.
 //!
 //! Like every kernel here it is deterministic: tiles are grouped by the shapes alone and
 //! each output is written by one task.
@@ -39,9 +39,9 @@ use crate::profile;
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Switches the Winograd path on (the default) or off for the whole process. Off, every
-/// convolution takes the window-matrix path, as before performance.md's change 18: the
-/// same results to float rounding, slower. For comparing the two paths; nothing
-/// needs it off.
+/// convolution takes the window-matrix path, as before catgan's performance.md, change
+/// 18: the same results to float rounding, slower. For comparing the two paths; nothing
+/// needs it off. A backward pass whose forward pass ran with it on still works off.
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
@@ -225,8 +225,9 @@ pub(crate) fn plan(w: &Window) -> Option<Plan> {
 }
 
 /// Floats of transformed tiles (input and product, all tile points) a group of tiles
-/// aims at: 2 MiB (1, 4 and 8 MiB ran the Inception 1–3% slower). Fewer tiles per group leave each GEMM too few rows for the weight it
-/// packs; more spill the tiles out of the cache before the GEMMs read them.
+/// aims at: 2 MiB (1, 4 and 8 MiB ran the Inception 1–3% slower, one run each). Fewer
+/// tiles per group leave each GEMM too few rows for the weight it packs; more spill the
+/// tiles out of the cache before the GEMMs read them.
 const GROUP_FLOATS: usize = 1 << 19;
 
 /// `dst = Σₖ coef(k) · src(k)` for `k < n` (at most [`MAX_TERMS`]), skipping zero
