@@ -100,6 +100,10 @@ struct Args {
     /// worth and how the features move.
     #[arg(long)]
     no_winograd: bool,
+    /// Run the first convolution (3 channels in) on the window matrices instead of the
+    /// direct kernels (`flex_kernels::direct::enable(false)`).
+    #[arg(long)]
+    no_direct: bool,
     /// Before each run, wait (at most this long) until other programs use under 10% of the
     /// CPUs.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
@@ -377,10 +381,13 @@ fn main() -> ExitCode {
     };
     drop(weights);
     dcgan_core::flex_kernels::winograd::enable(!args.no_winograd);
-    let ours_name = match (args.no_fast_kernels, args.no_winograd) {
-        (true, _) => "flex, burn's own operations",
-        (false, true) => "flex, fast path without Winograd",
-        (false, false) => "flex, fast path",
+    dcgan_core::flex_kernels::direct::enable(!args.no_direct);
+    let ours_name = match (args.no_fast_kernels, args.no_winograd, args.no_direct) {
+        (true, _, _) => "flex, burn's own operations",
+        (false, true, true) => "flex, fast path without Winograd or the direct kernels",
+        (false, true, false) => "flex, fast path without Winograd",
+        (false, false, true) => "flex, fast path without the direct kernels",
+        (false, false, false) => "flex, fast path",
     };
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference/torch_inception.py");
@@ -508,6 +515,7 @@ fn main() -> ExitCode {
             "size": args.size,
             "fast_kernels": !args.no_fast_kernels,
             "winograd": !args.no_winograd,
+            "direct": !args.no_direct,
             "weights": weights_path,
             "real_weights": real_weights,
             "rows": rows,

@@ -2,7 +2,7 @@
 //! (`fast_kernels` in the network configs, `flex_kernels`) on and off in the same process.
 //!
 //! ```text
-//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc] [--outside-pool]
+//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc] [--outside-pool] [--no-direct]
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 5 both
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 6 on --profile
 //! ```
@@ -10,7 +10,9 @@
 //! them; `--default-malloc` keeps glibc's allocator settings instead of
 //! `flex_kernels::allocator::reuse_large_allocations` (as `cats --default-malloc`);
 //! `--outside-pool` leaves the main thread outside rayon's pool instead of
-//! `flex_kernels::threads::join_global_pool` (as `cats` does).
+//! `flex_kernels::threads::join_global_pool` (as `cats` does); `--no-direct` runs the
+//! layers at the image end (3 channels) on the window matrices instead of
+//! `flex_kernels::direct`'s kernels, to measure what those are worth.
 //!
 //! Phases of one step (what `Trainer::step` does): G forward; the D update (D forward on
 //! real and detached fakes, backward, Adam); the G update (D forward on the fakes,
@@ -124,12 +126,18 @@ fn main() {
     let (flags, args): (Vec<String>, Vec<String>) =
         std::env::args().skip(1).partition(|a| a.starts_with("--"));
     let flag = |name: &str| flags.iter().any(|f| f == name);
-    if let Some(unknown) = flags
-        .iter()
-        .find(|f| !["--profile", "--default-malloc", "--outside-pool"].contains(&f.as_str()))
-    {
-        panic!("unknown flag {unknown}: --profile, --default-malloc, --outside-pool");
+    if let Some(unknown) = flags.iter().find(|f| {
+        ![
+            "--profile",
+            "--default-malloc",
+            "--outside-pool",
+            "--no-direct",
+        ]
+        .contains(&f.as_str())
+    }) {
+        panic!("unknown flag {unknown}: --profile, --default-malloc, --outside-pool, --no-direct");
     }
+    flex_kernels::direct::enable(!flag("--no-direct"));
     // As `cats` does (`--outside-pool` to compare with a main thread outside rayon's pool).
     if !flag("--outside-pool") {
         flex_kernels::threads::join_global_pool();

@@ -1,10 +1,11 @@
 //! Inception throughput (images/s) on flex, preprocessing excluded.
 //!
 //! ```text
-//! cargo run -p dcgan-metrics --example throughput -- [BATCH_SIZE] [BATCHES] [--profile]
+//! cargo run -p dcgan-metrics --example throughput -- [BATCH_SIZE] [BATCHES] [--profile] [--no-direct]
 //! ```
 //! Random weights: the cost is the same as with the real ones. `--profile` prints where
-//! the timed batches' time went, layer by layer (`flex_kernels::profile`).
+//! the timed batches' time went, layer by layer (`flex_kernels::profile`); `--no-direct`
+//! runs the first convolution on the window matrices (`flex_kernels::direct::enable`).
 
 use std::time::Instant;
 
@@ -14,7 +15,11 @@ use dcgan_metrics::{FidInceptionV3, InceptionWeights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let profile = std::env::args().any(|a| a == "--profile");
-    let mut args = std::env::args().skip(1).filter(|a| a != "--profile");
+    let direct = !std::env::args().any(|a| a == "--no-direct");
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--profile" && a != "--no-direct");
+    flex_kernels::direct::enable(direct);
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
     let batches: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
     // As the inception bench runs it: the calling thread as one of rayon's workers, and

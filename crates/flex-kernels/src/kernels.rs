@@ -71,6 +71,26 @@ impl Window {
     pub fn big(&self) -> usize {
         self.hb * self.wb
     }
+
+    /// The window of a convolution of `c` channels on an `hb × wb` map with a `k × k`
+    /// kernel, stride `s` and padding `p` on every side, with the output grid `Conv2d`
+    /// gives.
+    #[cfg(test)]
+    pub fn of_conv(c: usize, (hb, wb): (usize, usize), k: usize, s: usize, p: usize) -> Self {
+        Window {
+            c,
+            hb,
+            wb,
+            hs: (hb + 2 * p - k) / s + 1,
+            ws: (wb + 2 * p - k) / s + 1,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+        }
+    }
 }
 
 /// The channel count of a map, either fixed at compile time ([`Fixed`]) or not
@@ -1030,20 +1050,7 @@ mod tests {
                 (4, 2, 0, 3),
                 (3, 1, 2, 5),
             ] {
-                let hs = (hb + 2 * p - k) / s + 1;
-                v.push(Window {
-                    c,
-                    hb,
-                    wb: hb + 1,
-                    hs,
-                    ws: (hb + 1 + 2 * p - k) / s + 1,
-                    kh: k,
-                    kw: k,
-                    sh: s,
-                    sw: s,
-                    ph: p,
-                    pw: p,
-                });
+                v.push(Window::of_conv(c, (hb, hb + 1), k, s, p));
             }
         }
         v

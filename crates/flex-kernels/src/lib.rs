@@ -12,7 +12,9 @@
 //!   runs transposed convolutions image after image. Stride-1 `3×3`, `1×3`, `3×1`, `5×5`,
 //!   `1×7` and `7×1` convolutions on maps at least 4 tiles wide take [`winograd`]'s
 //!   minimal filtering instead for their forward products and input gradients: 1.75–4×
-//!   fewer products.
+//!   fewer products. Convolutions with an image's few channels on the map side (a
+//!   discriminator's first layer, a generator's last) take [`direct`]'s kernels, which
+//!   sum each output straight from its inputs without window matrices (AVX-512 CPUs).
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
 //!   and two backward (running statistics updated as burn's `BatchNorm` does);
 //!   [`leaky_relu`] alone in one pass each way.
@@ -63,8 +65,9 @@
 //! pieces of every layer, [`allocator::reuse_large_allocations`] changes glibc's
 //! allocation policy, and [`threads::join_global_pool`] makes the calling thread (your
 //! `main`) one of rayon's workers, so that the parallel loops it starts do not each wake
-//! the pool and wait for it. One is opt-out: [`winograd::enable`]`(false)` sends the
-//! stride-1 convolutions back to the window matrices.
+//! the pool and wait for it. Two are opt-out, for comparisons: [`winograd::enable`]`(false)`
+//! sends the stride-1 convolutions back to the window matrices, [`direct::enable`]`(false)`
+//! the layers with few map channels.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -104,6 +107,7 @@
 
 pub mod adam;
 pub mod allocator;
+pub mod direct;
 pub mod profile;
 pub mod threads;
 pub mod winograd;

@@ -8,8 +8,10 @@
 //! transposed convolution runs image after image. Here every convolution is one GEMM per
 //! direction between the weight and a window matrix ([`kernels::im2col_lines`] /
 //! [`kernels::col2im_lines`]), with the batch's positions as the long dimension (the window
-//! matrix built and multiplied in pieces that stay in the core's L2), and batch norm +
-//! leaky ReLU is two passes forward and two backward.
+//! matrix built and multiplied in pieces that stay in the core's L2; stride-1 ones by
+//! [`winograd`]'s transforms, those with an image's few channels on the map side by
+//! [`direct`]'s kernels), and batch norm + leaky ReLU is two passes forward and two
+//! backward.
 //!
 //! Layout: the outputs are logical `[n, c, h, w]` tensors whose memory is channels-last
 //! (a permuted view of a contiguous `[n, h, w, c]` buffer), so that the next fast layer
@@ -39,6 +41,7 @@ use std::mem::MaybeUninit;
 use crate::buffers::{
     assume_init, par_vec_split_uninit, par_vec_tiled, par_vec_uninit, with_scratch, Uninit,
 };
+use crate::direct;
 use crate::kernels::{self, Affine, Mat, Window};
 use crate::profile::{self, timed};
 use crate::winograd;
@@ -318,6 +321,32 @@ impl ConvSpec {
         let w = &self.window;
         let (g, k) = (self.grid_channels, w.k());
         let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
+        // A map of an image's few channels: summed directly, without window matrices.
+        if direct::applies(w, g) {
+            let wkg = self.weight_kg(weight);
+            let bias = values(bias);
+            let (x_maps, bias) = (x.slice(), Some(&bias[..]));
+            let out = timed(
+                || self.tag("fwd direct"),
+                || match self.kind {
+                    ConvKind::Forward => {
+                        direct::gather(w, self.batch, g, x_maps, &wkg, bias, slope)
+                    }
+                    ConvKind::Transposed => {
+                        direct::scatter(w, self.batch, g, x_maps, &wkg, bias, slope)
+                    }
+                },
+            );
+            let state = ConvState {
+                spec: *self,
+                wkg: need_dx.then(|| Arc::new(wkg)),
+                weight: None,
+                weight_shape: weight.layout().shape().to_vec(),
+                input: need_dw.then(|| x.clone()),
+                input_was_nchw: x.was_nchw,
+            };
+            return (nchw_tensor(out, self.output_shape(), false), state);
+        }
         // A stride-1 convolution: Winograd's fewer products where it has a plan (the
         // weight gradient, if needed, still comes from the window matrices of the kept
         // input).
@@ -480,6 +509,20 @@ impl ConvSpec {
         let [need_x, need_w, need_b] = need;
         let (g, k) = (self.grid_channels, w.k());
         let dy = timed(|| self.tag("bwd layout"), || Maps::of(grad));
+        // The direct path, when the forward pass kept the weight as `[K, G]` (or the input
+        // gradient is not needed).
+        if direct::applies(w, g) && (state.wkg.is_some() || !need_x) {
+            let (dx, dw) = timed(
+                || self.tag("bwd direct"),
+                || self.backward_direct(&dy, state, [need_x, need_w]),
+            );
+            let dx = dx.map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
+            let dw = dw.map(|dw| {
+                let dw = kernels::weight_from_parts_sum(&dw, false, g, w.c, w.kh, w.kw);
+                tensor(dw, &state.weight_shape)
+            });
+            return [dx, dw, need_b.then(|| self.bias_gradient(&dy))];
+        }
         // The input gradient by Winograd's transforms, when the forward pass kept the
         // weight for them; the groups below then make only the weight gradient.
         let winograd_dx = match (need_x, &state.weight, self.input_gradient_window()) {
@@ -664,14 +707,40 @@ impl ConvSpec {
         let dx = winograd_dx
             .or(need_x.then_some(dx))
             .map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
-        let db = need_b.then(|| {
-            let c = match self.kind {
-                ConvKind::Forward => g,
-                ConvKind::Transposed => w.c,
-            };
-            tensor(kernels::column_sums(dy.slice(), c), &[c])
-        });
-        [dx, dw, db]
+        [dx, dw, need_b.then(|| self.bias_gradient(&dy))]
+    }
+
+    /// The bias gradient: the output gradient's sums per channel.
+    fn bias_gradient(&self, dy: &Maps) -> FlexTensor {
+        let c = match self.kind {
+            ConvKind::Forward => self.grid_channels,
+            ConvKind::Transposed => self.window.c,
+        };
+        tensor(kernels::column_sums(dy.slice(), c), &[c])
+    }
+
+    /// The input gradient (channels-last) and the weight gradient (`[K, G]`) by
+    /// [`direct`]'s kernels, each if asked for.
+    fn backward_direct(
+        &self,
+        dy: &Maps,
+        state: &ConvState,
+        [need_x, need_w]: [bool; 2],
+    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+        let (w, batch, g) = (&self.window, self.batch, self.grid_channels);
+        let dy = dy.slice();
+        let input = || state.input.as_ref().expect("kept for dW").slice();
+        let wkg = || state.wkg.as_deref().expect("kept for dx");
+        match self.kind {
+            ConvKind::Forward => (
+                need_x.then(|| direct::scatter(w, batch, g, dy, wkg(), None, None)),
+                need_w.then(|| direct::weight_gradient(w, batch, g, input(), dy)),
+            ),
+            ConvKind::Transposed => (
+                need_x.then(|| direct::gather(w, batch, g, dy, wkg(), None, None)),
+                need_w.then(|| direct::weight_gradient(w, batch, g, dy, input())),
+            ),
+        }
     }
 }
 

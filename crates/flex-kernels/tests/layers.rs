@@ -141,6 +141,12 @@ fn convolutions_match_burn_forward_and_backward() {
         // 3×3 on a map of 4 tiles of 4 and a bit, padded and not.
         (2, 8, 6, 17, 3, 1, 1),
         (2, 8, 6, 18, 3, 1, 0),
+        // Maps of an image's 3 channels (or 1), grids of 16 or 32 channels: the direct
+        // path (flex_kernels::direct), as D's first layer and the FID Inception's.
+        (3, 3, 16, 16, 5, 2, 2),
+        (2, 3, 32, 13, 5, 2, 2),
+        (2, 3, 32, 19, 3, 2, 0),
+        (2, 1, 16, 9, 5, 1, 2),
     ]
     .iter()
     .enumerate()
@@ -178,6 +184,12 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         (2, 1024, 48, 3, 5, 2),
         // A window matrix of 1.7 MB an image, built in pieces of 19 lines.
         (1, 8, 16, 32, 5, 2),
+        // Grids of 16 or 32 channels to 3-channel maps: the direct path, as G's last
+        // layer (stride 1) and strided ones.
+        (2, 16, 3, 16, 5, 1),
+        (3, 32, 3, 7, 5, 2),
+        (2, 16, 2, 6, 3, 2),
+        (2, 16, 4, 5, 4, 2),
     ]
     .iter()
     .enumerate()

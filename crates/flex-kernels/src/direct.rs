@@ -1,0 +1,792 @@
+//! Direct convolutions for the layers at the image end of a network: those whose big map
+//! (the input of a convolution, the output of a transposed one) has at most 4 channels,
+//! an image's 3 (D's first layer, G's last, the FID Inception's first).
+//!
+//! Why: the window-matrix path (`im2col`, a GEMM, `col2im`) moves each image pixel 25
+//! times in pieces of 3 floats (5×5 windows), and its GEMMs are 16–64 wide and 75 deep,
+//! where the `gemm` crate packs more than it multiplies. At dcgan64 base 16 batch 16
+//! these two layers took 21% of a training step for a tenth of its multiply-adds
+//! (catgan's `docs/performance.md`, change 19). Here each output is summed straight from
+//! its inputs, 16 grid channels to an AVX-512 vector (on CPUs without it, these layers
+//! keep the window matrices):
+//!
+//! - `gather`: grid outputs from the map's windows (a convolution's forward product, a
+//!   transposed convolution's input gradient);
+//! - `scatter`: map outputs from the grid positions whose windows cover them (a
+//!   transposed convolution's forward product, a convolution's input gradient), each one
+//!   summed by one task, phase by phase for strides above 1;
+//! - `weight_gradient`: the weight gradient `Σ window ⊗ grid`, in fixed parts of the
+//!   grid lines added in order.
+//!
+//! Every sum is in a fixed order (by the shapes alone), with fused multiply-adds, so
+//! results do not depend on the threads. [`enable`]`(false)` turns the path off for the
+//! process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::buffers::{par_vec, with_scratch};
+use crate::kernels::{self, Window};
+
+/// Grid channels per vector: the grid side's channels must be a multiple of it.
+pub(crate) const LANES: usize = 16;
+
+/// Map channels this path takes at most.
+pub(crate) const MAX_CHANNELS: usize = 4;
+
+/// Taps of one window row (`kw · c`) the weight gradient accumulates at once, at most.
+const STRIP: usize = 16;
+
+/// Grid positions [`gather`] sums at once (sharing each weight vector).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const GATHER_BLOCK: usize = 8;
+
+/// Map positions [`scatter`] sums at once (sharing each weight vector).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const SCATTER_BLOCK: usize = 4;
+
+/// Grid lines per part of [`weight_gradient`]: parts are summed in order, so each sum of
+/// products runs over at most this many lines (accuracy) and the parts balance over the
+/// threads.
+const LINES_PER_PART: usize = 32;
+
+type Lanes = [f32; LANES];
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches the direct path on (the default) or off for the whole process. Off, these
+/// layers take the window-matrix path, as before catgan's performance.md, change 19: the
+/// same results to float rounding, slower. For comparing the two paths.
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the direct path is on (see [`enable`]).
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether a convolution of window `w` with `g` grid-side channels takes this path: it is
+/// on ([`enable`]) and the shapes fit ([`fits`]).
+pub(crate) fn applies(w: &Window, g: usize) -> bool {
+    is_enabled() && fits(w, g)
+}
+
+/// Whether the kernels here take a convolution of window `w` with `g` grid-side channels:
+/// at most [`MAX_CHANNELS`] map channels, `g` a multiple of [`LANES`], a window row of at
+/// most 16 taps (`kw · c`), padding inside the kernel, not a plain 1×1, and a CPU with
+/// AVX-512.
+fn fits(w: &Window, g: usize) -> bool {
+    supported()
+        && (1..=MAX_CHANNELS).contains(&w.c)
+        && g > 0
+        && g.is_multiple_of(LANES)
+        && w.kw * w.c <= STRIP
+        && w.ph < w.kh
+        && w.pw < w.kw
+        && w.sh > 0
+        && w.sw > 0
+        && !w.is_pointwise()
+}
+
+/// Runs one of [`simd`]'s kernels; without x86 (and so without AVX-512, which [`fits`]
+/// requires) nothing calls it.
+macro_rules! simd {
+    ($call:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            $call
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            unreachable!("the direct kernels need AVX-512")
+        }
+    }};
+}
+
+/// Whether the CPU runs this path's kernels (AVX-512; elsewhere the window matrices).
+fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Width of a padded map row, in positions: room for every window of a grid line.
+fn padded_width(w: &Window) -> usize {
+    (w.sw * (w.ws - 1) + w.kw).max(w.pw + w.wb)
+}
+
+/// Floats of one padded map row as the kernels read it: [`padded_width`] positions and
+/// [`STRIP`] floats of slack (the weight gradient reads whole strips past a row's last
+/// window; what it reads there is never used).
+fn padded_row_len(w: &Window) -> usize {
+    padded_width(w) * w.c + STRIP
+}
+
+/// Writes row `py` of the zero-padded map (map row `py − ph`, shifted right by `pw`) into
+/// `row` (all of it written).
+fn padded_row(w: &Window, map: &[f32], py: usize, row: &mut [f32]) {
+    row.fill(0.0);
+    let c = w.c;
+    if let Some(y) = py.checked_sub(w.ph).filter(|&y| y < w.hb) {
+        row[w.pw * c..(w.pw + w.wb) * c].copy_from_slice(&map[y * w.wb * c..][..w.wb * c]);
+    }
+}
+
+/// An output of `lines` lines of `line_len` floats, made in parallel by tasks of whole
+/// lines (at least 32 tasks where there are that many lines, so that the threads get even
+/// shares): `line(index, out, scratch)` writes line `index` into `out`, with `scratch`
+/// floats of scratch; then each task's lines get a leaky ReLU of `slope`, if given.
+fn by_lines(
+    lines: usize,
+    line_len: usize,
+    scratch: usize,
+    slope: Option<f32>,
+    line: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let per_task = lines.div_ceil(32).max(1);
+    par_vec(lines * line_len, per_task * line_len, |i, out| {
+        with_scratch(scratch, |scratch| {
+            for (j, out) in out.chunks_mut(line_len).enumerate() {
+                line(i * per_task + j, out, scratch);
+            }
+        });
+        if let Some(slope) = slope {
+            kernels::leaky_in_place(out, slope);
+        }
+    })
+}
+
+/// Taps of one map position's sum along an axis: `(k, d)` for kernel tap `k` reading the
+/// grid at `position / stride + d` (the positions of one phase share them).
+fn phase_taps(position: usize, k: usize, stride: usize, pad: usize) -> Vec<(usize, isize)> {
+    let phase = position % stride;
+    (0..k)
+        .filter(|&t| (phase + pad + stride - t % stride).is_multiple_of(stride))
+        .map(|t| {
+            (
+                t,
+                ((phase + pad) as isize - t as isize).div_euclid(stride as isize),
+            )
+        })
+        .collect()
+}
+
+/// The forward product of a convolution over the big maps `big [n, hb, wb, c]`:
+/// `grid[n, y, x, :] = bias + Σ_{ky, kx, ci} big[n, sh·y + ky − ph, sw·x + kx − pw, ci] ·
+/// wkg[(ky, kx, ci), :]` (zero over the padding), then a leaky ReLU of `slope` if given.
+/// Also a transposed convolution's input gradient (with the output gradient as `big`).
+pub(crate) fn gather(
+    w: &Window,
+    batch: usize,
+    g: usize,
+    big: &[f32],
+    wkg: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+) -> Vec<f32> {
+    assert!(fits(w, g), "gather: not a direct convolution");
+    assert_eq!(big.len(), batch * w.big() * w.c, "gather: map length");
+    assert_eq!(wkg.len(), w.k() * g, "gather: weight length");
+    assert!(bias.is_none_or(|b| b.len() == g), "gather: bias length");
+    let rw = padded_row_len(w);
+    by_lines(
+        batch * w.hs,
+        w.ws * g,
+        w.kh * rw,
+        slope,
+        |line, out, rows| {
+            let (n, y) = (line / w.hs, line % w.hs);
+            let map = &big[n * w.big() * w.c..][..w.big() * w.c];
+            for (ky, row) in rows.chunks_mut(rw).enumerate() {
+                padded_row(w, map, w.sh * y + ky, row);
+            }
+            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths.
+            simd!(unsafe { simd::gather_line(w, g, rows, out, wkg, bias) });
+        },
+    )
+}
+
+/// The forward product of a transposed convolution from the grids `grid [n, hs, ws, g]`
+/// to the big maps `[n, hb, wb, c]`: every map position is `bias` plus the sum over the
+/// grid positions `(y, x)` and taps `(ky, kx)` with `sh·y + ky − ph`, `sw·x + kx − pw` at
+/// it of `grid[n, y, x, :] · wkg[(ky, kx, ci), :]`; then a leaky ReLU of `slope` if given.
+/// Also a convolution's input gradient (with the output gradient as `grid`). Each map
+/// position is summed whole by one task (no scatter).
+pub(crate) fn scatter(
+    w: &Window,
+    batch: usize,
+    g: usize,
+    grid: &[f32],
+    wkg: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+) -> Vec<f32> {
+    assert!(fits(w, g), "scatter: not a direct convolution");
+    assert_eq!(grid.len(), batch * w.grid() * g, "scatter: grid length");
+    assert_eq!(wkg.len(), w.k() * g, "scatter: weight length");
+    assert!(bias.is_none_or(|b| b.len() == w.c), "scatter: bias length");
+    by_lines(batch * w.hb, w.wb * w.c, 0, slope, |line, out, _| {
+        let (n, ty) = (line / w.hb, line % w.hb);
+        let grid = &grid[n * w.grid() * g..][..w.grid() * g];
+        let y_taps: Vec<(usize, usize)> = phase_taps(ty, w.kh, w.sh, w.ph)
+            .into_iter()
+            .filter_map(|(ky, d)| {
+                let y = (ty / w.sh) as isize + d;
+                (0..w.hs as isize).contains(&y).then_some((ky, y as usize))
+            })
+            .collect();
+        for phase in 0..w.sw.min(w.wb) {
+            let x_taps = phase_taps(phase, w.kw, w.sw, w.pw);
+            let line = Line {
+                y_taps: &y_taps,
+                x_taps: &x_taps,
+                phase,
+            };
+            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths;
+            // the taps are inside the grid (`phase_taps` and the filter above, the
+            // edge check in `scatter_phase`).
+            simd!(unsafe {
+                match w.c {
+                    1 => simd::scatter_phase::<1>(w, g, grid, &line, out, wkg, bias),
+                    2 => simd::scatter_phase::<2>(w, g, grid, &line, out, wkg, bias),
+                    3 => simd::scatter_phase::<3>(w, g, grid, &line, out, wkg, bias),
+                    4 => simd::scatter_phase::<4>(w, g, grid, &line, out, wkg, bias),
+                    c => unreachable!("{c} map channels (fits() allows 1 to 4)"),
+                }
+            });
+        }
+    })
+}
+
+/// One map line's positions of one phase (`tx = sw·X + phase`), for [`scatter`]: the
+/// taps along each axis, as grid rows and as offsets of grid columns from `X`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Line<'a> {
+    y_taps: &'a [(usize, usize)],
+    x_taps: &'a [(usize, isize)],
+    phase: usize,
+}
+
+/// The weight gradient `[K, G]` of a convolution between the big maps `big [n, hb, wb, c]`
+/// and the grids `grid [n, hs, ws, g]`: `Σ_{n, y, x} big[n, sh·y + ky − ph, sw·x + kx −
+/// pw, ci] · grid[n, y, x, :]` for each row `(ky, kx, ci)`. For a convolution `big` is
+/// the input and `grid` the output gradient; for a transposed one, the output gradient
+/// and the input. The grid lines are summed in parts of [`LINES_PER_PART`], the parts
+/// then added in order.
+pub(crate) fn weight_gradient(
+    w: &Window,
+    batch: usize,
+    g: usize,
+    big: &[f32],
+    grid: &[f32],
+) -> Vec<f32> {
+    assert!(fits(w, g), "weight_gradient: not a direct convolution");
+    assert_eq!(
+        big.len(),
+        batch * w.big() * w.c,
+        "weight_gradient: map length"
+    );
+    assert_eq!(
+        grid.len(),
+        batch * w.grid() * g,
+        "weight_gradient: grid length"
+    );
+    let lines = batch * w.hs;
+    let parts = lines.div_ceil(LINES_PER_PART);
+    let chunks = g / LANES;
+    let strip = w.kw * w.c;
+    // Task `(part, ky, chunk)`: its sums for the rows `(ky, ·, ·)` and one vector of
+    // grid channels.
+    let sums: Vec<[Lanes; STRIP]> = (0..parts * w.kh * chunks)
+        .into_par_iter()
+        .map(|task| {
+            let (part, ky, chunk) = (task / (w.kh * chunks), task / chunks % w.kh, task % chunks);
+            let first = part * LINES_PER_PART;
+            with_scratch(padded_row_len(w), |row| {
+                let mut acc = [[0.0; LANES]; STRIP];
+                for line in first..(first + LINES_PER_PART).min(lines) {
+                    let (n, y) = (line / w.hs, line % w.hs);
+                    let map = &big[n * w.big() * w.c..][..w.big() * w.c];
+                    padded_row(w, map, w.sh * y + ky, row);
+                    let grid = &grid[line * w.ws * g..][..w.ws * g];
+                    // SAFETY: `fits` checked for AVX-512 and the asserts above the
+                    // lengths; `row` has a strip of slack.
+                    simd!(unsafe { simd::weight_line(w, g, row, grid, chunk, &mut acc) });
+                }
+                acc
+            })
+        })
+        .collect();
+    let mut dw = vec![0.0; w.k() * g];
+    for (task, acc) in sums.iter().enumerate() {
+        let (ky, chunk) = (task / chunks % w.kh, task % chunks);
+        for (j, acc) in acc[..strip].iter().enumerate() {
+            let dst = &mut dw[(ky * strip + j) * g + chunk * LANES..][..LANES];
+            for (d, a) in dst.iter_mut().zip(acc) {
+                *d += a;
+            }
+        }
+    }
+    dw
+}
+
+/// The kernels on AVX-512 vectors, one vector of 16 grid channels at a time.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::{Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_BLOCK, STRIP};
+
+    /// One grid line of [`super::gather`] from its `kh` padded map rows (`rows`, one
+    /// after another).
+    ///
+    /// # Safety
+    /// AVX-512; `rows` holds `kh` rows of at least `sw·(ws − 1) + kw` positions, `out`
+    /// one line (`ws · g`), `wkg` `K · g`, `bias` (if any) `g`, and `g` is a multiple of
+    /// 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_line(
+        w: &Window,
+        g: usize,
+        rows: &[f32],
+        out: &mut [f32],
+        wkg: &[f32],
+        bias: Option<&[f32]>,
+    ) {
+        debug_assert_eq!(out.len(), w.ws * g);
+        // Two vectors of channels at once where `g` allows: each map value then feeds two
+        // products.
+        let pair = g.is_multiple_of(2 * LANES);
+        let width = if pair { 2 * LANES } else { LANES };
+        for first in (0..g).step_by(width) {
+            let mut x = 0;
+            while x + GATHER_BLOCK <= w.ws {
+                // SAFETY: the caller's promise; `x + GATHER_BLOCK ≤ ws`, `first + width ≤ g`.
+                unsafe {
+                    if pair {
+                        gather_block::<GATHER_BLOCK, 2>(w, g, rows, x, first, bias, wkg, out)
+                    } else {
+                        gather_block::<GATHER_BLOCK, 1>(w, g, rows, x, first, bias, wkg, out)
+                    }
+                }
+                x += GATHER_BLOCK;
+            }
+            for x in x..w.ws {
+                // SAFETY: the caller's promise; `x < ws`, `first + width ≤ g`.
+                unsafe {
+                    if pair {
+                        gather_block::<1, 2>(w, g, rows, x, first, bias, wkg, out)
+                    } else {
+                        gather_block::<1, 1>(w, g, rows, x, first, bias, wkg, out)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `R` grid positions from `x` on, channels `first..first + 16·V`: each weight vector
+    /// is loaded once for the `R` positions, each map value once for the `V` vectors.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gather_block<const R: usize, const V: usize>(
+        w: &Window,
+        g: usize,
+        rows: &[f32],
+        x: usize,
+        first: usize,
+        bias: Option<&[f32]>,
+        wkg: &[f32],
+        out: &mut [f32],
+    ) {
+        let (strip, step) = (w.kw * w.c, w.sw * w.c);
+        let rw = rows.len() / w.kh;
+        let start: [__m512; V] = std::array::from_fn(|v| match bias {
+            // SAFETY: `bias` has `g` floats, `first + 16·V ≤ g`.
+            Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(first + v * LANES)) },
+            None => _mm512_setzero_ps(),
+        });
+        let mut acc = [start; R];
+        for ky in 0..w.kh {
+            // The block's windows in this row: `R − 1` steps and one strip.
+            let row = &rows[ky * rw..][x * step..][..(R - 1) * step + strip];
+            let weights = &wkg[ky * strip * g..][..strip * g];
+            for j in 0..strip {
+                // SAFETY: row `j` of `weights` has `g` floats, `first + 16·V ≤ g`; the
+                // window taps are below `(R − 1)·step + strip`.
+                unsafe {
+                    let wv: [__m512; V] = std::array::from_fn(|v| {
+                        _mm512_loadu_ps(weights.as_ptr().add(j * g + first + v * LANES))
+                    });
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let a = _mm512_set1_ps(*row.get_unchecked(r * step + j));
+                        for v in 0..V {
+                            acc[v] = _mm512_fmadd_ps(a, wv[v], acc[v]);
+                        }
+                    }
+                }
+            }
+        }
+        let out = &mut out[x * g..][..R * g];
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, acc) in acc.iter().enumerate() {
+                // SAFETY: position `r` of the block has `g` floats, `first + 16·V ≤ g`.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(r * g + first + v * LANES), *acc) };
+            }
+        }
+    }
+
+    /// One phase of one map line of [`super::scatter`]: the positions whose taps are all
+    /// inside the grid [`SCATTER_BLOCK`] at a time, the others one by one, skipping the
+    /// taps outside.
+    ///
+    /// # Safety
+    /// AVX-512; `grid` is one image's grid, `out` one map line (`wb · C`), `wkg` `K · g`,
+    /// `bias` (if any) `C`, `line.y_taps` rows of the grid, and `g` a multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_phase<const C: usize>(
+        w: &Window,
+        g: usize,
+        grid: &[f32],
+        line: &Line<'_>,
+        out: &mut [f32],
+        wkg: &[f32],
+        bias: Option<&[f32]>,
+    ) {
+        let (sw, phase) = (w.sw, line.phase);
+        let count = (w.wb - phase).div_ceil(sw);
+        let lowest = line.x_taps.iter().map(|t| t.1).min().unwrap_or(0);
+        let highest = line.x_taps.iter().map(|t| t.1).max().unwrap_or(0);
+        // Positions `X` in `inside` read grid columns `X + d` in `0..ws` for every tap.
+        let inside =
+            (-lowest).max(0) as usize..(w.ws as isize - highest).clamp(0, count as isize) as usize;
+        let bias: [f32; C] = std::array::from_fn(|ci| bias.map_or(0.0, |b| b[ci]));
+        let mut write = |big_x: usize, acc: &[[__m512; C]]| {
+            for (r, acc) in acc.iter().enumerate() {
+                let tx = sw * (big_x + r) + phase;
+                for ci in 0..C {
+                    out[tx * C + ci] = bias[ci] + _mm512_reduce_add_ps(acc[ci]);
+                }
+            }
+        };
+        let mut big_x = 0;
+        while big_x < count {
+            if inside.contains(&big_x) && big_x + SCATTER_BLOCK <= inside.end {
+                // SAFETY: every tap of these positions is inside the grid.
+                let acc =
+                    unsafe { scatter_block::<C, SCATTER_BLOCK>(w, g, grid, big_x, line, wkg) };
+                write(big_x, &acc);
+                big_x += SCATTER_BLOCK;
+            } else {
+                // SAFETY: the taps outside the grid are skipped.
+                let acc = unsafe { scatter_block::<C, 1>(w, g, grid, big_x, line, wkg) };
+                write(big_x, &acc);
+                big_x += 1;
+            }
+        }
+    }
+
+    /// The sums of `R` map positions of one phase from `X = big_x` on, one vector per
+    /// channel and position (their lanes summed by the caller); taps whose grid column
+    /// is outside the grid are skipped (only ever for `R = 1`).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scatter_block<const C: usize, const R: usize>(
+        w: &Window,
+        g: usize,
+        grid: &[f32],
+        big_x: usize,
+        line: &Line<'_>,
+        wkg: &[f32],
+    ) -> [[__m512; C]; R] {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        for &(ky, y) in line.y_taps {
+            let grid_line = &grid[y * w.ws * g..][..w.ws * g];
+            for &(kx, d) in line.x_taps {
+                let x0 = big_x as isize + d;
+                if x0 < 0 || x0 as usize + R > w.ws {
+                    continue;
+                }
+                let cells = &grid_line[x0 as usize * g..][..R * g];
+                let weights = &wkg[(ky * w.kw + kx) * C * g..][..C * g];
+                for chunk in 0..g / LANES {
+                    // SAFETY: `cells` has `R` positions of `g` floats, `weights` `C`
+                    // rows of `g`; `chunk < g / 16`.
+                    unsafe {
+                        let wv: [__m512; C] = std::array::from_fn(|ci| {
+                            _mm512_loadu_ps(weights.as_ptr().add(ci * g + chunk * LANES))
+                        });
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let v = _mm512_loadu_ps(cells.as_ptr().add(r * g + chunk * LANES));
+                            for ci in 0..C {
+                                acc[ci] = _mm512_fmadd_ps(v, wv[ci], acc[ci]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// One grid line's products with one padded map row, added to `acc`'s first `kw · c`
+    /// rows: for each position, the window's taps times the grid's vector.
+    ///
+    /// # Safety
+    /// AVX-512; `row` has at least `sw·(ws − 1)·c + 16` floats, `grid` one line (`ws ·
+    /// g`), `chunk < g / 16`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_line(
+        w: &Window,
+        g: usize,
+        row: &[f32],
+        grid: &[f32],
+        chunk: usize,
+        acc: &mut [Lanes; STRIP],
+    ) {
+        macro_rules! by_strip {
+            ($($s:literal)*) => {
+                match w.kw * w.c {
+                    // SAFETY: the caller's promise.
+                    $($s => unsafe { weight_line_of::<$s>(w, g, row, grid, chunk, acc) },)*
+                    s => unreachable!("a strip of {s} taps (fits() allows 1 to 16)"),
+                }
+            };
+        }
+        by_strip!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    /// [`weight_line`] for strips of `S` taps, its sums in registers for the line.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn weight_line_of<const S: usize>(
+        w: &Window,
+        g: usize,
+        row: &[f32],
+        grid: &[f32],
+        chunk: usize,
+        acc: &mut [Lanes; STRIP],
+    ) {
+        let step = w.sw * w.c;
+        assert!(row.len() >= (w.ws - 1) * step + S && grid.len() >= w.ws * g);
+        // SAFETY: `acc`'s rows are 16 floats.
+        let mut sums: [__m512; S] =
+            std::array::from_fn(|j| unsafe { _mm512_loadu_ps(acc[j].as_ptr()) });
+        for x in 0..w.ws {
+            // SAFETY: position `x` of the line has `g` floats, `chunk < g / 16`; its
+            // window's `S` taps are inside `row` (asserted above).
+            unsafe {
+                let v = _mm512_loadu_ps(grid.as_ptr().add(x * g + chunk * LANES));
+                let window = row.as_ptr().add(x * step);
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    *sum = _mm512_fmadd_ps(_mm512_set1_ps(*window.add(j)), v, *sum);
+                }
+            }
+        }
+        for (j, sum) in sums.iter().enumerate() {
+            // SAFETY: `acc`'s rows are 16 floats.
+            unsafe { _mm512_storeu_ps(acc[j].as_mut_ptr(), *sum) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// Random maps, grids and weight (`[K, G]`) for `w` with `g` grid channels.
+    fn operands(w: &Window, batch: usize, g: usize, seed: u64) -> [Vec<f32>; 3] {
+        [
+            random(batch * w.big() * w.c, seed),
+            random(batch * w.grid() * g, seed + 1),
+            random(w.k() * g, seed + 2),
+        ]
+    }
+
+    /// The three sums straight from their definition, in f64: the grid from the maps
+    /// (`gather`), the maps from the grid (`scatter`) and the weight gradient.
+    fn reference(
+        w: &Window,
+        (batch, g): (usize, usize),
+        (big, grid, wkg): (&[f32], &[f32], &[f32]),
+    ) -> [Vec<f64>; 3] {
+        let mut to_grid = vec![0.0; batch * w.grid() * g];
+        let mut to_big = vec![0.0; batch * w.big() * w.c];
+        let mut dw = vec![0.0; w.k() * g];
+        for n in 0..batch {
+            for (y, x, ky, kx) in itertools(w) {
+                let by = (w.sh * y + ky) as isize - w.ph as isize;
+                let bx = (w.sw * x + kx) as isize - w.pw as isize;
+                if by < 0 || bx < 0 || by as usize >= w.hb || bx as usize >= w.wb {
+                    continue;
+                }
+                let cell = (n * w.hs + y) * w.ws + x;
+                let pixel = (n * w.hb + by as usize) * w.wb + bx as usize;
+                for ci in 0..w.c {
+                    let row = (ky * w.kw + kx) * w.c + ci;
+                    let b = big[pixel * w.c + ci] as f64;
+                    for gi in 0..g {
+                        let wt = wkg[row * g + gi] as f64;
+                        to_grid[cell * g + gi] += b * wt;
+                        to_big[pixel * w.c + ci] += grid[cell * g + gi] as f64 * wt;
+                        dw[row * g + gi] += b * grid[cell * g + gi] as f64;
+                    }
+                }
+            }
+        }
+        [to_grid, to_big, dw]
+    }
+
+    /// Every `(y, x, ky, kx)`.
+    fn itertools(w: &Window) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+        (0..w.hs).flat_map(move |y| {
+            (0..w.ws).flat_map(move |x| {
+                (0..w.kh).flat_map(move |ky| (0..w.kw).map(move |kx| (y, x, ky, kx)))
+            })
+        })
+    }
+
+    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(&a, &b)| (a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 2e-6 * scale,
+            "{what}: off by {worst:e} (scale {scale:e})"
+        );
+    }
+
+    /// The shapes: D's first layer (5×5, stride 2) and G's last (5×5, stride 1) on odd
+    /// sides, the FID Inception's first (3×3, stride 2, no padding), a transposed
+    /// convolution's doubled map (4×4, stride 2, one more row and column than the windows
+    /// reach), one and four channels, 16 to 48 grid channels.
+    fn cases() -> Vec<(Window, usize, usize)> {
+        let doubled = Window {
+            hb: 13,
+            wb: 11,
+            ..Window::of_conv(4, (12, 10), 4, 2, 1)
+        };
+        vec![
+            (Window::of_conv(3, (17, 14), 5, 2, 2), 2, 32),
+            (Window::of_conv(3, (13, 11), 5, 1, 2), 3, 16),
+            (Window::of_conv(3, (19, 21), 3, 2, 0), 1, 48),
+            (Window::of_conv(1, (9, 8), 5, 1, 2), 2, 16),
+            (doubled, 2, 16),
+        ]
+    }
+
+    #[test]
+    fn the_sums_match_their_definition() {
+        for (i, (w, batch, g)) in cases().into_iter().enumerate() {
+            assert!(fits(&w, g) || !supported(), "case {i} fits the path");
+            if !supported() {
+                return;
+            }
+            let [big, grid, wkg] = operands(&w, batch, g, 1);
+            let [to_grid, to_big, dw] = reference(&w, (batch, g), (&big, &grid, &wkg));
+            assert_close(
+                &format!("case {i} gather"),
+                &gather(&w, batch, g, &big, &wkg, None, None),
+                &to_grid,
+            );
+            assert_close(
+                &format!("case {i} scatter"),
+                &scatter(&w, batch, g, &grid, &wkg, None, None),
+                &to_big,
+            );
+            assert_close(
+                &format!("case {i} weight gradient"),
+                &weight_gradient(&w, batch, g, &big, &grid),
+                &dw,
+            );
+        }
+    }
+
+    #[test]
+    fn bias_and_leak_follow_the_sums() {
+        if !supported() {
+            return;
+        }
+        let (w, batch, g) = cases()[0];
+        let [big, grid, wkg] = operands(&w, batch, g, 4);
+        let (grid_bias, map_bias) = (random(g, 7), random(w.c, 8));
+        let slope = 0.2;
+        let leaky = |v: f32, b: f32| {
+            let z = v + b;
+            if z < 0.0 {
+                z * slope
+            } else {
+                z
+            }
+        };
+        let plain = gather(&w, batch, g, &big, &wkg, None, None);
+        let full = gather(&w, batch, g, &big, &wkg, Some(&grid_bias), Some(slope));
+        for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
+            let want = leaky(p, grid_bias[i % g]);
+            assert!((f - want).abs() <= 1e-5, "gather {i}: {f} vs {want}");
+        }
+        let plain = scatter(&w, batch, g, &grid, &wkg, None, None);
+        let full = scatter(&w, batch, g, &grid, &wkg, Some(&map_bias), Some(slope));
+        for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
+            let want = leaky(p, map_bias[i % w.c]);
+            assert!((f - want).abs() <= 1e-5, "scatter {i}: {f} vs {want}");
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_threads() {
+        if !supported() {
+            return;
+        }
+        let (w, batch, g) = cases()[0];
+        let [big, grid, wkg] = operands(&w, batch, g, 9);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                [
+                    gather(&w, batch, g, &big, &wkg, None, None),
+                    scatter(&w, batch, g, &grid, &wkg, None, None),
+                    weight_gradient(&w, batch, g, &big, &grid),
+                ]
+            })
+        };
+        assert_eq!(on(1), on(3));
+    }
+
+    #[test]
+    fn the_path_takes_few_map_channels_and_whole_vectors_of_grid_channels() {
+        let w = Window::of_conv(3, (16, 16), 5, 2, 2);
+        assert_eq!(fits(&w, 16), supported());
+        assert_eq!(fits(&w, 64), supported());
+        assert!(!fits(&w, 24), "grid channels not a multiple of 16");
+        assert!(
+            !fits(&Window::of_conv(5, (16, 16), 5, 2, 2), 16),
+            "5 map channels"
+        );
+        assert!(
+            !fits(&Window::of_conv(3, (16, 16), 7, 2, 3), 16),
+            "a strip of 21 taps"
+        );
+        assert!(
+            !fits(&Window::of_conv(3, (16, 16), 1, 1, 0), 16),
+            "1×1: no windows to sum"
+        );
+    }
+}
