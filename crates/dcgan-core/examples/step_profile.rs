@@ -2,7 +2,7 @@
 //! (`fast_kernels` in the network configs, `flex_kernels`) on and off in the same process.
 //!
 //! ```text
-//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc] [--outside-pool] [--no-direct]
+//! cargo run --release -p dcgan-core --example step_profile -- [preset] [base] [batch] [steps] [on|off|both] [--profile] [--default-malloc] [--outside-pool] [--no-direct] [--no-phases]
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 5 both
 //! cargo run --release -p dcgan-core --example step_profile -- dcgan64 32 32 6 on --profile
 //! ```
@@ -12,7 +12,9 @@
 //! `--outside-pool` leaves the main thread outside rayon's pool instead of
 //! `flex_kernels::threads::join_global_pool` (as `cats` does); `--no-direct` runs the
 //! layers at the image end (3 channels) on the window matrices instead of
-//! `flex_kernels::direct`'s kernels, to measure what those are worth.
+//! `flex_kernels::direct`'s kernels, and `--no-phases` the stride-2 layers on the window
+//! matrices instead of `flex_kernels::phases` (stacked phases by Winograd's transforms),
+//! to measure what those are worth.
 //!
 //! Phases of one step (what `Trainer::step` does): G forward; the D update (D forward on
 //! real and detached fakes, backward, Adam); the G update (D forward on the fakes,
@@ -132,12 +134,14 @@ fn main() {
             "--default-malloc",
             "--outside-pool",
             "--no-direct",
+            "--no-phases",
         ]
         .contains(&f.as_str())
     }) {
-        panic!("unknown flag {unknown}: --profile, --default-malloc, --outside-pool, --no-direct");
+        panic!("unknown flag {unknown}: --profile, --default-malloc, --outside-pool, --no-direct, --no-phases");
     }
     flex_kernels::direct::enable(!flag("--no-direct"));
+    flex_kernels::phases::enable(!flag("--no-phases"));
     // As `cats` does (`--outside-pool` to compare with a main thread outside rayon's pool).
     if !flag("--outside-pool") {
         flex_kernels::threads::join_global_pool();

@@ -12,7 +12,11 @@
 //!   runs transposed convolutions image after image. Stride-1 `3×3`, `1×3`, `3×1`, `5×5`,
 //!   `1×7` and `7×1` convolutions on maps at least 4 tiles wide take [`winograd`]'s
 //!   minimal filtering instead for their forward products and input gradients: 1.75–4×
-//!   fewer products. Convolutions with an image's few channels on the map side (a
+//!   fewer products. Stride-2 convolutions and transposed convolutions with grids at
+//!   least 16 wide and 32 channels or more take the same transforms as stride-1 `3×3`
+//!   convolutions over the map's four stacked phases ([`phases`]): a `5×5` stride-2 layer
+//!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an
+//!   image's few channels on the map side (a
 //!   discriminator's first layer, a generator's last) take [`direct`]'s kernels, which
 //!   sum each output straight from its inputs without window matrices (AVX-512 CPUs).
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
@@ -65,9 +69,10 @@
 //! pieces of every layer, [`allocator::reuse_large_allocations`] changes glibc's
 //! allocation policy, and [`threads::join_global_pool`] makes the calling thread (your
 //! `main`) one of rayon's workers, so that the parallel loops it starts do not each wake
-//! the pool and wait for it. Two are opt-out, for comparisons: [`winograd::enable`]`(false)`
-//! sends the stride-1 convolutions back to the window matrices, [`direct::enable`]`(false)`
-//! the layers with few map channels.
+//! the pool and wait for it. Three are opt-out, for comparisons: [`winograd::enable`]`(false)`
+//! sends the stride-1 and stride-2 convolutions back to the window matrices,
+//! [`phases::enable`]`(false)` the stride-2 ones only, [`direct::enable`]`(false)` the
+//! layers with few map channels.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -108,6 +113,7 @@
 pub mod adam;
 pub mod allocator;
 pub mod direct;
+pub mod phases;
 pub mod profile;
 pub mod threads;
 pub mod winograd;

@@ -9,7 +9,8 @@
 //! direction between the weight and a window matrix ([`kernels::im2col_lines`] /
 //! [`kernels::col2im_lines`]), with the batch's positions as the long dimension (the window
 //! matrix built and multiplied in pieces that stay in the core's L2; stride-1 ones by
-//! [`winograd`]'s transforms, those with an image's few channels on the map side by
+//! [`winograd`]'s transforms, most stride-2 ones too, as their stacked [`phases`], those
+//! with an image's few channels on the map side by
 //! [`direct`]'s kernels), and batch norm + leaky ReLU is two passes forward and two
 //! backward.
 //!
@@ -43,6 +44,7 @@ use crate::buffers::{
 };
 use crate::direct;
 use crate::kernels::{self, Affine, Mat, Window};
+use crate::phases::{self, Phases};
 use crate::profile::{self, timed};
 use crate::winograd;
 
@@ -341,6 +343,35 @@ impl ConvSpec {
                 spec: *self,
                 wkg: need_dx.then(|| Arc::new(wkg)),
                 weight: None,
+                phased: None,
+                weight_shape: weight.layout().shape().to_vec(),
+                input: need_dw.then(|| x.clone()),
+                input_was_nchw: x.was_nchw,
+            };
+            return (nchw_tensor(out, self.output_shape(), false), state);
+        }
+        // A stride-2 convolution: as a stride-1 one over the map's four phases, by
+        // Winograd's transforms (the weight gradient, if needed, still comes from the
+        // window matrices of the kept input).
+        if let Some(phases) = phases::plan(w, g) {
+            let stacked = phases.weight(&values(weight), g);
+            let bias = values(bias);
+            let out = timed(
+                || self.tag("fwd phases"),
+                || match self.kind {
+                    ConvKind::Forward => {
+                        phases.conv(self.batch, g, x.slice(), (&stacked, &bias), slope)
+                    }
+                    ConvKind::Transposed => {
+                        phases.conv_transposed(self.batch, g, x.slice(), (&stacked, &bias), slope)
+                    }
+                },
+            );
+            let state = ConvState {
+                spec: *self,
+                wkg: None,
+                weight: None,
+                phased: need_dx.then(|| Arc::new(stacked)),
                 weight_shape: weight.layout().shape().to_vec(),
                 input: need_dw.then(|| x.clone()),
                 input_was_nchw: x.was_nchw,
@@ -380,6 +411,7 @@ impl ConvSpec {
                 spec: *self,
                 wkg,
                 weight: weight_values,
+                phased: None,
                 weight_shape: weight.layout().shape().to_vec(),
                 input: need_dw.then(|| x.clone()),
                 input_was_nchw: x.was_nchw,
@@ -475,6 +507,7 @@ impl ConvSpec {
             spec: *self,
             wkg: wkg.filter(|_| need_dx).map(Arc::new),
             weight: None,
+            phased: None,
             weight_shape: weight.layout().shape().to_vec(),
             input: need_dw.then(|| x.clone()),
             input_was_nchw: x.was_nchw,
@@ -546,6 +579,34 @@ impl ConvSpec {
             }),
             _ => None,
         };
+        // The input gradient of a layer whose forward pass ran as phases: the transposed
+        // operation, the same way.
+        let phased_dx = match (need_x, &state.phased) {
+            (true, Some(stacked)) => Some(timed(
+                || self.tag("bwd phases"),
+                || {
+                    let phases = Phases::of(w).expect("the forward pass split by these shapes");
+                    match self.kind {
+                        ConvKind::Forward => {
+                            let zeros = vec![0.0; w.c];
+                            phases.conv_transposed(
+                                self.batch,
+                                g,
+                                dy.slice(),
+                                (stacked, &zeros),
+                                None,
+                            )
+                        }
+                        ConvKind::Transposed => {
+                            let zeros = vec![0.0; g];
+                            phases.conv(self.batch, g, dy.slice(), (stacked, &zeros), None)
+                        }
+                    }
+                },
+            )),
+            _ => None,
+        };
+        let winograd_dx = phased_dx.or(winograd_dx);
         let need_x = need_x && winograd_dx.is_none();
         // The weight as `[K, G]` for the window matrices' input gradient: kept by the
         // forward pass, or made here if Winograd's path was switched off in between.
@@ -792,6 +853,9 @@ pub(crate) struct ConvState {
     wkg: Option<Arc<Vec<f32>>>,
     /// The weight as it is (for the input gradient by Winograd's transforms).
     weight: Option<Arc<Vec<f32>>>,
+    /// The weight of the stacked phases (for the input gradient of a stride-2 layer that
+    /// ran as [`phases`]).
+    phased: Option<Arc<Vec<f32>>>,
     weight_shape: Vec<usize>,
     /// The input, channels-last (for the weight gradient).
     input: Option<Maps>,

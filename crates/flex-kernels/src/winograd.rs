@@ -40,7 +40,8 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Switches the Winograd path on (the default) or off for the whole process. Off, every
 /// convolution takes the window-matrix path, as before catgan's performance.md, change
-/// 18: the same results to float rounding, slower. For comparing the two paths; nothing
+/// 18, the stride-2 ones too ([`phases`](crate::phases), change 20): the same results to
+/// float rounding, slower. For comparing the two paths; nothing
 /// needs it off. A backward pass whose forward pass ran with it on still works off.
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
@@ -216,7 +217,13 @@ fn axis(r: usize) -> Option<&'static Axis> {
 /// Inception's 8×8 maps the transforms cost more than the products they save
 /// (docs/performance.md, change 18).
 pub(crate) fn plan(w: &Window) -> Option<Plan> {
-    if !is_enabled() || (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
+    is_enabled().then(|| shape_plan(w)).flatten()
+}
+
+/// [`plan`] by the shapes alone, whether or not the path is [`enable`]d (for the
+/// [`phases`](crate::phases) of stride-2 convolutions, which have a switch of their own).
+pub(crate) fn shape_plan(w: &Window) -> Option<Plan> {
+    if (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
         return None;
     }
     let (h, wd) = (axis(w.kh)?, axis(w.kw)?);

@@ -214,6 +214,86 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
 }
 
 #[test]
+fn stride_2_layers_as_stacked_phases_match_burn() {
+    // Stride 2 with grids at least 16 wide and 32 channels or more on both sides: the
+    // forward products and input gradients as a stride-1 convolution of the stacked
+    // phases by Winograd's transforms (flex_kernels::phases), the weight gradients from
+    // window matrices; with the switch off in between, the backward pass still takes the
+    // forward pass's path. Grids of 16 × 17, and 32 × 33 (maps 64 × 66) for one image.
+    for (i, &(n, ci, co, side, k, p, off_between)) in [
+        (2, 32, 48, 32, 5, 2, false),
+        (3, 33, 32, 32, 4, 1, true),
+        (1, 32, 32, 64, 5, 2, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = conv(ci, co, k, 2, p, 110 + i as u64);
+        let x = random::<B, 4>([n, ci, side, side + 2], 120 + i as u64, 1.0);
+        let what = format!("stride-2 conv2d by phases, case {i}");
+        let fast = on_fast_path(
+            &what,
+            |c| &mut c.conv2d,
+            1,
+            || {
+                let x = x.clone().require_grad();
+                let y = flex_kernels::conv2d(&c, x.clone());
+                let r = random::<B, 4>(y.dims(), 7, 1.0);
+                flex_kernels::phases::enable(!off_between);
+                let grads = (y.clone() * r).sum().backward();
+                flex_kernels::phases::enable(true);
+                let of = |t: Tensor<B, 4>| values(t.grad(&grads).expect("a gradient"));
+                let dw = values(c.weight.val().grad(&grads).expect("a gradient"));
+                (values(y), vec![of(x), dw])
+            },
+        );
+        let x = x.require_grad();
+        let y = c.forward(x.clone());
+        let r = random::<B, 4>(y.dims(), 7, 1.0);
+        let grads = (y.clone() * r).sum().backward();
+        let dw = values(c.weight.val().grad(&grads).expect("a gradient"));
+        check(
+            &what,
+            fast,
+            (values(y), vec![values(x.grad(&grads).unwrap()), dw]),
+        );
+
+        if k != 5 {
+            continue; // conv_t's padding makes a 4×4 kernel's map one wider than twice.
+        }
+        let ct = conv_t(co, ci, k, 2, 130 + i as u64);
+        let z = random::<B, 4>([n, co, side / 2, side / 2 + 1], 140 + i as u64, 1.0);
+        let bias = ct.bias.as_ref().unwrap();
+        let what = format!("stride-2 conv_transpose2d by phases, case {i}");
+        let fast = on_fast_path(
+            &what,
+            |c| &mut c.conv_transpose2d,
+            1,
+            || {
+                run(z.clone(), [&ct.weight], [bias], |z| {
+                    flex_kernels::conv_transpose2d(&ct, z)
+                })
+            },
+        );
+        let reference = run(z, [&ct.weight], [bias], |z| ct.forward(z));
+        check(&what, fast, reference);
+        let inference = ct.valid();
+        let z = random::<Flex, 4>([n, co, side / 2, side / 2 + 1], 150 + i as u64, 1.0);
+        let what = format!("stride-2 conv_transpose2d inference by phases, case {i}");
+        assert_close(
+            &what,
+            &on_fast_path(
+                &what,
+                |c| &mut c.conv_transpose2d,
+                1,
+                || values(flex_kernels::conv_transpose2d(&inference, z.clone())),
+            ),
+            &values(inference.forward(z)),
+        );
+    }
+}
+
+#[test]
 fn weight_gradients_need_no_input_gradient() {
     // The discriminator's first layer on real images: the input is not tracked.
     let c = conv(3, 4, 5, 2, 2, 50);
