@@ -343,6 +343,7 @@ impl ConvSpec {
                 spec: *self,
                 wkg: need_dx.then(|| Arc::new(wkg)),
                 weight: None,
+                split: false,
                 phased: None,
                 weight_shape: weight.layout().shape().to_vec(),
                 input: need_dw.then(|| x.clone()),
@@ -371,6 +372,7 @@ impl ConvSpec {
                 spec: *self,
                 wkg: None,
                 weight: None,
+                split: true,
                 phased: need_dx.then(|| Arc::new(stacked)),
                 weight_shape: weight.layout().shape().to_vec(),
                 input: need_dw.then(|| x.clone()),
@@ -411,6 +413,7 @@ impl ConvSpec {
                 spec: *self,
                 wkg,
                 weight: weight_values,
+                split: false,
                 phased: None,
                 weight_shape: weight.layout().shape().to_vec(),
                 input: need_dw.then(|| x.clone()),
@@ -507,6 +510,7 @@ impl ConvSpec {
             spec: *self,
             wkg: wkg.filter(|_| need_dx).map(Arc::new),
             weight: None,
+            split: false,
             phased: None,
             weight_shape: weight.layout().shape().to_vec(),
             input: need_dw.then(|| x.clone()),
@@ -579,28 +583,59 @@ impl ConvSpec {
             }),
             _ => None,
         };
-        // The input gradient of a layer whose forward pass ran as phases: the transposed
-        // operation, the same way.
-        let phased_dx = match (need_x, &state.phased) {
-            (true, Some(stacked)) => Some(timed(
-                || self.tag("bwd phases"),
+        // The gradients of a layer whose forward pass ran as phases: the input gradient
+        // by the transposed operation, the weight gradient by Winograd's backward filter
+        // pass, on the stacked phases.
+        let phases = state
+            .split
+            .then(|| Phases::of(w).expect("the forward pass split by these shapes"));
+        let phased_dw = match (need_w, &phases) {
+            (true, Some(phases)) => Some(timed(
+                || self.tag("bwd phases dW"),
                 || {
-                    let phases = Phases::of(w).expect("the forward pass split by these shapes");
-                    match self.kind {
+                    let input = state.input.as_ref().expect("kept for dW").slice();
+                    let dw = match self.kind {
                         ConvKind::Forward => {
-                            let zeros = vec![0.0; w.c];
-                            phases.conv_transposed(
-                                self.batch,
-                                g,
-                                dy.slice(),
-                                (stacked, &zeros),
-                                None,
-                            )
+                            phases.weight_gradient(self.batch, g, input, dy.slice())
                         }
                         ConvKind::Transposed => {
-                            let zeros = vec![0.0; g];
-                            phases.conv(self.batch, g, dy.slice(), (stacked, &zeros), None)
+                            phases.weight_gradient(self.batch, g, dy.slice(), input)
                         }
+                    };
+                    tensor(dw, &state.weight_shape)
+                },
+            )),
+            _ => None,
+        };
+        // A stride-1 layer with Winograd's plan: its weight gradient by the backward filter
+        // pass too.
+        let stride_1_plan = (need_w && phased_dw.is_none() && self.kind == ConvKind::Forward)
+            .then(|| winograd::plan(w))
+            .flatten();
+        let phased_dw = phased_dw.or_else(|| {
+            let plan = stride_1_plan?;
+            Some(timed(
+                || self.tag("bwd winograd dW"),
+                || {
+                    let input = state.input.as_ref().expect("kept for dW").slice();
+                    let dw = winograd::weight_gradient(&plan, w, self.batch, g, input, dy.slice());
+                    let dw = kernels::weight_from_parts_sum(&dw, false, g, w.c, w.kh, w.kw);
+                    tensor(dw, &state.weight_shape)
+                },
+            ))
+        });
+        let need_w = need_w && phased_dw.is_none();
+        let phased_dx = match (need_x, &state.phased, &phases) {
+            (true, Some(stacked), Some(phases)) => Some(timed(
+                || self.tag("bwd phases"),
+                || match self.kind {
+                    ConvKind::Forward => {
+                        let zeros = vec![0.0; w.c];
+                        phases.conv_transposed(self.batch, g, dy.slice(), (stacked, &zeros), None)
+                    }
+                    ConvKind::Transposed => {
+                        let zeros = vec![0.0; g];
+                        phases.conv(self.batch, g, dy.slice(), (stacked, &zeros), None)
                     }
                 },
             )),
@@ -608,6 +643,12 @@ impl ConvSpec {
         };
         let winograd_dx = phased_dx.or(winograd_dx);
         let need_x = need_x && winograd_dx.is_none();
+        if !need_x && !need_w {
+            // Nothing left for the window matrices.
+            let dx =
+                winograd_dx.map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
+            return [dx, phased_dw, need_b.then(|| self.bias_gradient(&dy))];
+        }
         // The weight as `[K, G]` for the window matrices' input gradient: kept by the
         // forward pass, or made here if Winograd's path was switched off in between.
         let wkg: Arc<Vec<f32>> = match (&state.wkg, &state.weight) {
@@ -768,7 +809,11 @@ impl ConvSpec {
         let dx = winograd_dx
             .or(need_x.then_some(dx))
             .map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
-        [dx, dw, need_b.then(|| self.bias_gradient(&dy))]
+        [
+            dx,
+            phased_dw.or(dw),
+            need_b.then(|| self.bias_gradient(&dy)),
+        ]
     }
 
     /// The bias gradient: the output gradient's sums per channel.
@@ -853,6 +898,8 @@ pub(crate) struct ConvState {
     wkg: Option<Arc<Vec<f32>>>,
     /// The weight as it is (for the input gradient by Winograd's transforms).
     weight: Option<Arc<Vec<f32>>>,
+    /// Whether the forward pass ran as [`phases`] (so does the backward pass).
+    split: bool,
     /// The weight of the stacked phases (for the input gradient of a stride-2 layer that
     /// ran as [`phases`]).
     phased: Option<Arc<Vec<f32>>>,
@@ -1260,8 +1307,10 @@ mod tests {
 
     #[test]
     fn weight_gradient_slots_bound_the_scratch_and_keep_the_result() {
-        // 16 images of one group each (a 2.3 MB window matrix per image), weight parts of
-        // 64·64·9 floats (144 KiB): a budget of 4 parts gives 4 slots of 4 groups each.
+        // 16 images of one group each (a 4 MiB window matrix per image), weight parts of
+        // 64·64·16 floats (256 KiB): a budget of 4 parts gives 4 slots of 4 groups each. A
+        // 4×4 kernel, which Winograd's transforms do not take (they would make the weight
+        // gradient without window matrices or parts).
         let spec = ConvSpec {
             kind: ConvKind::Forward,
             window: Window {
@@ -1270,8 +1319,8 @@ mod tests {
                 wb: 32,
                 hs: 32,
                 ws: 32,
-                kh: 3,
-                kw: 3,
+                kh: 4,
+                kw: 4,
                 sh: 1,
                 sw: 1,
                 ph: 1,
@@ -1280,14 +1329,16 @@ mod tests {
             batch: 16,
             grid_channels: 64,
         };
+        assert!(winograd::shape_plan(&spec.window).is_none());
         let groups = spec.batch.div_ceil(spec.group());
         assert_eq!(groups, 16, "one image per group");
-        let part_bytes = 64 * 64 * 9 * 4;
-        assert_eq!(weight_slots(groups, 64 * 64 * 9, 4 * part_bytes), 4);
-        assert_eq!(weight_slots(groups, 64 * 64 * 9, usize::MAX), 16);
-        assert_eq!(weight_slots(groups, 64 * 64 * 9, 1), 4, "at least 4");
-        assert_eq!(weight_slots(groups, 64 * 64 * 9, 9 * part_bytes), 8);
-        assert_eq!(weight_slots(0, 64 * 64 * 9, 1), 1, "an empty batch");
+        let part = 64 * 64 * 16;
+        let part_bytes = part * 4;
+        assert_eq!(weight_slots(groups, part, 4 * part_bytes), 4);
+        assert_eq!(weight_slots(groups, part, usize::MAX), 16);
+        assert_eq!(weight_slots(groups, part, 1), 4, "at least 4");
+        assert_eq!(weight_slots(groups, part, 9 * part_bytes), 8);
+        assert_eq!(weight_slots(0, part, 1), 1, "an empty batch");
 
         let (dw_all, dx_all) = gradients(spec, usize::MAX, 2);
         let (dw_four, dx_four) = gradients(spec, 4 * part_bytes, 2);

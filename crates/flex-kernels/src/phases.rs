@@ -18,8 +18,9 @@
 //! gradients of stride-2 convolutions and transposed convolutions (a DCGAN's every layer
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
 //! at least 16 wide) and the layer has at least 32 channels on each side (with fewer, the
-//! transforms cost what the products save). The weight gradient keeps the window matrices
-//! of the stride-2 layer itself (there, the zero taps would only add work).
+//! transforms cost what the products save). Their weight gradients take Winograd's
+//! backward filter pass on the same stacked phases ([`winograd`](crate::winograd)'s
+//! `weight_gradient`), whose 36 tap sums are mapped back to the 25 of the `5×5` kernel.
 //!
 //! The sums are the same up to float rounding (Winograd's; the phase split itself only
 //! moves values). [`enable`]`(false)` turns it off for the process, as does
@@ -227,6 +228,44 @@ impl Phases {
         profile::thread_timed("phases join", 0.0, || self.join(batch, &stacked))
     }
 
+    /// The weight gradient `[g, c, kh, kw]` of the stride-2 convolution with input `big`
+    /// (`[n, hb, wb, c]`) and output gradient `grid` (`[n, hs, ws, g]`), by Winograd's
+    /// backward filter pass on the stacked phases (the taps no phase has are not
+    /// computed back). For a transposed convolution, `big` is its output gradient and
+    /// `grid` its input: it is the same sum.
+    pub(crate) fn weight_gradient(
+        &self,
+        batch: usize,
+        g: usize,
+        big: &[f32],
+        grid: &[f32],
+    ) -> Vec<f32> {
+        let stacked = profile::thread_timed("phases split", 0.0, || self.split(batch, big));
+        let (w, s) = (&self.big, &self.stacked);
+        let dws = winograd::weight_gradient(&self.forward, s, batch, g, &stacked, grid);
+        let (sy, sx) = (AxisSplit::of(w.kh, w.ph), AxisSplit::of(w.kw, w.pw));
+        let mut out = vec![0.0; g * w.c * w.kh * w.kw];
+        for (q, (qy, qx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+            for ty in 0..s.kh {
+                let Some(ky) = sy.big_tap(w.kh, w.ph, qy, ty) else {
+                    continue;
+                };
+                for tx in 0..s.kw {
+                    let Some(kx) = sx.big_tap(w.kw, w.pw, qx, tx) else {
+                        continue;
+                    };
+                    for ci in 0..w.c {
+                        let from = &dws[((ty * s.kw + tx) * s.c + q * w.c + ci) * g..][..g];
+                        for (gi, &v) in from.iter().enumerate() {
+                            out[((gi * w.c + ci) * w.kh + ky) * w.kw + kx] = v;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The big maps `[n, hb, wb, c]` as their stacked phases `[n, hs, ws, 4c]`.
     fn split(&self, batch: usize, x: &[f32]) -> Vec<f32> {
         let w = &self.big;
@@ -301,16 +340,17 @@ mod tests {
         (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
     }
 
-    /// The stride-2 convolution's grid from the big maps and the transposed one's big maps
-    /// from the grid, straight from the definition in f64 (weight `[g, c, kh, kw]`,
-    /// channels-last maps, no bias).
+    /// The stride-2 convolution's grid from the big maps, the transposed one's big maps
+    /// from the grid and the weight gradient of the big maps against the grid, straight
+    /// from the definition in f64 (weight `[g, c, kh, kw]`, channels-last maps, no bias).
     fn reference(
         w: &Window,
         (batch, g): (usize, usize),
         (big, grid, weight): (&[f32], &[f32], &[f32]),
-    ) -> [Vec<f64>; 2] {
+    ) -> [Vec<f64>; 3] {
         let mut to_grid = vec![0.0; batch * w.grid() * g];
         let mut to_big = vec![0.0; batch * w.big() * w.c];
+        let mut dw = vec![0.0; weight.len()];
         for n in 0..batch {
             for (y, x) in (0..w.hs).flat_map(|y| (0..w.ws).map(move |x| (y, x))) {
                 for (ky, kx) in (0..w.kh).flat_map(|ky| (0..w.kw).map(move |kx| (ky, kx))) {
@@ -323,15 +363,17 @@ mod tests {
                     let pixel = (n * w.hb + by as usize) * w.wb + bx as usize;
                     for ci in 0..w.c {
                         for gi in 0..g {
-                            let wt = weight[((gi * w.c + ci) * w.kh + ky) * w.kw + kx] as f64;
-                            to_grid[cell * g + gi] += big[pixel * w.c + ci] as f64 * wt;
-                            to_big[pixel * w.c + ci] += grid[cell * g + gi] as f64 * wt;
+                            let at = ((gi * w.c + ci) * w.kh + ky) * w.kw + kx;
+                            let (b, d) = (big[pixel * w.c + ci] as f64, grid[cell * g + gi] as f64);
+                            to_grid[cell * g + gi] += b * weight[at] as f64;
+                            to_big[pixel * w.c + ci] += d * weight[at] as f64;
+                            dw[at] += b * d;
                         }
                     }
                 }
             }
         }
-        [to_grid, to_big]
+        [to_grid, to_big, dw]
     }
 
     /// Largest difference from the reference, relative to the reference's largest value.
@@ -346,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn both_directions_match_the_definition() {
+    fn both_directions_and_the_weight_gradient_match_the_definition() {
         // 5×5 with padding 2 (catgan's layers), 4×4 with padding 1 (PyTorch's DCGAN), an
         // uneven grid, a batch of 3.
         for (k, p, (hs, ws), c, g) in [
@@ -363,7 +405,7 @@ mod tests {
             let weight = random(g * c * k * k, 3);
             let bias_g = random(g, 4);
             let bias_c = random(c, 5);
-            let [to_grid, to_big] = reference(&w, (batch, g), (&big, &grid, &weight));
+            let [to_grid, to_big, dw] = reference(&w, (batch, g), (&big, &grid, &weight));
             let stacked = phases.weight(&weight, g);
             let got = phases.conv(batch, g, &big, (&stacked, &bias_g), None);
             let want: Vec<f64> = to_grid
@@ -381,6 +423,8 @@ mod tests {
                 .collect();
             let err = relative_error(&got, &want);
             assert!(err < 2e-5, "k {k} p {p} transposed: error {err:e}");
+            let err = relative_error(&phases.weight_gradient(batch, g, &big, &grid), &dw);
+            assert!(err < 2e-5, "k {k} p {p} weight gradient: error {err:e}");
         }
     }
 

@@ -11,12 +11,15 @@
 //!
 //! The flex fast path uses it for stride-1 convolutions: their forward products (in
 //! inference, as the FID Inception's, and in training) and, in training, their input
-//! gradients (a stride-1 convolution of the output gradient). `F(4, 3)` runs along an axis
+//! gradients (a stride-1 convolution of the output gradient) and weight gradients; and,
+//! through [`phases`](crate::phases), for stride-2 ones. `F(4, 3)` runs along an axis
 //! of 3 taps, `F(2, 5)` along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products
 //! per 16 outputs instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per
 //! 2 instead of 14; only where the map is at least 4 tiles wide along each transformed
-//! axis (below that the transforms cost more than they save). The weight gradient keeps
-//! the window matrices.
+//! axis (below that the transforms cost more than they save). In training their weight
+//! gradients take the backward filter pass: per tile point, the transformed input tiles
+//! against the output gradient's tiles transformed by `A`, `dU = Σ Vᵀ · (A dY Aᵀ)` over the
+//! batch's tiles, then `dW = Gᵀ dU G`.
 //!
 //! The sums are the same up to float rounding, which the transforms' larger constants
 //! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s `Bᵀ`) make coarser: on a random
@@ -465,6 +468,176 @@ pub(crate) fn conv_forward(
     unsafe { par_vec_split_uninit(&ends, fill) }
 }
 
+/// Slots of a [`weight_gradient`]: consecutive groups of tiles add their parts into one
+/// slot, the slots run in parallel and are summed in order. A fixed number, so that the
+/// sums' order depends on the shapes alone (never on the threads); 4 keep 1, 2 or 4
+/// threads busy.
+const WEIGHT_SLOTS: usize = 4;
+
+/// The weight gradient of a stride-1 convolution by plan `p` (Winograd's backward filter
+/// pass): `x` its input `[n, hb, wb, c]`, `dy` its output gradient `[n, hs, ws, g]`; the
+/// gradient as `[(ky, kx), c, g]`. Per tile point `ξ`, `dU[ξ] = Σ_tiles V[ξ]ᵀ · M[ξ]` with
+/// `V` the input tiles transformed as in [`conv_forward`] and `M = A · dY · Aᵀ` the output
+/// gradient's tiles (the output transform's transpose); then `dW = Gᵀ · dU · G`.
+pub(crate) fn weight_gradient(
+    p: &Plan,
+    w: &Window,
+    batch: usize,
+    g: usize,
+    x: &[f32],
+    dy: &[f32],
+) -> Vec<f32> {
+    let c = w.c;
+    assert_eq!((w.kh, w.kw, w.sh, w.sw), (p.h.r, p.w.r, 1, 1), "plan");
+    assert_eq!(x.len(), batch * w.big() * c, "input size");
+    assert_eq!(dy.len(), batch * w.grid() * g, "output gradient size");
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let points = ah * aw;
+    let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
+    let rows = batch * th;
+    let group_rows = (GROUP_FLOATS / (points * (c + g) * tw).max(1)).max(1);
+    let groups = rows.div_ceil(group_rows);
+    let slots = WEIGHT_SLOTS.min(groups).max(1);
+    let part = points * c * g;
+    let run = |s: usize| (s * groups / slots)..((s + 1) * groups / slots);
+    let parts = par_vec(slots * part, part, |s, du| {
+        if run(s).is_empty() {
+            return; // an empty batch: a zero part
+        }
+        for (j, q) in run(s).enumerate() {
+            let first_row = q * group_rows;
+            let last_row = (first_row + group_rows).min(rows);
+            let tiles = (last_row - first_row) * tw;
+            let small = (2 * ah * aw * c).max(p.h.m * p.w.m * g + ah * p.w.m * g);
+            with_scratch(points * tiles * (c + g) + small, |scratch| {
+                let (v, rest) = scratch.split_at_mut(points * tiles * c);
+                let (m, buf) = rest.split_at_mut(points * tiles * g);
+                let rows = (first_row, last_row);
+                profile::thread_timed("winograd in", 0.0, || {
+                    transform_input(p, w, x, rows, (th, tw), v, buf)
+                });
+                profile::thread_timed("winograd dy", 0.0, || {
+                    transform_gradient(p, w, g, dy, rows, (th, tw), m, buf)
+                });
+                for xi in 0..points {
+                    let flops = 2.0 * (tiles * c * g) as f64;
+                    profile::thread_timed("gemm winograd dW", flops, || {
+                        kernels::gemm(
+                            (c, g, tiles),
+                            &mut du[xi * c * g..][..c * g],
+                            j > 0,
+                            Mat::transposed(&v[xi * tiles * c..][..tiles * c], c),
+                            Mat::rows(&m[xi * tiles * g..][..tiles * g], g),
+                            false,
+                        )
+                    });
+                }
+            });
+        }
+    });
+    // The slots' sum, in order.
+    let slab = c * g;
+    let du = par_vec(part, slab, |xi, out| {
+        for s in 0..slots {
+            for (o, &v) in out.iter_mut().zip(&parts[s * part + xi * slab..][..slab]) {
+                *o += v;
+            }
+        }
+    });
+    // `Gᵀ · dU · G`: along the height into `[(ky, j), c, g]`, then the width.
+    let (kh, kw) = (p.h.r, p.w.r);
+    let half = par_vec(kh * aw * slab, slab, |kyj, out| {
+        let (ky, j) = (kyj / aw, kyj % aw);
+        combine(
+            out,
+            ah,
+            |i| p.h.g[i * kh + ky],
+            |i| &du[(i * aw + j) * slab..],
+        );
+    });
+    par_vec(kh * kw * slab, slab, |k, out| {
+        let (ky, kx) = (k / kw, k % kw);
+        combine(
+            out,
+            aw,
+            |j| p.w.g[j * kw + kx],
+            |j| &half[(ky * aw + j) * slab..],
+        );
+    })
+}
+
+with_wide_vectors! {
+    /// [`gradient_tiles`] on the widest vectors the CPU has.
+    fn transform_gradient => gradient_tiles(
+        p: &Plan,
+        w: &Window,
+        g: usize,
+        dy: &[f32],
+        rows: (usize, usize),
+        tiling: (usize, usize),
+        m: &mut [f32],
+        buf: &mut [f32],
+    )
+}
+
+/// The output gradient's tiles of tile rows `first..last` (`rows`) transformed, `A · dY ·
+/// Aᵀ` (zeros outside the grid): `m` is `[α_h · α_w, tiles, g]`; `buf` holds
+/// `m_h · m_w · g + α_h · m_w · g`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gradient_tiles(
+    p: &Plan,
+    w: &Window,
+    g: usize,
+    dy: &[f32],
+    (first, last): (usize, usize),
+    (th, tw): (usize, usize),
+    m: &mut [f32],
+    buf: &mut [f32],
+) {
+    let (ah, aw) = (p.h.alpha(), p.w.alpha());
+    let (mh, mw) = (p.h.m, p.w.m);
+    let tiles = (last - first) * tw;
+    let row_len = mw * g;
+    let (d, half) = buf[..(mh + ah) * row_len].split_at_mut(mh * row_len);
+    for (t, (r, tx)) in (first..last)
+        .flat_map(|r| (0..tw).map(move |tx| (r, tx)))
+        .enumerate()
+    {
+        let (n, ty) = (r / th, r % th);
+        // The tile's `m_h × m_w` gradients, zeros outside the grid.
+        let cols = mw.min(w.ws - tx * mw);
+        for (a, row) in d.chunks_exact_mut(row_len).enumerate() {
+            let oy = ty * mh + a;
+            if oy >= w.hs {
+                row.fill(0.0);
+                continue;
+            }
+            let src = ((n * w.hs + oy) * w.ws + tx * mw) * g;
+            row[..cols * g].copy_from_slice(&dy[src..src + cols * g]);
+            row[cols * g..].fill(0.0);
+        }
+        let d: &[f32] = d;
+        // Along the height: `[i, b, g]` (a 1-tap height has `α = m = 1`: a copy).
+        for (i, out) in half.chunks_exact_mut(row_len).enumerate() {
+            combine(out, mh, |a| p.h.at[a * ah + i], |a| &d[a * row_len..]);
+        }
+        let half: &[f32] = half;
+        // Along the width, channel vector by channel vector, into the tile points.
+        for i in 0..ah {
+            for j in 0..aw {
+                let out = &mut m[((i * aw + j) * tiles + t) * g..][..g];
+                combine(
+                    out,
+                    mw,
+                    |b| p.w.at[b * aw + j],
+                    |b| &half[(i * mw + b) * g..],
+                );
+            }
+        }
+    }
+}
+
 /// Transformed input tiles of tile rows `first..last` (`rows`) of `(th, tw)` tiles per
 /// image (`tiling`): `v` is `[α_h · α_w, tiles, c]`; `buf` holds `2 · α_h · α_w · c`.
 #[inline(always)]
@@ -754,6 +927,55 @@ mod tests {
             let w = window(c, map, k, pad);
             let p = plan(&w).expect("a Winograd plan");
             let err = check(&p, &w, n, g, slope);
+            assert!(err < 1e-5, "{k:?} pad {pad:?} on {map:?}: error {err:e}");
+        }
+    }
+
+    #[test]
+    fn the_weight_gradient_matches_the_direct_sum() {
+        // Maps that end inside a tile, both paddings, 1-tap and 7-tap axes, and enough
+        // tile rows for several groups in each of the slots.
+        let cases = [
+            ((3, 3), (1, 1), (17, 19), 5, 7, 2),
+            ((3, 3), (0, 0), (18, 20), 4, 6, 3),
+            ((5, 5), (2, 2), (13, 12), 6, 5, 2),
+            ((1, 7), (0, 3), (17, 17), 8, 6, 2),
+            ((3, 3), (1, 1), (64, 64), 48, 32, 4),
+        ];
+        for (k, pad, map, c, g, n) in cases {
+            let w = window(c, map, k, pad);
+            let p = plan(&w).expect("a Winograd plan");
+            let x = random(n * w.big() * c, 4);
+            let dy = random(n * w.grid() * g, 5);
+            let ours = weight_gradient(&p, &w, n, g, &x, &dy);
+            // `[(ky, kx), c, g]`: Σ over images and positions of input × output gradient.
+            let mut reference = vec![0.0f64; w.kh * w.kw * c * g];
+            for b in 0..n {
+                for (oy, ox) in (0..w.hs).flat_map(|y| (0..w.ws).map(move |x| (y, x))) {
+                    for (ky, kx) in (0..w.kh).flat_map(|y| (0..w.kw).map(move |x| (y, x))) {
+                        let y = (oy + ky) as isize - w.ph as isize;
+                        let xx = (ox + kx) as isize - w.pw as isize;
+                        if y < 0 || xx < 0 || y >= w.hb as isize || xx >= w.wb as isize {
+                            continue;
+                        }
+                        let pixel = (b * w.hb + y as usize) * w.wb + xx as usize;
+                        let cell = (b * w.hs + oy) * w.ws + ox;
+                        for ci in 0..c {
+                            for o in 0..g {
+                                reference[((ky * w.kw + kx) * c + ci) * g + o] +=
+                                    x[pixel * c + ci] as f64 * dy[cell * g + o] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+            let scale = reference.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
+            let err = ours
+                .iter()
+                .zip(&reference)
+                .map(|(&o, &r)| (o as f64 - r).abs())
+                .fold(0.0, f64::max)
+                / scale;
             assert!(err < 1e-5, "{k:?} pad {pad:?} on {map:?}: error {err:e}");
         }
     }
