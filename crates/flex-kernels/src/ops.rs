@@ -589,7 +589,7 @@ impl ConvSpec {
         let phases = state
             .split
             .then(|| Phases::of(w).expect("the forward pass split by these shapes"));
-        let phased_dw = match (need_w, &phases) {
+        let winograd_dw = match (need_w, &phases) {
             (true, Some(phases)) => Some(timed(
                 || self.tag("bwd phases dW"),
                 || {
@@ -608,11 +608,11 @@ impl ConvSpec {
             _ => None,
         };
         // A stride-1 layer with Winograd's plan: its weight gradient by the backward filter
-        // pass too.
-        let stride_1_plan = (need_w && phased_dw.is_none() && self.kind == ConvKind::Forward)
+        // pass too (on the kept input, whichever way the forward pass went).
+        let stride_1_plan = (need_w && winograd_dw.is_none() && self.kind == ConvKind::Forward)
             .then(|| winograd::plan(w))
             .flatten();
-        let phased_dw = phased_dw.or_else(|| {
+        let winograd_dw = winograd_dw.or_else(|| {
             let plan = stride_1_plan?;
             Some(timed(
                 || self.tag("bwd winograd dW"),
@@ -624,7 +624,7 @@ impl ConvSpec {
                 },
             ))
         });
-        let need_w = need_w && phased_dw.is_none();
+        let need_w = need_w && winograd_dw.is_none();
         let phased_dx = match (need_x, &state.phased, &phases) {
             (true, Some(stacked), Some(phases)) => Some(timed(
                 || self.tag("bwd phases"),
@@ -647,7 +647,7 @@ impl ConvSpec {
             // Nothing left for the window matrices.
             let dx =
                 winograd_dx.map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
-            return [dx, phased_dw, need_b.then(|| self.bias_gradient(&dy))];
+            return [dx, winograd_dw, need_b.then(|| self.bias_gradient(&dy))];
         }
         // The weight as `[K, G]` for the window matrices' input gradient: kept by the
         // forward pass, or made here if Winograd's path was switched off in between.
@@ -811,7 +811,7 @@ impl ConvSpec {
             .map(|dx| nchw_tensor(dx, self.input_shape(), state.input_was_nchw));
         [
             dx,
-            phased_dw.or(dw),
+            winograd_dw.or(dw),
             need_b.then(|| self.bias_gradient(&dy)),
         ]
     }

@@ -1,5 +1,5 @@
 //! Stride-2 convolutions as stride-1 ones over the map's four phases, so that
-//! [`winograd`](crate::winograd)'s transforms can shorten them.
+//! [`winograd`]'s transforms can shorten them.
 //!
 //! A stride-2 window reads the big map's even rows and columns with some of its taps and
 //! the odd ones with the others. Split the big map `[n, 2h, 2w, c]` into its four phases
@@ -19,7 +19,7 @@
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
 //! at least 16 wide) and the layer has at least 32 channels on each side (with fewer, the
 //! transforms cost what the products save). Their weight gradients take Winograd's
-//! backward filter pass on the same stacked phases ([`winograd`](crate::winograd)'s
+//! backward filter pass on the same stacked phases ([`winograd`]'s
 //! `weight_gradient`), whose 36 tap sums are mapped back to the 25 of the `5×5` kernel.
 //!
 //! The sums are the same up to float rounding (Winograd's; the phase split itself only
