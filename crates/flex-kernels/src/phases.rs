@@ -147,28 +147,39 @@ impl Phases {
         })
     }
 
+    /// Every tap of the big kernel with where it sits in the stacked one: `(q, t, k)`,
+    /// phase `q` (`2·qy + qx`), stacked tap `t` (`ty · tw + tx`), big tap `k`
+    /// (`ky · kw + kx`). The stacked taps not listed are zero.
+    fn taps(&self) -> Vec<(usize, usize, usize)> {
+        let (w, s) = (&self.big, &self.stacked);
+        let (sy, sx) = (AxisSplit::of(w.kh, w.ph), AxisSplit::of(w.kw, w.pw));
+        let mut taps = Vec::with_capacity(w.kh * w.kw);
+        for (q, (qy, qx)) in PHASES.into_iter().enumerate() {
+            for ty in 0..s.kh {
+                for tx in 0..s.kw {
+                    let ky = sy.big_tap(w.kh, w.ph, qy, ty);
+                    let kx = sx.big_tap(w.kw, w.pw, qx, tx);
+                    if let (Some(ky), Some(kx)) = (ky, kx) {
+                        taps.push((q, ty * s.kw + tx, ky * w.kw + kx));
+                    }
+                }
+            }
+        }
+        taps
+    }
+
     /// The weight `[g, c, kh, kw]` as the stacked convolution's `[g, 4c, th, tw]`, phase
     /// `(qy, qx)`'s channels at `(2·qy + qx)·c`, zero where a phase has no tap.
     pub(crate) fn weight(&self, weight: &[f32], g: usize) -> Vec<f32> {
         let (w, s) = (&self.big, &self.stacked);
-        let (sy, sx) = (AxisSplit::of(w.kh, w.ph), AxisSplit::of(w.kw, w.pw));
-        assert_eq!(weight.len(), g * w.c * w.kh * w.kw, "weight shape");
-        let mut out = vec![0.0; g * s.c * s.kh * s.kw];
-        for gi in 0..g {
-            for (q, (qy, qx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+        let (big_taps, taps) = (w.kh * w.kw, s.kh * s.kw);
+        assert_eq!(weight.len(), g * w.c * big_taps, "weight shape");
+        let mut out = vec![0.0; g * s.c * taps];
+        for (q, t, k) in self.taps() {
+            for gi in 0..g {
                 for ci in 0..w.c {
-                    let to = &mut out[(gi * s.c + q * w.c + ci) * s.kh * s.kw..][..s.kh * s.kw];
-                    let from = &weight[(gi * w.c + ci) * w.kh * w.kw..][..w.kh * w.kw];
-                    for ty in 0..s.kh {
-                        let Some(ky) = sy.big_tap(w.kh, w.ph, qy, ty) else {
-                            continue;
-                        };
-                        for tx in 0..s.kw {
-                            if let Some(kx) = sx.big_tap(w.kw, w.pw, qx, tx) {
-                                to[ty * s.kw + tx] = from[ky * w.kw + kx];
-                            }
-                        }
-                    }
+                    out[(gi * s.c + q * w.c + ci) * taps + t] =
+                        weight[(gi * w.c + ci) * big_taps + k];
                 }
             }
         }
@@ -243,23 +254,13 @@ impl Phases {
         let stacked = profile::thread_timed("phases split", 0.0, || self.split(batch, big));
         let (w, s) = (&self.big, &self.stacked);
         let dws = winograd::weight_gradient(&self.forward, s, batch, g, &stacked, grid);
-        let (sy, sx) = (AxisSplit::of(w.kh, w.ph), AxisSplit::of(w.kw, w.pw));
-        let mut out = vec![0.0; g * w.c * w.kh * w.kw];
-        for (q, (qy, qx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
-            for ty in 0..s.kh {
-                let Some(ky) = sy.big_tap(w.kh, w.ph, qy, ty) else {
-                    continue;
-                };
-                for tx in 0..s.kw {
-                    let Some(kx) = sx.big_tap(w.kw, w.pw, qx, tx) else {
-                        continue;
-                    };
-                    for ci in 0..w.c {
-                        let from = &dws[((ty * s.kw + tx) * s.c + q * w.c + ci) * g..][..g];
-                        for (gi, &v) in from.iter().enumerate() {
-                            out[((gi * w.c + ci) * w.kh + ky) * w.kw + kx] = v;
-                        }
-                    }
+        let big_taps = w.kh * w.kw;
+        let mut out = vec![0.0; g * w.c * big_taps];
+        for (q, t, k) in self.taps() {
+            for ci in 0..w.c {
+                let from = &dws[(t * s.c + q * w.c + ci) * g..][..g];
+                for (gi, &v) in from.iter().enumerate() {
+                    out[(gi * w.c + ci) * big_taps + k] = v;
                 }
             }
         }
@@ -278,7 +279,7 @@ impl Phases {
                 let first = i * rows_per_task(row);
                 for (r, out) in out.chunks_exact_mut(row).enumerate() {
                     let (n, y) = ((first + r) / w.hs, (first + r) % w.hs);
-                    for (q, (qy, qx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    for (q, (qy, qx)) in PHASES.into_iter().enumerate() {
                         let line = &x[((n * w.hb + 2 * y + qy) * w.wb) * c..][..w.wb * c];
                         for (xi, cell) in out.chunks_exact_mut(4 * c).enumerate() {
                             let from = &line[(2 * xi + qx) * c..][..c];
@@ -316,6 +317,9 @@ impl Phases {
         }
     }
 }
+
+/// The four phases `(qy, qx)` of a map, in their order in the stack.
+const PHASES: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 
 /// Rows of `row` floats per task of [`Phases::split`] and [`Phases::join`]: about 64 KiB.
 fn rows_per_task(row: usize) -> usize {
@@ -376,6 +380,15 @@ mod tests {
         [to_grid, to_big, dw]
     }
 
+    /// Channels-last `maps` with `bias` (one per channel) added.
+    fn with_bias(maps: &[f64], bias: &[f32]) -> Vec<f64> {
+        let channels = bias.len();
+        maps.iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[i % channels] as f64)
+            .collect()
+    }
+
     /// Largest difference from the reference, relative to the reference's largest value.
     fn relative_error(got: &[f32], want: &[f64]) -> f64 {
         assert_eq!(got.len(), want.len());
@@ -408,20 +421,10 @@ mod tests {
             let [to_grid, to_big, dw] = reference(&w, (batch, g), (&big, &grid, &weight));
             let stacked = phases.weight(&weight, g);
             let got = phases.conv(batch, g, &big, (&stacked, &bias_g), None);
-            let want: Vec<f64> = to_grid
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias_g[i % g] as f64)
-                .collect();
-            let err = relative_error(&got, &want);
+            let err = relative_error(&got, &with_bias(&to_grid, &bias_g));
             assert!(err < 2e-5, "k {k} p {p} conv: error {err:e}");
             let got = phases.conv_transposed(batch, g, &grid, (&stacked, &bias_c), None);
-            let want: Vec<f64> = to_big
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v + bias_c[i % c] as f64)
-                .collect();
-            let err = relative_error(&got, &want);
+            let err = relative_error(&got, &with_bias(&to_big, &bias_c));
             assert!(err < 2e-5, "k {k} p {p} transposed: error {err:e}");
             let err = relative_error(&phases.weight_gradient(batch, g, &big, &grid), &dw);
             assert!(err < 2e-5, "k {k} p {p} weight gradient: error {err:e}");
