@@ -240,6 +240,12 @@ pub(crate) fn shape_plan(w: &Window) -> Option<Plan> {
 /// tiles out of the cache before the GEMMs read them.
 const GROUP_FLOATS: usize = 1 << 19;
 
+/// Tile rows per group, for tile rows of `row_floats` transformed floats (input and
+/// product, all tile points): [`GROUP_FLOATS`]' worth, at least one.
+fn group_rows(row_floats: usize) -> usize {
+    (GROUP_FLOATS / row_floats.max(1)).max(1)
+}
+
 /// `dst = Σₖ coef(k) · src(k)` for `k < n` (at most [`MAX_TERMS`]), skipping zero
 /// coefficients: the transforms' sums, over whole channel vectors, in one pass over
 /// `dst` (each product and sum rounded on its own, in `k` order, so the result is the
@@ -420,8 +426,7 @@ pub(crate) fn conv_forward(
     // Tile rows (a row of tiles across one image) in batch order; groups of them.
     let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
     let rows = batch * th;
-    let per_tile = points * (c + g);
-    let group_rows = (GROUP_FLOATS / (per_tile * tw).max(1)).max(1);
+    let group_rows = group_rows(points * (c + g) * tw);
     // Where tile row `r`'s outputs start: they are whole output rows of one image.
     let start = |r: usize| {
         let (n, ty) = (r / th, r % th);
@@ -495,7 +500,7 @@ pub(crate) fn weight_gradient(
     let points = ah * aw;
     let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
     let rows = batch * th;
-    let group_rows = (GROUP_FLOATS / (points * (c + g) * tw).max(1)).max(1);
+    let group_rows = group_rows(points * (c + g) * tw);
     let groups = rows.div_ceil(group_rows);
     let slots = WEIGHT_SLOTS.min(groups).max(1);
     let part = points * c * g;
