@@ -588,7 +588,7 @@ impl ConvSpec {
         // pass, on the stacked phases.
         let phases = state
             .split
-            .then(|| Phases::of(w).expect("the forward pass split by these shapes"));
+            .then(|| Phases::of(w, g).expect("the forward pass split by these shapes"));
         let winograd_dw = match (need_w, &phases) {
             (true, Some(phases)) => Some(timed(
                 || self.tag("bwd phases dW"),
@@ -1329,7 +1329,7 @@ mod tests {
             batch: 16,
             grid_channels: 64,
         };
-        assert!(winograd::shape_plan(&spec.window).is_none());
+        assert!(winograd::shape_plan(&spec.window, winograd::MIN_TILES).is_none());
         let groups = spec.batch.div_ceil(spec.group());
         assert_eq!(groups, 16, "one image per group");
         let part = 64 * 64 * 16;

@@ -17,8 +17,9 @@
 //! instead of 25. The flex fast path does this for the forward products and input
 //! gradients of stride-2 convolutions and transposed convolutions (a DCGAN's every layer
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
-//! at least 16 wide) and the layer has at least 32 channels on each side (with fewer, the
-//! transforms cost what the products save). Their weight gradients take Winograd's
+//! at least 16 wide, or 8 wide with at least 512 channels on each side) and the layer has
+//! at least 32 channels on each side (with fewer, the transforms cost what the products
+//! save). Their weight gradients take Winograd's
 //! backward filter pass on the same stacked phases ([`winograd`]'s
 //! `weight_gradient`), whose 36 tap sums are mapped back to the 25 of the `5×5` kernel.
 //!
@@ -94,12 +95,13 @@ pub(crate) struct Phases {
 
 /// The phase split of window `w` (with `g` grid channels) where it applies and pays:
 /// [`enable`]d, and Winograd's path too ([`winograd::enable`]), stride 2 on both axes, a big map exactly twice the grid, a Winograd plan
-/// for the stacked convolution and its transpose, and at least [`MIN_CHANNELS`] channels
-/// on each side.
+/// for the stacked convolution and its transpose (at least 4 tiles a side, 2 with
+/// [`MIN_CHANNELS_FEW_TILES`] on each side), and at least [`MIN_CHANNELS`] channels on
+/// each side.
 pub(crate) fn plan(w: &Window, g: usize) -> Option<Phases> {
     let wide = w.c >= MIN_CHANNELS && g >= MIN_CHANNELS;
     (is_enabled() && winograd::is_enabled() && wide)
-        .then(|| Phases::of(w))
+        .then(|| Phases::of(w, g))
         .flatten()
 }
 
@@ -109,9 +111,26 @@ pub(crate) fn plan(w: &Window, g: usize) -> Option<Phases> {
 /// and wider ones 10–35% faster (catgan's docs/performance.md, change 20).
 const MIN_CHANNELS: usize = 32;
 
+/// Fewest channels on either side of a layer split into phases on a grid with only 2
+/// Winograd tiles a side (a grid of 8 for `F(4×4, 3×3)`). With 512 → 1024 (seed128 base
+/// 64) the split took 25–45% off those layers; with 64 → 128 (dcgan64 base 32) it did
+/// not pay (catgan's docs/performance.md, changes 20 and 22).
+const MIN_CHANNELS_FEW_TILES: usize = 512;
+
+/// Tiles a side below [`winograd::MIN_TILES`] that a layer with
+/// [`MIN_CHANNELS_FEW_TILES`] may split with.
+const FEW_TILES: usize = 2;
+
 impl Phases {
-    /// [`plan`] without the switch: the backward pass of a forward pass that split.
-    pub(crate) fn of(w: &Window) -> Option<Self> {
+    /// [`plan`] without the switches and the channel floor, for a layer with `g` grid
+    /// channels: the backward pass of a forward pass that split.
+    pub(crate) fn of(w: &Window, g: usize) -> Option<Self> {
+        let wide = w.c >= MIN_CHANNELS_FEW_TILES && g >= MIN_CHANNELS_FEW_TILES;
+        Self::with_tiles(w, if wide { FEW_TILES } else { winograd::MIN_TILES })
+    }
+
+    /// The split of `w` with at least `min_tiles` Winograd tiles a side, if it has one.
+    fn with_tiles(w: &Window, min_tiles: usize) -> Option<Self> {
         let exact = (w.hb, w.wb) == (2 * w.hs, 2 * w.ws);
         if (w.sh, w.sw) != (2, 2) || !exact || w.ph >= w.kh || w.pw >= w.kw || w.hs == 0 {
             return None;
@@ -142,8 +161,8 @@ impl Phases {
             big: *w,
             stacked,
             turned,
-            forward: winograd::shape_plan(&stacked)?,
-            transposed: winograd::shape_plan(&turned)?,
+            forward: winograd::shape_plan(&stacked, min_tiles)?,
+            transposed: winograd::shape_plan(&turned, min_tiles)?,
         })
     }
 
@@ -403,15 +422,16 @@ mod tests {
     #[test]
     fn both_directions_and_the_weight_gradient_match_the_definition() {
         // 5×5 with padding 2 (catgan's layers), 4×4 with padding 1 (PyTorch's DCGAN), an
-        // uneven grid, a batch of 3.
+        // uneven grid, a grid of 8 (2 tiles a side, as for wide layers), a batch of 3.
         for (k, p, (hs, ws), c, g) in [
             (5, 2, (16, 16), 8, 12),
             (4, 1, (16, 24), 5, 7),
             (5, 2, (17, 16), 3, 16),
+            (5, 2, (8, 8), 6, 10),
         ] {
             let w = Window::of_conv(c, (2 * hs, 2 * ws), k, 2, p);
             assert_eq!((w.hs, w.ws), (hs, ws), "the window's grid");
-            let phases = Phases::of(&w).expect("a plan for a grid 16 wide");
+            let phases = Phases::with_tiles(&w, FEW_TILES).expect("a plan for 2 tiles a side");
             let batch = 3;
             let big = random(batch * w.big() * c, 1);
             let grid = random(batch * w.grid() * g, 2);
@@ -434,8 +454,8 @@ mod tests {
     #[test]
     fn the_leaky_relu_follows_the_sum() {
         let w = Window::of_conv(4, (32, 32), 5, 2, 2);
-        let phases = Phases::of(&w).unwrap();
         let (batch, g) = (2, 8);
+        let phases = Phases::of(&w, g).unwrap();
         let big = random(batch * w.big() * w.c, 6);
         let weight = phases.weight(&random(g * w.c * 25, 7), g);
         let bias = random(g, 8);
@@ -451,7 +471,7 @@ mod tests {
         let w = Window::of_conv(3, (6, 8), 5, 2, 2);
         let phases = Phases {
             big: w,
-            ..Phases::of(&Window::of_conv(3, (32, 32), 5, 2, 2)).unwrap()
+            ..Phases::of(&Window::of_conv(3, (32, 32), 5, 2, 2), 3).unwrap()
         };
         let x: Vec<f32> = (0..2 * w.big() * 3).map(|i| i as f32).collect();
         let stacked = phases.split(2, &x);
@@ -464,12 +484,19 @@ mod tests {
     #[test]
     fn applies_only_where_it_should() {
         // Stride 1, an odd big map, and grids below 16 wide take other paths.
-        assert!(Phases::of(&Window::of_conv(8, (32, 32), 5, 1, 2)).is_none());
-        assert!(Phases::of(&Window::of_conv(8, (33, 33), 5, 2, 2)).is_none());
-        assert!(Phases::of(&Window::of_conv(8, (16, 16), 5, 2, 2)).is_none());
+        let of = |c, big, k, s, p| Phases::of(&Window::of_conv(c, big, k, s, p), 8);
+        assert!(of(8, (32, 32), 5, 1, 2).is_none());
+        assert!(of(8, (33, 33), 5, 2, 2).is_none());
+        assert!(of(8, (16, 16), 5, 2, 2).is_none());
         // A 3×3 kernel with padding 1 splits into 2-tap phases, which have no plan.
-        assert!(Phases::of(&Window::of_conv(8, (32, 32), 3, 2, 1)).is_none());
-        assert!(Phases::of(&Window::of_conv(8, (32, 32), 5, 2, 2)).is_some());
+        assert!(of(8, (32, 32), 3, 2, 1).is_none());
+        assert!(of(8, (32, 32), 5, 2, 2).is_some());
+        // A grid of 8 splits with 512 channels on each side, not with fewer; 4 never.
+        let grid_8 = Window::of_conv(512, (16, 16), 5, 2, 2);
+        assert!(plan(&grid_8, 512).is_some());
+        assert!(plan(&grid_8, 256).is_none());
+        assert!(plan(&Window { c: 256, ..grid_8 }, 1024).is_none());
+        assert!(plan(&Window::of_conv(512, (8, 8), 5, 2, 2), 1024).is_none());
         // Too few channels on either side to pay.
         let w = Window::of_conv(32, (32, 32), 5, 2, 2);
         assert!(plan(&w, 64).is_some());

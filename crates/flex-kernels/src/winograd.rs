@@ -35,6 +35,8 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rayon::prelude::*;
+
 use crate::buffers::{par_vec, par_vec_split_uninit, with_scratch, Uninit};
 use crate::kernels::{self, Mat, Window};
 use crate::profile;
@@ -215,35 +217,70 @@ fn axis(r: usize) -> Option<&'static Axis> {
 
 /// The Winograd plan for a convolution's window, if it has one and it pays: stride 1,
 /// each kernel axis 1, 3, 5 or 7 taps (`3×3`, `1×3`, `3×1`, `5×5`, `1×7`, `7×1`; not
-/// `1×1`), and at least 4 tiles along each transformed axis (16 positions for 3 taps, 8
-/// for 5 and 7). On the
-/// Inception's 8×8 maps the transforms cost more than the products they save
-/// (docs/performance.md, change 18).
+/// `1×1`), and at least [`MIN_TILES`] tiles along each transformed axis (16 positions for
+/// 3 taps, 8 for 5 and 7). On the Inception's 8×8 maps the transforms cost more than the
+/// products they save (docs/performance.md, change 18).
 pub(crate) fn plan(w: &Window) -> Option<Plan> {
-    is_enabled().then(|| shape_plan(w)).flatten()
+    is_enabled().then(|| shape_plan(w, MIN_TILES)).flatten()
 }
 
-/// [`plan`] by the shapes alone, whether or not the path is [`enable`]d (for the
-/// [`phases`](crate::phases) of stride-2 convolutions, which have a switch of their own).
-pub(crate) fn shape_plan(w: &Window) -> Option<Plan> {
+/// Fewest tiles along a transformed axis for [`plan`].
+pub(crate) const MIN_TILES: usize = 4;
+
+/// [`plan`] by the shapes alone, whether or not the path is [`enable`]d, with at least
+/// `min_tiles` tiles along each transformed axis (for the [`phases`](crate::phases) of
+/// stride-2 convolutions, which have a switch and a rule of their own).
+pub(crate) fn shape_plan(w: &Window, min_tiles: usize) -> Option<Plan> {
     if (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
         return None;
     }
     let (h, wd) = (axis(w.kh)?, axis(w.kw)?);
-    let wide_enough = |a: &Axis, grid: usize| a.m == 1 || grid >= 4 * a.m;
+    let wide_enough = |a: &Axis, grid: usize| a.m == 1 || grid >= min_tiles * a.m;
     (wide_enough(h, w.hs) && wide_enough(wd, w.ws)).then_some(Plan { h, w: wd })
 }
 
 /// Floats of transformed tiles (input and product, all tile points) a group of tiles
-/// aims at: 2 MiB (1, 4 and 8 MiB ran the Inception 1–3% slower, one run each). Fewer
-/// tiles per group leave each GEMM too few rows for the weight it packs; more spill the
-/// tiles out of the cache before the GEMMs read them.
+/// aims at: 2 MiB (1, 4 and 8 MiB ran the Inception 1–3% slower, one run each), so that
+/// the tiles stay in the cache between the transforms and the GEMMs.
 const GROUP_FLOATS: usize = 1 << 19;
 
-/// Tile rows per group, for tile rows of `row_floats` transformed floats (input and
-/// product, all tile points): [`GROUP_FLOATS`]' worth, at least one.
-fn group_rows(row_floats: usize) -> usize {
-    (GROUP_FLOATS / row_floats.max(1)).max(1)
+/// Fewest tiles a group holds, where the layer has them and the weight of a tile point
+/// is at least [`LARGE_WEIGHT`]: each GEMM packs that weight (`c × g`) for the group's
+/// tiles, so with hundreds of channels the [`GROUP_FLOATS`] rule's 4–16 tiles spent most
+/// of a GEMM packing (36–47 GFLOP/s a thread at seed128 base 64, against 80–90 for the
+/// window matrices; docs/performance.md, change 22).
+const MIN_GROUP_TILES: usize = 128;
+
+/// Floats of a tile point's weight (`c × g`) from which [`MIN_GROUP_TILES`] applies:
+/// 128 KiB (seed128 base 64's layers on its widest maps, 128 × 256, ran 5–8% faster with
+/// it). Smaller weights stay in the cache from one group to the next: at 64 × 128 (dcgan64
+/// base 32) larger groups ran the step 2–9% slower.
+const LARGE_WEIGHT: usize = 1 << 15;
+
+/// Fewest groups a layer's tiles split into under [`MIN_GROUP_TILES`], where it has the
+/// tile rows: the groups run in parallel, so fewer would leave a core idle on a 2-core
+/// machine (machines with more cores thread the GEMMs of a layer with fewer groups than
+/// threads instead).
+const MIN_GROUPS: usize = 2;
+
+/// Tile rows per group, for `rows` tile rows of `row_tiles` tiles and `row_floats`
+/// transformed floats (input and product, all tile points), with a tile point's weight
+/// of `weight_floats`: [`GROUP_FLOATS`]' worth, or for a [`LARGE_WEIGHT`]
+/// [`MIN_GROUP_TILES`] if that is more (in at least [`MIN_GROUPS`] groups); at least
+/// one. By the shapes alone, so that a weight gradient's sums never depend on the threads.
+fn group_rows(row_floats: usize, row_tiles: usize, rows: usize, weight_floats: usize) -> usize {
+    let cached = (GROUP_FLOATS / row_floats.max(1)).max(1);
+    if weight_floats < LARGE_WEIGHT {
+        return cached;
+    }
+    let packed = MIN_GROUP_TILES.div_ceil(row_tiles.max(1));
+    cached.max(packed.min(rows.div_ceil(MIN_GROUPS)))
+}
+
+/// Whether a layer's `groups` leave threads idle, so that each GEMM should thread
+/// itself (its results are the same either way: gemm splits the outputs, never the sums).
+fn thread_gemms(groups: usize) -> bool {
+    groups < rayon::current_num_threads()
 }
 
 /// `dst = Σₖ coef(k) · src(k)` for `k < n` (at most [`MAX_TERMS`]), skipping zero
@@ -426,7 +463,8 @@ pub(crate) fn conv_forward(
     // Tile rows (a row of tiles across one image) in batch order; groups of them.
     let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
     let rows = batch * th;
-    let group_rows = group_rows(points * (c + g) * tw);
+    let group_rows = group_rows(points * (c + g) * tw, tw, rows, c * g);
+    let threaded = thread_gemms(rows.div_ceil(group_rows));
     // Where tile row `r`'s outputs start: they are whole output rows of one image.
     let start = |r: usize| {
         let (n, ty) = (r / th, r % th);
@@ -457,7 +495,7 @@ pub(crate) fn conv_forward(
                             false,
                             Mat::rows(&v[xi * tiles * c..][..tiles * c], c),
                             Mat::rows(&u[xi * c * g..][..c * g], g),
-                            false,
+                            threaded,
                         )
                     });
                 }
@@ -500,12 +538,13 @@ pub(crate) fn weight_gradient(
     let points = ah * aw;
     let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
     let rows = batch * th;
-    let group_rows = group_rows(points * (c + g) * tw);
+    let group_rows = group_rows(points * (c + g) * tw, tw, rows, c * g);
     let groups = rows.div_ceil(group_rows);
     let slots = WEIGHT_SLOTS.min(groups).max(1);
+    let threaded = thread_gemms(slots);
     let part = points * c * g;
     let run = |s: usize| (s * groups / slots)..((s + 1) * groups / slots);
-    let parts = par_vec(slots * part, part, |s, du| {
+    let mut parts = par_vec(slots * part, part, |s, du| {
         if run(s).is_empty() {
             return; // an empty batch: a zero part
         }
@@ -533,24 +572,28 @@ pub(crate) fn weight_gradient(
                             j > 0,
                             Mat::transposed(&v[xi * tiles * c..][..tiles * c], c),
                             Mat::rows(&m[xi * tiles * g..][..tiles * g], g),
-                            false,
+                            threaded,
                         )
                     });
                 }
             });
         }
     });
-    // The slots' sum, in order.
+    // The slots' sum, in order, into the first slot (no second copy of `dU`, which is
+    // 36 tile points × c × g: 302 MB for seed128 base 64's widest layer).
     let slab = c * g;
-    let du = par_vec(part, slab, |xi, out| {
-        for s in 0..slots {
-            for (o, &v) in out.iter_mut().zip(&parts[s * part + xi * slab..][..slab]) {
+    let (du, later) = parts.split_at_mut(part);
+    du.par_chunks_mut(slab).enumerate().for_each(|(xi, out)| {
+        for s in 1..slots {
+            let from = &later[(s - 1) * part + xi * slab..][..slab];
+            for (o, &v) in out.iter_mut().zip(from) {
                 *o += v;
             }
         }
     });
     // `Gᵀ · dU · G`: along the height into `[(ky, j), c, g]`, then the width.
     let (kh, kw) = (p.h.r, p.w.r);
+    let du = &*du;
     let half = par_vec(kh * aw * slab, slab, |kyj, out| {
         let (ky, j) = (kyj / aw, kyj % aw);
         combine(
@@ -560,6 +603,7 @@ pub(crate) fn weight_gradient(
             |i| &du[(i * aw + j) * slab..],
         );
     });
+    drop(parts);
     par_vec(kh * kw * slab, slab, |k, out| {
         let (ky, kx) = (k / kw, k % kw);
         combine(
@@ -927,6 +971,10 @@ mod tests {
             ((5, 5), (0, 0), (13, 12), 3, 4, 2, None),
             ((1, 7), (0, 3), (17, 17), 40, 24, 2, None),
             ((7, 1), (3, 0), (17, 17), 24, 40, 2, Some(0.0)),
+            // A large weight per tile point (128 × 256): groups of at least 128 tiles (two
+            // groups of 10 tile rows), and one group whose GEMMs thread themselves.
+            ((3, 3), (1, 1), (16, 16), 128, 256, 5, None),
+            ((3, 3), (1, 1), (16, 16), 128, 256, 2, None),
         ];
         for (k, pad, map, c, g, n, slope) in cases {
             let w = window(c, map, k, pad);
@@ -946,6 +994,8 @@ mod tests {
             ((5, 5), (2, 2), (13, 12), 6, 5, 2),
             ((1, 7), (0, 3), (17, 17), 8, 6, 2),
             ((3, 3), (1, 1), (64, 64), 48, 32, 4),
+            // A large weight per tile point: two groups of 10 tile rows, one slot each.
+            ((3, 3), (1, 1), (16, 16), 128, 256, 5),
         ];
         for (k, pad, map, c, g, n) in cases {
             let w = window(c, map, k, pad);
@@ -983,6 +1033,19 @@ mod tests {
                 / scale;
             assert!(err < 1e-5, "{k:?} pad {pad:?} on {map:?}: error {err:e}");
         }
+    }
+
+    #[test]
+    fn large_weights_get_groups_of_at_least_128_tiles_in_at_least_two_groups() {
+        // Small weights: the cache's worth (2¹⁹ floats), even beyond the layer's rows.
+        assert_eq!(group_rows(1 << 12, 4, 10, 1 << 14), 128);
+        assert_eq!(group_rows(1 << 21, 4, 10, 1 << 14), 1);
+        // Large ones: 128 tiles (64 rows of 2) where that leaves two groups…
+        assert_eq!(group_rows(36 * 3072 * 2, 2, 128, 2048 * 1024), 64);
+        // …fewer where it would not…
+        assert_eq!(group_rows(36 * 3072 * 2, 2, 40, 2048 * 1024), 20);
+        // …and never fewer than the cache's worth.
+        assert_eq!(group_rows(1 << 12, 4, 100, 1 << 16), 128);
     }
 
     #[test]
