@@ -19,9 +19,9 @@
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
 //! at least 16 wide, or 8 wide with at least 512 channels on each side) and the layer has
 //! at least 32 channels on each side (with fewer, the transforms cost what the products
-//! save). Their weight gradients take Winograd's
-//! backward filter pass on the same stacked phases ([`winograd`]'s
-//! `weight_gradient`), whose 36 tap sums are mapped back to the 25 of the `5×5` kernel.
+//! save). Their weight gradients take Winograd's backward filter pass on the same stacked
+//! phases ([`winograd`]'s `weight_gradient`), whose 36 tap sums are mapped back to the 25
+//! of the `5×5` kernel.
 //!
 //! The sums are the same up to float rounding (Winograd's; the phase split itself only
 //! moves values). [`enable`]`(false)` turns it off for the process, as does

@@ -283,6 +283,44 @@ fn thread_gemms(groups: usize) -> bool {
     groups < rayon::current_num_threads()
 }
 
+/// A layer's tiles in groups: tile rows (a row of tiles across one image) in batch order,
+/// `per_group` consecutive ones a group, sized by [`group_rows`]. The forward products
+/// and the weight gradient group alike.
+struct TileGroups {
+    /// Tiles per image along the height and the width.
+    th: usize,
+    tw: usize,
+    /// Tile rows in the batch.
+    rows: usize,
+    /// Tile rows per group.
+    per_group: usize,
+}
+
+impl TileGroups {
+    fn of(p: &Plan, w: &Window, batch: usize, g: usize) -> Self {
+        let points = p.h.alpha() * p.w.alpha();
+        let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
+        let rows = batch * th;
+        let per_group = group_rows(points * (w.c + g) * tw, tw, rows, w.c * g);
+        TileGroups {
+            th,
+            tw,
+            rows,
+            per_group,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.rows.div_ceil(self.per_group)
+    }
+
+    /// Group `q`'s tile rows, `first..last`.
+    fn rows_of(&self, q: usize) -> (usize, usize) {
+        let first = q * self.per_group;
+        (first, (first + self.per_group).min(self.rows))
+    }
+}
+
 /// `dst = Σₖ coef(k) · src(k)` for `k < n` (at most [`MAX_TERMS`]), skipping zero
 /// coefficients: the transforms' sums, over whole channel vectors, in one pass over
 /// `dst` (each product and sum rounded on its own, in `k` order, so the result is the
@@ -460,22 +498,19 @@ pub(crate) fn conv_forward(
     let (ah, aw) = (p.h.alpha(), p.w.alpha());
     let points = ah * aw;
     let u = profile::thread_timed("winograd weight", 0.0, || transform_weight(p, weight, g, c));
-    // Tile rows (a row of tiles across one image) in batch order; groups of them.
-    let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
-    let rows = batch * th;
-    let group_rows = group_rows(points * (c + g) * tw, tw, rows, c * g);
-    let threaded = thread_gemms(rows.div_ceil(group_rows));
+    let groups = TileGroups::of(p, w, batch, g);
+    let (th, tw) = (groups.th, groups.tw);
+    let threaded = thread_gemms(groups.count());
     // Where tile row `r`'s outputs start: they are whole output rows of one image.
     let start = |r: usize| {
         let (n, ty) = (r / th, r % th);
         ((n * w.hs + (ty * p.h.m).min(w.hs)) * w.ws) * g
     };
-    let ends: Vec<usize> = (1..=rows.div_ceil(group_rows))
-        .map(|q| start((q * group_rows).min(rows)))
+    let ends: Vec<usize> = (0..groups.count())
+        .map(|q| start(groups.rows_of(q).1))
         .collect();
     let fill = |q: usize, out: &mut Uninit| {
-        let first_row = q * group_rows;
-        let last_row = (first_row + group_rows).min(rows);
+        let (first_row, last_row) = groups.rows_of(q);
         let tiles = (last_row - first_row) * tw;
         let base = start(first_row);
         let small = (2 * ah * aw * c).max(p.h.m * aw * g + g);
@@ -536,10 +571,9 @@ pub(crate) fn weight_gradient(
     assert_eq!(dy.len(), batch * w.grid() * g, "output gradient size");
     let (ah, aw) = (p.h.alpha(), p.w.alpha());
     let points = ah * aw;
-    let (th, tw) = (w.hs.div_ceil(p.h.m), w.ws.div_ceil(p.w.m));
-    let rows = batch * th;
-    let group_rows = group_rows(points * (c + g) * tw, tw, rows, c * g);
-    let groups = rows.div_ceil(group_rows);
+    let tile_groups = TileGroups::of(p, w, batch, g);
+    let (th, tw) = (tile_groups.th, tile_groups.tw);
+    let groups = tile_groups.count();
     let slots = WEIGHT_SLOTS.min(groups).max(1);
     let threaded = thread_gemms(slots);
     let part = points * c * g;
@@ -549,8 +583,7 @@ pub(crate) fn weight_gradient(
             return; // an empty batch: a zero part
         }
         for (j, q) in run(s).enumerate() {
-            let first_row = q * group_rows;
-            let last_row = (first_row + group_rows).min(rows);
+            let (first_row, last_row) = tile_groups.rows_of(q);
             let tiles = (last_row - first_row) * tw;
             let small = (2 * ah * aw * c).max(p.h.m * p.w.m * g + ah * p.w.m * g);
             with_scratch(points * tiles * (c + g) + small, |scratch| {
