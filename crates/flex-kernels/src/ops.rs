@@ -798,9 +798,12 @@ impl ConvSpec {
                     }
                 },
             );
+            drop(slot_parts);
             let dw = need_w.then(|| {
+                kernels::sum_parts_in_place(parts, part_len);
+                let sum = &parts[..part_len];
                 tensor(
-                    kernels::weight_from_parts_sum(parts, gk, g, w.c, w.kh, w.kw),
+                    kernels::weight_from_parts_sum(sum, gk, g, w.c, w.kh, w.kw),
                     &state.weight_shape,
                 )
             });
