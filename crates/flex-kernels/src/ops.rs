@@ -800,10 +800,17 @@ impl ConvSpec {
             );
             drop(slot_parts);
             let dw = need_w.then(|| {
-                kernels::sum_parts_in_place(parts, part_len);
-                let sum = &parts[..part_len];
+                // `[G, K]` parts are summed channel by channel as they are placed;
+                // `[K, G]` ones first by a streaming pass, as the layout pass would read
+                // each of them 16 floats at a time at a stride of `G`.
+                let parts: &[f32] = if gk {
+                    parts
+                } else {
+                    kernels::sum_parts_in_place(parts, part_len);
+                    &parts[..part_len]
+                };
                 tensor(
-                    kernels::weight_from_parts_sum(sum, gk, g, w.c, w.kh, w.kw),
+                    kernels::weight_from_parts_sum(parts, gk, g, w.c, w.kh, w.kw),
                     &state.weight_shape,
                 )
             });
