@@ -341,21 +341,28 @@ fn combine<'a>(
             terms += 1;
         }
     }
-    match terms {
-        0 => dst.fill(0.0),
-        1 => sum_of::<1>(dst, &coefs, &srcs),
-        2 => sum_of::<2>(dst, &coefs, &srcs),
-        3 => sum_of::<3>(dst, &coefs, &srcs),
-        4 => sum_of::<4>(dst, &coefs, &srcs),
-        5 => sum_of::<5>(dst, &coefs, &srcs),
-        6 => sum_of::<6>(dst, &coefs, &srcs),
-        7 => sum_of::<7>(dst, &coefs, &srcs),
-        _ => sum_of::<8>(dst, &coefs, &srcs),
-    }
+    sum_terms(dst, terms, &coefs, &srcs);
 }
 
 /// Most terms of one transform sum (`α` of `F(2, 7)`).
 const MAX_TERMS: usize = 8;
+
+/// `dst[e] = Σₖ coefs[k] · srcs[k][e]` for the first `terms` terms (zeros for none), by
+/// the [`sum_of`] of that many.
+#[inline(always)]
+fn sum_terms(dst: &mut [f32], terms: usize, coefs: &[f32; MAX_TERMS], srcs: &[&[f32]; MAX_TERMS]) {
+    match terms {
+        0 => dst.fill(0.0),
+        1 => sum_of::<1>(dst, coefs, srcs),
+        2 => sum_of::<2>(dst, coefs, srcs),
+        3 => sum_of::<3>(dst, coefs, srcs),
+        4 => sum_of::<4>(dst, coefs, srcs),
+        5 => sum_of::<5>(dst, coefs, srcs),
+        6 => sum_of::<6>(dst, coefs, srcs),
+        7 => sum_of::<7>(dst, coefs, srcs),
+        _ => sum_of::<8>(dst, coefs, srcs),
+    }
+}
 
 /// `dst[e] = Σₖ coefs[k] · srcs[k][e]` for the first `N` terms, element by element.
 #[inline(always)]
@@ -435,17 +442,7 @@ fn combine_rows<'a>(
         for (t, &(k, a)) in rows.terms[j][..n].iter().enumerate() {
             (coefs[t], terms[t]) = (a, srcs[k]);
         }
-        match n {
-            0 => out.fill(0.0),
-            1 => sum_of::<1>(out, &coefs, &terms),
-            2 => sum_of::<2>(out, &coefs, &terms),
-            3 => sum_of::<3>(out, &coefs, &terms),
-            4 => sum_of::<4>(out, &coefs, &terms),
-            5 => sum_of::<5>(out, &coefs, &terms),
-            6 => sum_of::<6>(out, &coefs, &terms),
-            7 => sum_of::<7>(out, &coefs, &terms),
-            _ => sum_of::<8>(out, &coefs, &terms),
-        }
+        sum_terms(out, n, &coefs, &terms);
     }
 }
 
