@@ -54,6 +54,13 @@ struct Panel<'a> {
     curves: Vec<Curve>,
 }
 
+/// Labels on the step axis: at most 10, and no more than the whole steps the axis spans,
+/// so that a short run's labels stay one step or more apart (with plotters' default of
+/// 10 on an axis of 3 steps, the half steps were printed as "2, 2, 2").
+fn step_labels(x_min: f64, x_max: f64) -> usize {
+    ((x_max - x_min).floor() as usize + 1).clamp(2, 10)
+}
+
 /// Draws one panel: faint raw values, bold moving averages, a legend.
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -77,6 +84,7 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(|e| err(&e))?;
     let mut mesh = chart.configure_mesh();
     mesh.y_desc(panel.y_desc)
+        .x_labels(step_labels(x_min, x_max))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .light_line_style(WHITE);
     if let Some(x_desc) = panel.x_desc {
@@ -170,6 +178,13 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path, title: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_labels_never_fall_between_whole_steps() {
+        assert_eq!(step_labels(1.0, 4.0), 4, "steps 1 to 4: one label a step");
+        assert_eq!(step_labels(0.0, 1.0), 2);
+        assert_eq!(step_labels(1.0, 5_000.0), 10, "long runs keep plotters' 10");
+    }
 
     #[test]
     fn smoothing_follows_the_trend() {
