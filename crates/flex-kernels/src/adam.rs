@@ -30,6 +30,7 @@ use crate::buffers::{assume_init, par_vecs_uninit, Uninit};
 use crate::calls::{count, Calls};
 use crate::dispatch::{cast, same};
 use crate::ops::{slice, tensor as flex_tensor};
+use crate::wide::wide;
 
 /// Adam without weight decay or AMSGrad, as burn computes it (a [`SimpleOptimizer`]: wrap
 /// it in burn's `OptimizerAdaptor`).
@@ -188,6 +189,17 @@ fn flex_step<const D: usize>(
 /// One chunk: burn's operations in burn's order, element by element, into the three
 /// outputs (every element written).
 fn update(
+    k: &Coefficients,
+    (param, grad): (&[f32], &[f32]),
+    moments: Option<(&[f32], &[f32])>,
+    [p_out, m1_out, m2_out]: [&mut Uninit; 3],
+) {
+    wide!({ update_wide(k, (param, grad), moments, [p_out, m1_out, m2_out]) })
+}
+
+/// [`update`]'s loops.
+#[inline(always)]
+fn update_wide(
     k: &Coefficients,
     (param, grad): (&[f32], &[f32]),
     moments: Option<(&[f32], &[f32])>,

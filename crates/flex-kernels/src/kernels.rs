@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use crate::buffers::{assume_init, par_vec, par_vec_uninit, with_scratch, Uninit};
+use crate::wide::wide;
 
 /// How a `kh × kw` window with stride `(sh, sw)` and top/left padding `(ph, pw)` sweeps a
 /// "big" map of `c` channels and `hb × wb` positions, visiting an `hs × ws` grid.
@@ -296,18 +297,20 @@ pub(crate) fn transpose_batch(src: &[f32], rows: usize, cols: usize) -> Vec<f32>
     unsafe {
         par_vec_uninit(src.len(), per, |i, d| {
             let s = &src[i * per..(i + 1) * per];
-            for rb in 0..row_blocks {
-                let r0 = rb * T;
-                let r1 = (r0 + T).min(rows);
-                for c0 in (0..cols).step_by(T) {
-                    let c1 = (c0 + T).min(cols);
-                    for r in r0..r1 {
-                        for cc in c0..c1 {
-                            d[cc * rows + r].write(s[r * cols + cc]);
+            wide!({
+                for rb in 0..row_blocks {
+                    let r0 = rb * T;
+                    let r1 = (r0 + T).min(rows);
+                    for c0 in (0..cols).step_by(T) {
+                        let c1 = (c0 + T).min(cols);
+                        for r in r0..r1 {
+                            for cc in c0..c1 {
+                                d[cc * rows + r].write(s[r * cols + cc]);
+                            }
                         }
                     }
                 }
-            }
+            })
         })
     }
 }
@@ -484,6 +487,18 @@ pub(crate) fn column_major_pays((m, n, k): (usize, usize, usize), rhs_transposed
 /// contiguous).
 fn transpose_into(src: &[f32], m: usize, n: usize, dst: &mut [f32], accumulate: bool) {
     const COLUMNS: usize = 16;
+    wide!({ transpose_columns::<COLUMNS>(src, m, n, dst, accumulate) })
+}
+
+/// [`transpose_into`]'s loops.
+#[inline(always)]
+fn transpose_columns<const COLUMNS: usize>(
+    src: &[f32],
+    m: usize,
+    n: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+) {
     for j0 in (0..n).step_by(COLUMNS) {
         let j1 = (j0 + COLUMNS).min(n);
         for (i, row) in dst.chunks_exact_mut(n).enumerate() {
@@ -618,14 +633,16 @@ pub(crate) fn weight_to_gk(weight: &[f32], g: usize, c: usize, kh: usize, kw: us
     // SAFETY: each chunk is one channel's `per_channel` elements, all written.
     unsafe {
         par_vec_uninit(weight.len(), per_channel, |gi, out| {
-            let weight = &weight[gi * per_channel..][..per_channel];
-            // Row `(tap, ci)` of `K` is `weight[ci, tap]`.
-            let taps = kh * kw;
-            for (tap, out) in out.chunks_exact_mut(c).enumerate() {
-                for (o, &v) in out.iter_mut().zip(weight[tap..].iter().step_by(taps)) {
-                    o.write(v);
+            wide!({
+                let weight = &weight[gi * per_channel..][..per_channel];
+                // Row `(tap, ci)` of `K` is `weight[ci, tap]`.
+                let taps = kh * kw;
+                for (tap, out) in out.chunks_exact_mut(c).enumerate() {
+                    for (o, &v) in out.iter_mut().zip(weight[tap..].iter().step_by(taps)) {
+                        o.write(v);
+                    }
                 }
-            }
+            })
         })
     }
 }
@@ -645,11 +662,13 @@ pub(crate) fn sum_parts_in_place(parts: &mut [f32], len: usize) {
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(i, out)| {
-            for part in later.chunks_exact(len) {
-                for (o, &v) in out.iter_mut().zip(&part[i * CHUNK..]) {
-                    *o += v;
+            wide!({
+                for part in later.chunks_exact(len) {
+                    for (o, &v) in out.iter_mut().zip(&part[i * CHUNK..]) {
+                        *o += v;
+                    }
                 }
-            }
+            })
         });
 }
 
@@ -673,20 +692,22 @@ pub(crate) fn weight_from_parts_sum(
             let mut parts = parts.chunks_exact(len);
             let first = parts.next().expect("at least one part");
             with_scratch(per_channel, |sum| {
-                sum.copy_from_slice(&first[gi * per_channel..][..per_channel]);
-                for part in parts {
-                    for (s, v) in sum.iter_mut().zip(&part[gi * per_channel..]) {
-                        *s += v;
+                wide!({
+                    sum.copy_from_slice(&first[gi * per_channel..][..per_channel]);
+                    for part in parts {
+                        for (s, v) in sum.iter_mut().zip(&part[gi * per_channel..]) {
+                            *s += v;
+                        }
                     }
-                }
-                // Row `(tap, ci)` of `K` goes to `out[ci, tap]`: by loops, not by
-                // [`tap_offset`]'s two integer divisions per float (which took most of
-                // this pass).
-                for (tap, sum) in sum.chunks_exact(c).enumerate() {
-                    for (o, &v) in out[tap..].iter_mut().step_by(taps).zip(sum) {
-                        *o = v;
+                    // Row `(tap, ci)` of `K` goes to `out[ci, tap]`: by loops, not by
+                    // [`tap_offset`]'s two integer divisions per float (which took most
+                    // of this pass).
+                    for (tap, sum) in sum.chunks_exact(c).enumerate() {
+                        for (o, &v) in out[tap..].iter_mut().step_by(taps).zip(sum) {
+                            *o = v;
+                        }
                     }
-                }
+                })
             });
         });
     }
@@ -746,7 +767,7 @@ fn block_sums(
             while s < r1 {
                 let e = (s + SUB).min(r1);
                 acc.fill(0.0);
-                f(s, e, &mut acc);
+                wide!({ f(s, e, &mut acc) });
                 for (t, a) in total.iter_mut().zip(&acc) {
                     *t += *a as f64;
                 }
@@ -772,23 +793,75 @@ pub(crate) fn batch_stats(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
         .into_iter()
         .map(|s| (s / count) as f32)
         .collect();
-    let sq = block_sums(rows, c, 1, |r0, r1, acc| {
-        for row in x[r0 * c..r1 * c].chunks_exact(c) {
-            for ((a, v), m) in acc.iter_mut().zip(row).zip(&mean) {
-                let d = v - m;
-                *a += d * d;
-            }
-        }
-    });
+    let sq = block_sums(
+        rows,
+        c,
+        1,
+        #[inline(always)]
+        |r0, r1, acc| {
+            let x = &x[r0 * c..r1 * c];
+            with_channels!(c, add_squared_deviations(acc, x, &mean))
+        },
+    );
     let var = sq.into_iter().map(|s| (s / count) as f32).collect();
     (mean, var)
 }
 
 fn column_sums_f64(x: &[f32], c: usize) -> Vec<f64> {
-    block_sums(x.len() / c, c, 1, |r0, r1, acc| {
-        for row in x[r0 * c..r1 * c].chunks_exact(c) {
-            for (a, v) in acc.iter_mut().zip(row) {
+    block_sums(
+        x.len() / c,
+        c,
+        1,
+        #[inline(always)]
+        |r0, r1, acc| with_channels!(c, add_rows(acc, &x[r0 * c..r1 * c])),
+    )
+}
+
+// The per-channel row loops below take the channel count as a [`Channels`] value: with
+// 16 or 32 channels a fixed count lets a row compile to one or two 16-float operations;
+// a loop over a dynamic count that short runs scalar where the vectoriser's main loop
+// takes 64 floats at a time (AVX-512, [`wide!`]).
+
+/// Runs `f` on the sums `acc` copied into a local array while they are few (at most 128),
+/// and copies them back: sums of a fixed count in a local array stay in vector registers
+/// from row to row, where sums in the caller's memory compiled to a scalar load, add and
+/// store per channel and row.
+#[inline(always)]
+fn in_registers(acc: &mut [f32], f: impl FnOnce(&mut [f32])) {
+    const MOST: usize = 128;
+    let n = acc.len();
+    if n > MOST {
+        return f(acc);
+    }
+    let mut local = [0.0f32; MOST];
+    local[..n].copy_from_slice(acc);
+    f(&mut local[..n]);
+    acc.copy_from_slice(&local[..n]);
+}
+
+/// `acc[j] += row[j]` for every row of `x`.
+#[inline(always)]
+fn add_rows(acc: &mut [f32], x: &[f32], ch: impl Channels) {
+    let c = ch.get();
+    in_registers(&mut acc[..c], |acc| {
+        for row in x.chunks_exact(c) {
+            for (a, v) in acc[..c].iter_mut().zip(&row[..c]) {
                 *a += v;
+            }
+        }
+    })
+}
+
+/// `acc[j] += (row[j] − mean[j])²` for every row of `x`.
+#[inline(always)]
+fn add_squared_deviations(acc: &mut [f32], x: &[f32], mean: &[f32], ch: impl Channels) {
+    let c = ch.get();
+    let mean = &mean[..c];
+    in_registers(&mut acc[..c], |acc| {
+        for row in x.chunks_exact(c) {
+            for ((a, v), m) in acc[..c].iter_mut().zip(&row[..c]).zip(mean) {
+                let d = v - m;
+                *a += d * d;
             }
         }
     })
@@ -847,16 +920,23 @@ pub(crate) fn affine_leaky(x: &[f32], affine: &Affine, slope: f32) -> Vec<f32> {
     unsafe {
         par_vec_uninit(x.len(), BLOCK_ROWS * c, |i, y| {
             let x = &x[i * BLOCK_ROWS * c..][..y.len()];
-            // Equal-length slices and an indexed loop: no bounds checks, one SIMD loop.
-            let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
-            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                let (yr, xr) = (&mut yr[..c], &xr[..c]);
-                for j in 0..c {
-                    let z = xr[j] * a[j] + b[j];
-                    yr[j].write(z * leak(z, slope));
-                }
-            }
+            wide!({ with_channels!(c, affine_leaky_rows(y, x, affine, slope)) })
         })
+    }
+}
+
+/// [`affine_leaky`]'s rows: equal-length slices and an indexed loop, so no bounds checks
+/// and one SIMD loop.
+#[inline(always)]
+fn affine_leaky_rows(y: &mut Uninit, x: &[f32], affine: &Affine, slope: f32, ch: impl Channels) {
+    let c = ch.get();
+    let (a, b) = (&affine.scale[..c], &affine.shift[..c]);
+    for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+        let (yr, xr) = (&mut yr[..c], &xr[..c]);
+        for j in 0..c {
+            let z = xr[j] * a[j] + b[j];
+            yr[j].write(z * leak(z, slope));
+        }
     }
 }
 
@@ -865,18 +945,22 @@ pub(crate) fn leaky(x: &[f32], slope: f32) -> Vec<f32> {
     // SAFETY: `x` is as long as the output: every element is written.
     unsafe {
         par_vec_uninit(x.len(), 1 << 16, |i, y| {
-            for (o, &v) in y.iter_mut().zip(&x[i << 16..]) {
-                o.write(v * leak(v, slope));
-            }
+            wide!({
+                for (o, &v) in y.iter_mut().zip(&x[i << 16..]) {
+                    o.write(v * leak(v, slope));
+                }
+            })
         })
     }
 }
 
 /// [`leaky`] in place, on one thread (for a group's output still in cache).
 pub(crate) fn leaky_in_place(x: &mut [f32], slope: f32) {
-    for v in x {
-        *v *= leak(*v, slope);
-    }
+    wide!({
+        for v in x {
+            *v *= leak(*v, slope);
+        }
+    })
 }
 
 /// Backward of [`leaky`]: `dy · (x < 0 ? slope : 1)`.
@@ -885,9 +969,11 @@ pub(crate) fn leaky_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     // SAFETY: `x` and `dy` are as long as the output: every element is written.
     unsafe {
         par_vec_uninit(x.len(), 1 << 16, |i, dx| {
-            for ((o, &v), &g) in dx.iter_mut().zip(&x[i << 16..]).zip(&dy[i << 16..]) {
-                o.write(g * leak(v, slope));
-            }
+            wide!({
+                for ((o, &v), &g) in dx.iter_mut().zip(&x[i << 16..]).zip(&dy[i << 16..]) {
+                    o.write(g * leak(v, slope));
+                }
+            })
         })
     }
 }
@@ -901,11 +987,13 @@ pub(crate) fn tanh_channels_first(x: &[f32], hw: usize, c: usize) -> Vec<f32> {
     unsafe {
         par_vec_uninit(x.len(), per, |i, y| {
             let x = &x[i * per..(i + 1) * per];
-            for (position, pixel) in x.chunks_exact(c).enumerate() {
-                for (channel, v) in pixel.iter().enumerate() {
-                    y[channel * hw + position].write(tanh(*v));
+            wide!({
+                for (position, pixel) in x.chunks_exact(c).enumerate() {
+                    for (channel, v) in pixel.iter().enumerate() {
+                        y[channel * hw + position].write(tanh(*v));
+                    }
                 }
-            }
+            })
         })
     }
 }
@@ -958,9 +1046,11 @@ pub(crate) fn tanh_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
     // SAFETY: `y` and `dy` are as long as the output: every element is written.
     unsafe {
         par_vec_uninit(y.len(), 1 << 16, |i, dx| {
-            for ((o, &v), &g) in dx.iter_mut().zip(&y[i << 16..]).zip(&dy[i << 16..]) {
-                o.write(g * (-(v * v) + 1.0));
-            }
+            wide!({
+                for ((o, &v), &g) in dx.iter_mut().zip(&y[i << 16..]).zip(&dy[i << 16..]) {
+                    o.write(g * (-(v * v) + 1.0));
+                }
+            })
         })
     }
 }
@@ -985,19 +1075,62 @@ pub(crate) fn batch_norm_leaky_backward(
         (x.len(), x.len()),
         "batch norm shapes"
     );
-    let (a, b, is, m) = (
-        &affine.scale[..c],
-        &affine.shift[..c],
-        &affine.inv_std[..c],
-        &mean[..c],
+    let norm = NormRows {
+        affine,
+        mean,
+        slope,
+    };
+    let sums = block_sums(
+        rows,
+        c,
+        2,
+        #[inline(always)]
+        |r0, r1, acc| {
+            let (x, dy) = (&x[r0 * c..r1 * c], &dy[r0 * c..r1 * c]);
+            with_channels!(c, norm_gradient_sums(acc, x, dy, &norm))
+        },
     );
-    let sums = block_sums(rows, c, 2, |r0, r1, acc| {
+    let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
+    let dgamma: Vec<f32> = sums[c..].iter().map(|&v| v as f32).collect();
+    let count = rows as f64;
+    let mean_dz: Vec<f32> = sums[..c].iter().map(|&v| (v / count) as f32).collect();
+    let mean_dzx: Vec<f32> = sums[c..].iter().map(|&v| (v / count) as f32).collect();
+    let k: Vec<f32> = gamma
+        .iter()
+        .zip(&affine.inv_std)
+        .map(|(g, i)| g * i)
+        .collect();
+    let terms = [&k[..], &mean_dz, &mean_dzx];
+    // SAFETY: every row of every chunk is written (chunks are whole rows).
+    let dx = unsafe {
+        par_vec_uninit(x.len(), BLOCK_ROWS * c, |i, dx| {
+            let x = &x[i * BLOCK_ROWS * c..][..dx.len()];
+            let dy = &dy[i * BLOCK_ROWS * c..][..dx.len()];
+            wide!({ with_channels!(c, norm_input_gradient(dx, x, dy, &norm, terms)) })
+        })
+    };
+    (dx, dgamma, dbeta)
+}
+
+/// What batch norm's backward rows need per channel: the forward pass's affine map and
+/// mean, and the leaky ReLU's slope.
+struct NormRows<'a> {
+    affine: &'a Affine,
+    mean: &'a [f32],
+    slope: f32,
+}
+
+/// [`batch_norm_leaky_backward`]'s sums: `acc[..c] += dz`, `acc[c..] += dz·x̂` over the
+/// rows of `x` and `dy`.
+#[inline(always)]
+fn norm_gradient_sums(acc: &mut [f32], x: &[f32], dy: &[f32], norm: &NormRows, ch: impl Channels) {
+    let c = ch.get();
+    let (a, b) = (&norm.affine.scale[..c], &norm.affine.shift[..c]);
+    let (is, m, slope) = (&norm.affine.inv_std[..c], &norm.mean[..c], norm.slope);
+    in_registers(&mut acc[..2 * c], |acc| {
         let (s_dz, s_dzx) = acc.split_at_mut(c);
         let (s_dz, s_dzx) = (&mut s_dz[..c], &mut s_dzx[..c]);
-        for (xr, gr) in x[r0 * c..r1 * c]
-            .chunks_exact(c)
-            .zip(dy[r0 * c..r1 * c].chunks_exact(c))
-        {
+        for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
             let (xr, gr) = (&xr[..c], &gr[..c]);
             for j in 0..c {
                 let v = xr[j];
@@ -1006,35 +1139,37 @@ pub(crate) fn batch_norm_leaky_backward(
                 s_dzx[j] += dz * ((v - m[j]) * is[j]);
             }
         }
-    });
-    let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
-    let dgamma: Vec<f32> = sums[c..].iter().map(|&v| v as f32).collect();
-    let count = rows as f64;
-    let mean_dz: Vec<f32> = sums[..c].iter().map(|&v| (v / count) as f32).collect();
-    let mean_dzx: Vec<f32> = sums[c..].iter().map(|&v| (v / count) as f32).collect();
-    let k: Vec<f32> = gamma.iter().zip(is).map(|(g, i)| g * i).collect();
-    let (k, md, mx) = (&k[..c], &mean_dz[..c], &mean_dzx[..c]);
-    // SAFETY: every row of every chunk is written (chunks are whole rows).
-    let dx = unsafe {
-        par_vec_uninit(x.len(), BLOCK_ROWS * c, |i, dx| {
-            let x = &x[i * BLOCK_ROWS * c..][..dx.len()];
-            let dy = &dy[i * BLOCK_ROWS * c..][..dx.len()];
-            for ((dr, xr), gr) in dx
-                .chunks_exact_mut(c)
-                .zip(x.chunks_exact(c))
-                .zip(dy.chunks_exact(c))
-            {
-                let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
-                for j in 0..c {
-                    let v = xr[j];
-                    let dz = gr[j] * leak(v * a[j] + b[j], slope);
-                    let xhat = (v - m[j]) * is[j];
-                    dr[j].write(k[j] * (dz - md[j] - xhat * mx[j]));
-                }
-            }
-        })
-    };
-    (dx, dgamma, dbeta)
+    })
+}
+
+/// [`batch_norm_leaky_backward`]'s input gradient rows, with `[k, mean_dz, mean_dzx]`:
+/// `dx = k·(dz − mean_dz − x̂·mean_dzx)`.
+#[inline(always)]
+fn norm_input_gradient(
+    dx: &mut Uninit,
+    x: &[f32],
+    dy: &[f32],
+    norm: &NormRows,
+    [k, md, mx]: [&[f32]; 3],
+    ch: impl Channels,
+) {
+    let c = ch.get();
+    let (a, b) = (&norm.affine.scale[..c], &norm.affine.shift[..c]);
+    let (is, m, slope) = (&norm.affine.inv_std[..c], &norm.mean[..c], norm.slope);
+    let (k, md, mx) = (&k[..c], &md[..c], &mx[..c]);
+    for ((dr, xr), gr) in dx
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(dy.chunks_exact(c))
+    {
+        let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
+        for j in 0..c {
+            let v = xr[j];
+            let dz = gr[j] * leak(v * a[j] + b[j], slope);
+            let xhat = (v - m[j]) * is[j];
+            dr[j].write(k[j] * (dz - md[j] - xhat * mx[j]));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ mod calls;
 mod dispatch;
 mod kernels;
 mod ops;
+mod wide;
 
 pub use calls::{calls, Calls};
 pub use dispatch::{

@@ -340,10 +340,17 @@ fn norm(channels: usize, seed: u64) -> BatchNorm<B> {
 
 #[test]
 fn batch_norm_leaky_relu_matches_burn_in_training_and_inference() {
-    for (i, &(n, c, h, w, slope)) in [(4, 3, 5, 6, 0.2), (2, 5, 4, 4, 0.0), (3, 2, 1, 1, 0.2)]
-        .iter()
-        .enumerate()
-    {
+    // Channel counts with their own compiled row loops (16, 32), one whose sums stay in
+    // memory (80: more than 64), and more rows than a block of the sums (2,304).
+    let cases = [
+        (4, 3, 5, 6, 0.2),
+        (2, 5, 4, 4, 0.0),
+        (3, 2, 1, 1, 0.2),
+        (4, 16, 24, 24, 0.2),
+        (2, 32, 6, 7, 0.2),
+        (2, 80, 3, 3, 0.1),
+    ];
+    for (i, &(n, c, h, w, slope)) in cases.iter().enumerate() {
         let fast_bn = norm(c, 60 + i as u64);
         let ref_bn = norm(c, 60 + i as u64);
         // An offset and a scale per channel, as after a convolution.
