@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::buffers::{par_vec, par_vec_split_uninit, with_scratch, Uninit};
 use crate::kernels::{self, Mat, Window};
 use crate::profile;
+use crate::wide::wide;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -447,35 +448,15 @@ fn combine_rows<'a>(
 }
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` function of the same
-/// arguments) compiled for AVX-512 or AVX2 where the CPU has them, else as built: the
-/// transforms' sums then run on 16 or 8 floats at once, with the same roundings.
+/// arguments) compiled for AVX-512 or AVX2 where the CPU has them, else as built
+/// ([`wide!`]): the transforms' sums then run on 16 or 8 floats at once, with the same
+/// roundings.
 macro_rules! with_wide_vectors {
     ($(#[$doc:meta])* fn $name:ident => $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512 (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
+            wide!({ $body($($arg),*) })
         }
     };
 }
