@@ -14,7 +14,9 @@
 //!   transposed convolution's input gradient);
 //! - `scatter`: map outputs from the grid positions whose windows cover them (a
 //!   transposed convolution's forward product, a convolution's input gradient), each one
-//!   summed by one task, phase by phase for strides above 1;
+//!   summed by one task, phase by phase for strides above 1, 16 map positions to a vector
+//!   (the grid rows transposed first, so that no sum runs across a vector's lanes;
+//!   change 25);
 //! - `weight_gradient`: the weight gradient `Σ window ⊗ grid`, in fixed parts of the
 //!   grid lines added in order.
 //!
@@ -42,9 +44,10 @@ const STRIP: usize = 16;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const GATHER_BLOCK: usize = 8;
 
-/// Map positions [`scatter`] sums at once (sharing each weight vector).
+/// Vectors of 16 map positions [`scatter`] sums at once (sharing each broadcast weight;
+/// with 4 map channels, 16 sums in registers).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-const SCATTER_BLOCK: usize = 4;
+const SCATTER_VECTORS: usize = 4;
 
 /// Grid lines per part of [`weight_gradient`]: parts are summed in order, so each sum of
 /// products runs over at most this many lines (accuracy) and the parts balance over the
@@ -141,8 +144,26 @@ fn padded_row(w: &Window, map: &[f32], py: usize, row: &mut [f32]) {
 
 /// An output of `lines` lines of `line_len` floats, made in parallel by tasks of whole
 /// lines (at least 32 tasks where there are that many lines, so that the threads get even
-/// shares): `line(index, out, scratch)` writes line `index` into `out`, with `scratch`
-/// floats of scratch; then each task's lines get a leaky ReLU of `slope`, if given.
+/// shares): `task(first, out, scratch)` writes the lines from `first` on into `out` (a
+/// whole number of lines), with `scratch` floats of scratch; then each task's lines get a
+/// leaky ReLU of `slope`, if given.
+fn by_tasks(
+    lines: usize,
+    line_len: usize,
+    scratch: usize,
+    slope: Option<f32>,
+    task: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let per_task = lines.div_ceil(32).max(1);
+    par_vec(lines * line_len, per_task * line_len, |i, out| {
+        with_scratch(scratch, |scratch| task(i * per_task, out, scratch));
+        if let Some(slope) = slope {
+            kernels::leaky_in_place(out, slope);
+        }
+    })
+}
+
+/// [`by_tasks`] line by line: `line(index, out, scratch)` writes line `index` into `out`.
 fn by_lines(
     lines: usize,
     line_len: usize,
@@ -150,15 +171,9 @@ fn by_lines(
     slope: Option<f32>,
     line: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let per_task = lines.div_ceil(32).max(1);
-    par_vec(lines * line_len, per_task * line_len, |i, out| {
-        with_scratch(scratch, |scratch| {
-            for (j, out) in out.chunks_mut(line_len).enumerate() {
-                line(i * per_task + j, out, scratch);
-            }
-        });
-        if let Some(slope) = slope {
-            kernels::leaky_in_place(out, slope);
+    by_tasks(lines, line_len, scratch, slope, |first, out, scratch| {
+        for (j, out) in out.chunks_mut(line_len).enumerate() {
+            line(first + j, out, scratch);
         }
     })
 }
@@ -217,8 +232,12 @@ pub(crate) fn gather(
 /// to the big maps `[n, hb, wb, c]`: every map position is `bias` plus the sum over the
 /// grid positions `(y, x)` and taps `(ky, kx)` with `sh·y + ky − ph`, `sw·x + kx − pw` at
 /// it of `grid[n, y, x, :] · wkg[(ky, kx, ci), :]`; then a leaky ReLU of `slope` if given.
-/// Also a convolution's input gradient (with the output gradient as `grid`). Each map
-/// position is summed whole by one task (no scatter).
+/// Also a convolution's input gradient (with the output gradient as `grid`).
+///
+/// Each map position is summed whole by one task (no scatter), 16 positions of one phase
+/// to a vector: the grid rows a map line reads are first transposed to channel rows of
+/// grid columns ([`GridRows`]), so that each product is a vector of positions times one
+/// broadcast weight, with no sum across a vector's lanes.
 pub(crate) fn scatter(
     w: &Window,
     batch: usize,
@@ -232,46 +251,129 @@ pub(crate) fn scatter(
     assert_eq!(grid.len(), batch * w.grid() * g, "scatter: grid length");
     assert_eq!(wkg.len(), w.k() * g, "scatter: weight length");
     assert!(bias.is_none_or(|b| b.len() == w.c), "scatter: bias length");
-    by_lines(batch * w.hb, w.wb * w.c, 0, slope, |line, out, _| {
-        let (n, ty) = (line / w.hb, line % w.hb);
-        let grid = &grid[n * w.grid() * g..][..w.grid() * g];
-        let y_taps: Vec<(usize, usize)> = phase_taps(ty, w.kh, w.sh, w.ph)
-            .into_iter()
-            .filter_map(|(ky, d)| {
-                let y = (ty / w.sh) as isize + d;
-                (0..w.hs as isize).contains(&y).then_some((ky, y as usize))
-            })
-            .collect();
-        for phase in 0..w.sw.min(w.wb) {
-            let x_taps = phase_taps(phase, w.kw, w.sw, w.pw);
-            let line = Line {
-                y_taps: &y_taps,
-                x_taps: &x_taps,
-                phase,
-            };
-            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths;
-            // the taps are inside the grid (`phase_taps` and the filter above, the
-            // edge check in `scatter_phase`).
-            simd!(unsafe {
-                match w.c {
-                    1 => simd::scatter_phase::<1>(w, g, grid, &line, out, wkg, bias),
-                    2 => simd::scatter_phase::<2>(w, g, grid, &line, out, wkg, bias),
-                    3 => simd::scatter_phase::<3>(w, g, grid, &line, out, wkg, bias),
-                    4 => simd::scatter_phase::<4>(w, g, grid, &line, out, wkg, bias),
-                    c => unreachable!("{c} map channels (fits() allows 1 to 4)"),
+    let rows = GridRows::of(w);
+    let row_len = rows.len(g);
+    let line_len = w.wb * w.c;
+    by_tasks(
+        batch * w.hb,
+        line_len,
+        w.kh * row_len,
+        slope,
+        |first, out, scratch| {
+            // Slot `y % kh` holds grid row `y` of image `n` transposed (the rows one map
+            // line reads are fewer than `kh` apart, so they never share a slot); the
+            // padding stays zero.
+            scratch.fill(0.0);
+            let mut held: Vec<Option<usize>> = vec![None; w.kh];
+            for (j, out) in out.chunks_mut(line_len).enumerate() {
+                let (n, ty) = ((first + j) / w.hb, (first + j) % w.hb);
+                let y_taps: Vec<(usize, usize)> = phase_taps(ty, w.kh, w.sh, w.ph)
+                    .into_iter()
+                    .filter_map(|(ky, d)| {
+                        let y = (ty / w.sh) as isize + d;
+                        (0..w.hs as isize).contains(&y).then_some((ky, y as usize))
+                    })
+                    .collect();
+                for &(_, y) in &y_taps {
+                    let (slot, row) = (y % w.kh, n * w.hs + y);
+                    if held[slot] != Some(row) {
+                        let cells = &grid[row * w.ws * g..][..w.ws * g];
+                        rows.fill(cells, g, &mut scratch[slot * row_len..][..row_len]);
+                        held[slot] = Some(row);
+                    }
                 }
-            });
-        }
-    })
+                let y_rows: Vec<(usize, &[f32])> = y_taps
+                    .iter()
+                    .map(|&(ky, y)| (ky, &scratch[y % w.kh * row_len..][..row_len]))
+                    .collect();
+                for phase in 0..w.sw.min(w.wb) {
+                    let line = Line {
+                        y_rows: &y_rows,
+                        x_taps: &phase_taps(phase, w.kw, w.sw, w.pw),
+                        phase,
+                        rows,
+                    };
+                    // SAFETY: `fits` checked for AVX-512 and the asserts above the
+                    // lengths; every tap of every position read lies inside the padded
+                    // rows (`GridRows`).
+                    simd!(unsafe {
+                        match w.c {
+                            1 => simd::scatter_phase::<1>(w, g, &line, out, wkg, bias),
+                            2 => simd::scatter_phase::<2>(w, g, &line, out, wkg, bias),
+                            3 => simd::scatter_phase::<3>(w, g, &line, out, wkg, bias),
+                            4 => simd::scatter_phase::<4>(w, g, &line, out, wkg, bias),
+                            c => unreachable!("{c} map channels (fits() allows 1 to 4)"),
+                        }
+                    });
+                }
+            }
+        },
+    )
 }
 
-/// One map line's positions of one phase (`tx = sw·X + phase`), for [`scatter`]: the
-/// taps along each axis, as grid rows and as offsets of grid columns from `X`.
+/// The layout of one grid row as [`scatter`] reads it: `g` channel rows of `width`
+/// floats, grid column `x` at `kw + x`, zeros around. The left margin takes the most
+/// negative column offset of a tap (above `−kw`), the right one the positions rounded up
+/// to whole vectors plus the largest offset (below `kw`).
+#[derive(Clone, Copy)]
+struct GridRows {
+    /// Floats of one channel row.
+    width: usize,
+    /// Where grid column 0 sits in a channel row: `kw`.
+    left: usize,
+}
+
+impl GridRows {
+    fn of(w: &Window) -> Self {
+        let positions = w.wb.div_ceil(w.sw).max(w.ws).next_multiple_of(LANES);
+        Self {
+            width: (2 * w.kw + positions).next_multiple_of(LANES),
+            left: w.kw,
+        }
+    }
+
+    /// Floats of one transposed grid row.
+    fn len(self, g: usize) -> usize {
+        g * self.width
+    }
+
+    /// Writes the grid row `cells` (`[ws, g]`, `g` a multiple of 16) into `row`'s
+    /// columns, 16 × 16 blocks at a time; the margins are left as they are (zero).
+    fn fill(self, cells: &[f32], g: usize, row: &mut [f32]) {
+        let ws = cells.len() / g;
+        assert!(
+            g.is_multiple_of(LANES)
+                && cells.len() == ws * g
+                && row.len() == g * self.width
+                && self.left + ws <= self.width,
+            "GridRows::fill: lengths"
+        );
+        let whole = ws - ws % LANES;
+        for x0 in (0..whole).step_by(LANES) {
+            for g0 in (0..g).step_by(LANES) {
+                // SAFETY: `fits` checked for AVX-512 before any scatter; the block's 16
+                // positions of 16 channels are inside `cells`, its 16 channel rows'
+                // columns inside `row` (asserted above).
+                simd!(unsafe { simd::transpose_block(cells, g, x0, g0, row, self) });
+            }
+        }
+        for (gi, channel) in row.chunks_exact_mut(self.width).enumerate() {
+            for x in whole..ws {
+                channel[self.left + x] = cells[x * g + gi];
+            }
+        }
+    }
+}
+
+/// One phase of a map line (`tx = sw·X + phase`), for [`scatter`]: the grid rows it reads
+/// (transposed, [`GridRows`]) with their kernel rows, and the taps along the line as
+/// kernel columns and offsets of grid columns from `X`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Line<'a> {
-    y_taps: &'a [(usize, usize)],
+    y_rows: &'a [(usize, &'a [f32])],
     x_taps: &'a [(usize, isize)],
     phase: usize,
+    rows: GridRows,
 }
 
 /// The weight gradient `[K, G]` of a convolution between the big maps `big [n, hb, wb, c]`
@@ -342,7 +444,7 @@ pub(crate) fn weight_gradient(
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_BLOCK, STRIP};
+    use super::{GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, STRIP};
 
     /// One grid line of [`super::gather`] from its `kh` padded map rows (`rows`, one
     /// after another).
@@ -442,18 +544,18 @@ mod simd {
         }
     }
 
-    /// One phase of one map line of [`super::scatter`]: the positions whose taps are all
-    /// inside the grid [`SCATTER_BLOCK`] at a time, the others one by one, skipping the
-    /// taps outside.
+    /// One phase of one map line of [`super::scatter`]: its positions [`SCATTER_VECTORS`]
+    /// vectors of 16 at a time (fewer at the end), each sum then written to its map
+    /// position plus `bias`.
     ///
     /// # Safety
-    /// AVX-512; `grid` is one image's grid, `out` one map line (`wb · C`), `wkg` `K · g`,
-    /// `bias` (if any) `C`, `line.y_taps` rows of the grid, and `g` a multiple of 16.
+    /// AVX-512; `out` is one map line (`wb · C`), `wkg` `K · g`, `bias` (if any) `C`,
+    /// each of `line.y_rows` a transposed grid row (`g · line.rows.width` floats), and
+    /// `line.x_taps` the phase's taps.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scatter_phase<const C: usize>(
         w: &Window,
         g: usize,
-        grid: &[f32],
         line: &Line<'_>,
         out: &mut [f32],
         wkg: &[f32],
@@ -461,77 +563,159 @@ mod simd {
     ) {
         let (sw, phase) = (w.sw, line.phase);
         let count = (w.wb - phase).div_ceil(sw);
-        let lowest = line.x_taps.iter().map(|t| t.1).min().unwrap_or(0);
-        let highest = line.x_taps.iter().map(|t| t.1).max().unwrap_or(0);
-        // Positions `X` in `inside` read grid columns `X + d` in `0..ws` for every tap.
-        let inside =
-            (-lowest).max(0) as usize..(w.ws as isize - highest).clamp(0, count as isize) as usize;
+        // Every read lies in the channel rows: offsets above `−kw` from the left margin
+        // of `kw`, below `kw` past the last vector of positions.
+        let reach = line.x_taps.iter().map(|t| t.1).max().unwrap_or(0);
+        assert!(
+            line.x_taps.iter().all(|t| t.1 > -(w.kw as isize))
+                && line.rows.left as isize + (count.next_multiple_of(LANES) as isize + reach)
+                    <= line.rows.width as isize
+                && line.y_rows.iter().all(|r| r.1.len() == g * line.rows.width)
+                && out.len() == w.wb * C
+                && wkg.len() >= w.kh * w.kw * C * g,
+            "scatter_phase: operands"
+        );
         let bias: [f32; C] = std::array::from_fn(|ci| bias.map_or(0.0, |b| b[ci]));
-        let mut write = |big_x: usize, acc: &[[__m512; C]]| {
-            for (r, acc) in acc.iter().enumerate() {
-                let tx = sw * (big_x + r) + phase;
-                for ci in 0..C {
-                    out[tx * C + ci] = bias[ci] + _mm512_reduce_add_ps(acc[ci]);
+        let mut write = |x0: usize, acc: &[[__m512; SCATTER_VECTORS]; C], vectors: usize| {
+            let mut lanes = [0.0f32; LANES];
+            for (ci, acc) in acc.iter().enumerate() {
+                for (v, acc) in acc[..vectors].iter().enumerate() {
+                    // SAFETY: `lanes` holds 16 floats.
+                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *acc) };
+                    let first = x0 + v * LANES;
+                    for (x, sum) in (first..count.min(first + LANES)).zip(lanes) {
+                        out[(sw * x + phase) * C + ci] = bias[ci] + sum;
+                    }
                 }
             }
         };
-        let mut big_x = 0;
-        while big_x < count {
-            if inside.contains(&big_x) && big_x + SCATTER_BLOCK <= inside.end {
-                // SAFETY: every tap of these positions is inside the grid.
-                let acc =
-                    unsafe { scatter_block::<C, SCATTER_BLOCK>(w, g, grid, big_x, line, wkg) };
-                write(big_x, &acc);
-                big_x += SCATTER_BLOCK;
-            } else {
-                // SAFETY: the taps outside the grid are skipped.
-                let acc = unsafe { scatter_block::<C, 1>(w, g, grid, big_x, line, wkg) };
-                write(big_x, &acc);
-                big_x += 1;
+        let mut x0 = 0;
+        while x0 < count {
+            let vectors = (count - x0).div_ceil(LANES).min(SCATTER_VECTORS);
+            // SAFETY: the reads of these positions are inside the rows (asserted above).
+            let acc = unsafe {
+                match vectors {
+                    4 => scatter_vectors::<C, 4>(w, g, line, x0, wkg),
+                    3 => scatter_vectors::<C, 3>(w, g, line, x0, wkg),
+                    2 => scatter_vectors::<C, 2>(w, g, line, x0, wkg),
+                    _ => scatter_vectors::<C, 1>(w, g, line, x0, wkg),
+                }
+            };
+            write(x0, &acc, vectors);
+            x0 += vectors * LANES;
+        }
+    }
+
+    /// Positions `x0..x0 + 16` of channels `g0..g0 + 16` of the grid row `cells`
+    /// (`[ws, g]`) into `row`'s channel rows (16 × 16 transpose in registers).
+    ///
+    /// # Safety
+    /// AVX-512; `cells` holds those positions and channels, `row` those channel rows and
+    /// their columns `rows.left + x0..+16`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose_block(
+        cells: &[f32],
+        g: usize,
+        x0: usize,
+        g0: usize,
+        row: &mut [f32],
+        rows: GridRows,
+    ) {
+        assert!((x0 + LANES - 1) * g + g0 + LANES <= cells.len());
+        assert!((g0 + LANES - 1) * rows.width + rows.left + x0 + LANES <= row.len());
+        // SAFETY: the 16 loads and stores are inside the slices (asserted above).
+        unsafe {
+            let r: [__m512; 16] =
+                std::array::from_fn(|i| _mm512_loadu_ps(cells.as_ptr().add((x0 + i) * g + g0)));
+            // Pairs of rows interleaved, then fours: `q[4i + j]` holds, in 128-bit lane
+            // `l`, rows `4i..4i + 4` at column `4l + j`.
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            let q: [__m512; 16] = std::array::from_fn(|i| {
+                let (group, j) = (i / 4, i % 4);
+                let (a, b) = (t[4 * group + j / 2], t[4 * group + 2 + j / 2]);
+                if j % 2 == 0 {
+                    _mm512_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm512_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            // Then the four groups' lanes gathered: column `4l + j` from lane `l` of
+            // `q[j]`, `q[4 + j]`, `q[8 + j]`, `q[12 + j]`.
+            for j in 0..4 {
+                let low = _mm512_shuffle_f32x4::<0x88>(q[j], q[4 + j]);
+                let high = _mm512_shuffle_f32x4::<0xDD>(q[j], q[4 + j]);
+                let low2 = _mm512_shuffle_f32x4::<0x88>(q[8 + j], q[12 + j]);
+                let high2 = _mm512_shuffle_f32x4::<0xDD>(q[8 + j], q[12 + j]);
+                let columns = [
+                    (j, _mm512_shuffle_f32x4::<0x88>(low, low2)),
+                    (4 + j, _mm512_shuffle_f32x4::<0x88>(high, high2)),
+                    (8 + j, _mm512_shuffle_f32x4::<0xDD>(low, low2)),
+                    (12 + j, _mm512_shuffle_f32x4::<0xDD>(high, high2)),
+                ];
+                for (column, v) in columns {
+                    let at = (g0 + column) * rows.width + rows.left + x0;
+                    _mm512_storeu_ps(row.as_mut_ptr().add(at), v);
+                }
             }
         }
     }
 
-    /// The sums of `R` map positions of one phase from `X = big_x` on, one vector per
-    /// channel and position (their lanes summed by the caller); taps whose grid column
-    /// is outside the grid are skipped (only ever for `R = 1`).
+    /// The sums of the `16·V` positions of one phase from `X = x0` on (lane `l` of vector
+    /// `v` for `X = x0 + 16·v + l`), one set of vectors per map channel; the vectors past
+    /// `V` stay zero. Each lane adds its products in the order kernel row, kernel column,
+    /// grid channel.
+    ///
+    /// # Safety
+    /// AVX-512; as for [`scatter_phase`], and `V ≤ SCATTER_VECTORS`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn scatter_block<const C: usize, const R: usize>(
+    unsafe fn scatter_vectors<const C: usize, const V: usize>(
         w: &Window,
         g: usize,
-        grid: &[f32],
-        big_x: usize,
         line: &Line<'_>,
+        x0: usize,
         wkg: &[f32],
-    ) -> [[__m512; C]; R] {
-        let mut acc = [[_mm512_setzero_ps(); C]; R];
-        for &(ky, y) in line.y_taps {
-            let grid_line = &grid[y * w.ws * g..][..w.ws * g];
+    ) -> [[__m512; SCATTER_VECTORS]; C] {
+        let width = line.rows.width;
+        let mut acc = [[_mm512_setzero_ps(); V]; C];
+        for &(ky, row) in line.y_rows {
             for &(kx, d) in line.x_taps {
-                let x0 = big_x as isize + d;
-                if x0 < 0 || x0 as usize + R > w.ws {
-                    continue;
-                }
-                let cells = &grid_line[x0 as usize * g..][..R * g];
-                let weights = &wkg[(ky * w.kw + kx) * C * g..][..C * g];
-                for chunk in 0..g / LANES {
-                    // SAFETY: `cells` has `R` positions of `g` floats, `weights` `C`
-                    // rows of `g`; `chunk < g / 16`.
+                let start = (line.rows.left as isize + x0 as isize + d) as usize;
+                let weights = wkg[(ky * w.kw + kx) * C * g..][..C * g].as_ptr();
+                let cells = row.as_ptr();
+                for gi in 0..g {
+                    // SAFETY: channel row `gi` holds `width` floats, the positions'
+                    // columns `start..start + 16·V` lie inside it (the caller's promise);
+                    // `weights` has `C` rows of `g`.
                     unsafe {
-                        let wv: [__m512; C] = std::array::from_fn(|ci| {
-                            _mm512_loadu_ps(weights.as_ptr().add(ci * g + chunk * LANES))
+                        let column: [__m512; V] = std::array::from_fn(|v| {
+                            _mm512_loadu_ps(cells.add(gi * width + start + v * LANES))
                         });
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let v = _mm512_loadu_ps(cells.as_ptr().add(r * g + chunk * LANES));
-                            for ci in 0..C {
-                                acc[ci] = _mm512_fmadd_ps(v, wv[ci], acc[ci]);
+                        for (ci, acc) in acc.iter_mut().enumerate() {
+                            let wv = _mm512_set1_ps(*weights.add(ci * g + gi));
+                            for (acc, column) in acc.iter_mut().zip(column) {
+                                *acc = _mm512_fmadd_ps(column, wv, *acc);
                             }
                         }
                     }
                 }
             }
         }
-        acc
+        std::array::from_fn(|ci| {
+            std::array::from_fn(|v| {
+                if v < V {
+                    acc[ci][v]
+                } else {
+                    _mm512_setzero_ps()
+                }
+            })
+        })
     }
 
     /// One grid line's products with one padded map row, added to `acc`'s first `kw · c`
@@ -673,7 +857,8 @@ mod tests {
     /// The shapes: D's first layer (5×5, stride 2) and G's last (5×5, stride 1) on odd
     /// sides, the FID Inception's first (3×3, stride 2, no padding), a transposed
     /// convolution's doubled map (4×4, stride 2, one more row and column than the windows
-    /// reach), one and four channels, 16 to 48 grid channels.
+    /// reach), one and four channels, 16 to 48 grid channels; and lines wider than
+    /// [`scatter`] sums at once (75 and 70 positions: 35 a phase).
     fn cases() -> Vec<(Window, usize, usize)> {
         let doubled = Window {
             hb: 13,
@@ -686,6 +871,8 @@ mod tests {
             (Window::of_conv(3, (19, 21), 3, 2, 0), 1, 48),
             (Window::of_conv(1, (9, 8), 5, 1, 2), 2, 16),
             (doubled, 2, 16),
+            (Window::of_conv(3, (4, 75), 5, 1, 2), 2, 16),
+            (Window::of_conv(2, (5, 70), 5, 2, 2), 1, 32),
         ]
     }
 
