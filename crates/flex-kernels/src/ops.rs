@@ -123,6 +123,15 @@ pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
+/// `f` of the values of a flex tensor in row-major order of its logical shape, read in
+/// place where the tensor already is contiguous (a layer's weight, on every call: no
+/// copy of it, which [`values`] would make).
+fn with_values<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    let t = t.to_contiguous();
+    f(t.as_slice::<f32>()
+        .expect("contiguous f32 (checked by the dispatcher)"))
+}
+
 /// The values of a flex tensor in row-major order of its logical shape.
 fn values(t: &FlexTensor) -> Vec<f32> {
     let t = t.to_contiguous();
@@ -280,7 +289,9 @@ impl ConvSpec {
     /// The weight (`[g, c, kh, kw]` for both kinds) as the matrix `[(ky, kx, c), g]`.
     fn weight_kg(&self, weight: &FlexTensor) -> Vec<f32> {
         let w = &self.window;
-        kernels::weight_to_kg(&values(weight), self.grid_channels, w.c, w.kh, w.kw)
+        with_values(weight, |v| {
+            kernels::weight_to_kg(v, self.grid_channels, w.c, w.kh, w.kw)
+        })
     }
 
     /// Images per group: the batch is processed in groups whose window matrix is at most
@@ -355,7 +366,7 @@ impl ConvSpec {
         // Winograd's transforms (the weight gradient, if needed, still comes from the
         // window matrices of the kept input).
         if let Some(phases) = phases::plan(w, g) {
-            let stacked = phases.weight(&values(weight), g);
+            let stacked = with_values(weight, |v| phases.weight(v, g));
             let bias = values(bias);
             let out = timed(
                 || self.tag("fwd phases"),
@@ -390,15 +401,17 @@ impl ConvSpec {
             let out = timed(
                 || self.tag("fwd winograd"),
                 || {
-                    winograd::conv_forward(
-                        &plan,
-                        w,
-                        self.batch,
-                        g,
-                        x.slice(),
-                        (&values(weight), &values(bias)),
-                        slope,
-                    )
+                    with_values(weight, |weight| {
+                        winograd::conv_forward(
+                            &plan,
+                            w,
+                            self.batch,
+                            g,
+                            x.slice(),
+                            (weight, &values(bias)),
+                            slope,
+                        )
+                    })
                 },
             );
             // The input gradient is a stride-1 convolution too: by Winograd's transforms
@@ -428,7 +441,7 @@ impl ConvSpec {
         // which the input gradient also needs.
         let w_gk = (self.kind == ConvKind::Forward
             && kernels::column_major_pays((group * w.grid(), g, k), true))
-        .then(|| kernels::weight_to_gk(&values(weight), g, w.c, w.kh, w.kw));
+        .then(|| with_values(weight, |v| kernels::weight_to_gk(v, g, w.c, w.kh, w.kw)));
         let wkg = (w_gk.is_none() || need_dx).then(|| self.weight_kg(weight));
         let bias = values(bias);
         let out = timed(
