@@ -10,7 +10,10 @@
 //! `--configs` takes `preset:base:batch`. PyTorch gets `torch.set_num_threads(N)` with N the
 //! threads our CPU backends use (`RAYON_NUM_THREADS`, else every core) unless `--threads` is
 //! given. With `--rounds R` each config runs R times (PyTorch, ours, PyTorch, ours, ...) and
-//! the medians are compared, which evens out a noisy machine; `--wait-quiet S` waits before
+//! the medians are compared, which evens out a noisy machine; with `--lockstep` the two
+//! also alternate step by step within a round (a PyTorch step, one of ours, ...) and a
+//! further table gives the median over all step pairs of PyTorch's time over ours, which a
+//! machine whose speed drifts over seconds or minutes moves far less; `--wait-quiet S` waits before
 //! each run (at most S seconds) until other programs use under 10% of the CPUs. If
 //! `python3 -c 'import torch'` fails it says so and stops (exit code 2): `pip install torch`.
 //! A second table sets both against the machine: achieved GFLOP/s (the same count of a
@@ -24,15 +27,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use catgan::backend::{BackendKind, DeviceSpec};
-use catgan::bench::run_on;
+use catgan::bench::{run_on, run_on_paced, BenchConfig, BenchResult};
 use catgan_devtools::flags::{compiled_backend, positive, BenchFlags};
 use catgan_devtools::machine::{
     cpu_threads, fp32_peak_gflops, machine_info, measured_fp32_peak_gflops, settle_before_run,
 };
 use catgan_devtools::report::{exit_code, parse_args, write_json};
 use catgan_devtools::torch::{
-    allocator_note, machine_table, median_result, median_torch, python_command, ratio_table,
-    run_torch, torch_check, SideBySide,
+    allocator_note, lockstep_table, machine_table, median_result, median_torch, python_command,
+    ratio_table, run_torch, torch_check, SideBySide, TorchResult, TorchStepper,
 };
 use clap::Parser;
 
@@ -47,6 +50,11 @@ struct Args {
     /// Runs of each config (PyTorch, ours, PyTorch, ours, ...); medians are compared.
     #[arg(long, default_value_t = 1, value_parser = positive, value_name = "N")]
     rounds: usize,
+    /// Alternate the timed steps too: within a round, one PyTorch step, then one of ours,
+    /// and so on (PyTorch's process waits for each), and report the median of the step
+    /// pairs' ratios as well.
+    #[arg(long)]
+    lockstep: bool,
     /// PyTorch's threads [default: the threads our CPU backends use].
     #[arg(long, value_parser = positive, value_name = "N")]
     threads: Option<usize>,
@@ -118,7 +126,28 @@ fn main() -> ExitCode {
         let config = args.common.config(spec);
         let mut ours = Vec::new();
         let mut torch = Vec::new();
+        let mut lockstep_pairs = Vec::new();
         for round in 1..=args.rounds {
+            if args.lockstep {
+                settle_before_run(args.common.wait_quiet);
+                eprintln!(
+                    "[{spec} round {round}/{}] PyTorch and {}, step by step",
+                    args.rounds, args.backend
+                );
+                match lockstep_round(&python, &script, &config, threads, args.backend) {
+                    Ok((t, r, pairs)) => {
+                        eprintln!(
+                            "  => PyTorch {:.1}, {} {:.1} train img/s",
+                            t.timings.train_img_per_s, args.backend, r.timings.train_img_per_s
+                        );
+                        lockstep_pairs.extend(pairs);
+                        torch.push(t);
+                        ours.push(r);
+                    }
+                    Err(e) => failures.push(format!("lockstep {spec}: {e}")),
+                }
+                continue;
+            }
             settle_before_run(args.common.wait_quiet);
             eprintln!("[{spec} round {round}/{}] PyTorch", args.rounds);
             let mut progress = |line: &str| eprintln!("  {line}");
@@ -148,6 +177,7 @@ fn main() -> ExitCode {
                 ours,
                 torch: median_torch(&torch),
                 rounds: args.rounds,
+                lockstep_pairs,
             });
         }
     }
@@ -165,6 +195,10 @@ fn main() -> ExitCode {
         args.rounds
     );
     print!("{}", ratio_table(&rows));
+    if args.lockstep {
+        println!("\nStep by step (`--lockstep`): PyTorch's step time over ours, per pair of steps run back to back\n");
+        print!("{}", lockstep_table(&rows));
+    }
     // Measured by default: the nominal clock of a virtual machine understates what its
     // cores run at (docs/benchmarks.md, run 11).
     let nominal = fp32_peak_gflops(machine.threads);
@@ -209,4 +243,47 @@ fn main() -> ExitCode {
         }
     }
     exit_code(&failures)
+}
+
+/// One lockstep round: PyTorch's process builds its model and warms up, then ours; each of
+/// our timed steps is preceded by one of PyTorch's ([`TorchStepper`]), with a short pause
+/// either side so that neither side's idle threads still spin while the other runs.
+fn lockstep_round(
+    python: &str,
+    script: &std::path::Path,
+    config: &BenchConfig,
+    threads: usize,
+    backend: BackendKind,
+) -> Result<(TorchResult, BenchResult, Vec<[f64; 2]>), String> {
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+    let mut stepper = TorchStepper::start(python, script, config, threads)?;
+    let mut torch_failure = None;
+    let mut progress = |line: &str| eprintln!("  [{backend}] {line}");
+    let ours = run_on_paced(
+        backend,
+        DeviceSpec::Default,
+        config,
+        &mut progress,
+        &mut || {
+            if torch_failure.is_none() {
+                std::thread::sleep(PAUSE);
+                match stepper.step() {
+                    Ok(s) => eprintln!("  [PyTorch] step {:.3} s", s),
+                    Err(e) => torch_failure = Some(e),
+                }
+                std::thread::sleep(PAUSE);
+            }
+        },
+    )?;
+    if let Some(e) = torch_failure {
+        return Err(e);
+    }
+    let pairs = stepper
+        .times()
+        .iter()
+        .zip(&ours.step_times_s)
+        .map(|(&t, &o)| [t, o])
+        .collect();
+    let torch = stepper.finish()?;
+    Ok((torch, ours, pairs))
 }

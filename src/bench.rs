@@ -104,6 +104,9 @@ pub struct BenchResult {
     /// kernels; `None` as for [`Self::first_step_kernels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_step_autotuned: Option<u64>,
+    /// Each timed step's seconds, in order (results of older versions: none kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_times_s: Vec<f64>,
 }
 
 /// The timings of one measured configuration, which the PyTorch reference run of the
@@ -171,6 +174,19 @@ pub fn run_bench<B: AutodiffBackend>(
     backend: BackendKind,
     device: &B::Device,
     progress: &mut dyn FnMut(&str),
+) -> Result<BenchResult, dcgan_core::Error> {
+    run_bench_paced::<B>(config, backend, device, progress, &mut || {})
+}
+
+/// [`run_bench`] with `pace()` called right before each timed step, outside its timing:
+/// a side-by-side bench steps the other framework there, so that the two alternate step
+/// by step and a machine whose speed drifts slows both alike.
+pub fn run_bench_paced<B: AutodiffBackend>(
+    config: &BenchConfig,
+    backend: BackendKind,
+    device: &B::Device,
+    progress: &mut dyn FnMut(&str),
+    pace: &mut dyn FnMut(),
 ) -> Result<BenchResult, dcgan_core::Error> {
     reset_peak_memory();
     let (g, d) = config.preset.configs(config.base);
@@ -240,6 +256,7 @@ pub fn run_bench<B: AutodiffBackend>(
     }
     let mut times = Vec::with_capacity(config.repeats);
     for i in 0..config.repeats.max(1) {
+        pace();
         let t = Instant::now();
         trainer.step(real.clone())?;
         let s = t.elapsed().as_secs_f64();
@@ -306,6 +323,7 @@ pub fn run_bench<B: AutodiffBackend>(
         replicas: trainer.world_size(),
         first_step_kernels: first_step_counts.map(|c| c.compiled),
         first_step_autotuned: first_step_counts.map(|c| c.autotuned),
+        step_times_s: times,
     })
 }
 
@@ -362,15 +380,20 @@ pub fn markdown_table(results: &[BenchResult]) -> String {
 struct RunTask<'a> {
     config: &'a BenchConfig,
     progress: &'a mut dyn FnMut(&str),
+    pace: &'a mut dyn FnMut(),
 }
 
 impl BackendTask for RunTask<'_> {
     type Output = Result<BenchResult, String>;
 
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Self::Output {
-        let RunTask { config, progress } = self;
+        let RunTask {
+            config,
+            progress,
+            pace,
+        } = self;
         match catch_device_failure(backend, || {
-            run_bench::<B>(config, backend, &device, progress)
+            run_bench_paced::<B>(config, backend, &device, progress, pace)
         }) {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => Err(e.to_string()),
@@ -387,12 +410,32 @@ pub fn run_on(
     config: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult, String> {
+    run_on_paced(backend, device, config, progress, &mut || {})
+}
+
+/// [`run_on`] with `pace()` before each timed step ([`run_bench_paced`]).
+pub fn run_on_paced(
+    backend: BackendKind,
+    device: DeviceSpec,
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+    pace: &mut dyn FnMut(),
+) -> Result<BenchResult, String> {
     let device = if backend.is_gpu() {
         device
     } else {
         DeviceSpec::Default
     };
-    dispatch(backend, device, RunTask { config, progress }).map_err(|e| e.to_string())?
+    dispatch(
+        backend,
+        device,
+        RunTask {
+            config,
+            progress,
+            pace,
+        },
+    )
+    .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]

@@ -129,6 +129,12 @@ def main():
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-inference", action="store_true")
+    p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="after the warm-up print 'ready', then run one timed step per 'step' line on "
+        "stdin and print its seconds; stop at 'end' or end of input (side_by_side --lockstep)",
+    )
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args()
 
@@ -199,10 +205,23 @@ def main():
         print(f"{tag} warm-up {i + 1}/{a.warmup} {s:.3f} s", file=sys.stderr, flush=True)
     times = []
     metrics = None
-    for i in range(max(a.steps, 1)):
-        s, metrics = timed(step)
-        times.append(s)
-        print(f"{tag} step {i + 1}/{a.steps} {s:.3f} s ({n / s:.1f} img/s)", file=sys.stderr, flush=True)
+    if a.lockstep:
+        # Stepped by the caller, one step at a time between its own steps.
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "step":
+                break
+            s, metrics = timed(step)
+            times.append(s)
+            print(f"{s:.9f}", flush=True)
+            print(f"{tag} step {len(times)} {s:.3f} s ({n / s:.1f} img/s)", file=sys.stderr, flush=True)
+        if not times:
+            sys.exit(f"{tag} --lockstep: no step was asked for")
+    else:
+        for i in range(max(a.steps, 1)):
+            s, metrics = timed(step)
+            times.append(s)
+            print(f"{tag} step {i + 1}/{a.steps} {s:.3f} s ({n / s:.1f} img/s)", file=sys.stderr, flush=True)
     med = statistics.median(times)
     # The process's peak resident memory so far, as ours: the training steps'. Linux's
     # VmHWM is this process image's own; ru_maxrss would include the parent's resident

@@ -2,8 +2,9 @@
 //! optimizers and step) run as a subprocess, and the side-by-side table of its figures and
 //! ours.
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use catgan::bench::{median, BenchConfig, BenchResult, StepTimings};
 use dcgan_core::{ArithmeticCost, ModelPreset};
@@ -72,6 +73,18 @@ pub fn run_torch(
     extra: &[&str],
     progress: &mut dyn FnMut(&str),
 ) -> Result<TorchResult, String> {
+    let cmd = torch_command(python, script, config, threads, extra);
+    run_json_script(cmd, python, script, progress)
+}
+
+/// The command line of one run of the PyTorch reference script for `config`.
+fn torch_command(
+    python: &str,
+    script: &Path,
+    config: &BenchConfig,
+    threads: usize,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .args(["--preset", config.preset.name()])
@@ -87,7 +100,127 @@ pub fn run_torch(
     if !config.inference {
         cmd.arg("--no-inference");
     }
-    run_json_script(cmd, python, script, progress)
+    cmd
+}
+
+/// The PyTorch reference stepped from here, one training step at a time (its
+/// `--lockstep` mode): [`Self::start`] builds the model and runs its warm-up steps,
+/// [`Self::step`] runs one timed step and returns its seconds, [`Self::finish`] ends the
+/// run and returns its figures. Between steps the script blocks on its standard input,
+/// using no CPU. Its progress lines go to this process's standard error.
+pub struct TorchStepper {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    script: PathBuf,
+    times: Vec<f64>,
+}
+
+impl TorchStepper {
+    /// Starts the reference script for `config` in lockstep mode and waits until its
+    /// warm-up steps are done.
+    pub fn start(
+        python: &str,
+        script: &Path,
+        config: &BenchConfig,
+        threads: usize,
+    ) -> Result<Self, String> {
+        let mut child = torch_command(python, script, config, threads, &["--lockstep"])
+            .envs(catgan::memory::child_allocator_env().iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {python} {}: {e}", script.display()))?;
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take().expect("stdout was piped"));
+        let mut stepper = TorchStepper {
+            child,
+            input,
+            output,
+            script: script.to_path_buf(),
+            times: Vec::new(),
+        };
+        match stepper.read_line()?.as_str() {
+            "ready" => Ok(stepper),
+            other => Err(stepper.failed(&format!("said {other:?} instead of \"ready\""))),
+        }
+    }
+
+    /// Runs one timed training step in the script; its seconds.
+    pub fn step(&mut self) -> Result<f64, String> {
+        let input = self.input.as_mut().expect("open until finish");
+        writeln!(input, "step")
+            .and_then(|()| input.flush())
+            .map_err(|e| self.failed(&format!("cannot be stepped: {e}")))?;
+        let line = self.read_line()?;
+        let seconds: f64 = line
+            .parse()
+            .map_err(|_| self.failed(&format!("answered {line:?} to a step")))?;
+        self.times.push(seconds);
+        Ok(seconds)
+    }
+
+    /// Every step's seconds so far, in order.
+    pub fn times(&self) -> &[f64] {
+        &self.times
+    }
+
+    /// Ends the run (the script then measures its peak memory and, unless disabled, its
+    /// inference) and parses its JSON line.
+    pub fn finish(mut self) -> Result<TorchResult, String> {
+        drop(self.input.take());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.output, &mut rest)
+            .map_err(|e| self.failed(&format!("cannot be read: {e}")))?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| self.failed(&format!("cannot be waited for: {e}")))?;
+        if !status.success() {
+            return Err(self.failed(&format!("exited with {status}")));
+        }
+        let line = rest
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .ok_or_else(|| self.failed("printed no JSON line"))?;
+        serde_json::from_str(line).map_err(|e| self.failed(&format!("printed bad JSON: {e}")))
+    }
+
+    fn read_line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.output.read_line(&mut line) {
+            Ok(0) => Err(self.failed("ended early (its errors are above)")),
+            Ok(_) => Ok(line.trim().to_string()),
+            Err(e) => Err(self.failed(&format!("cannot be read: {e}"))),
+        }
+    }
+
+    fn failed(&self, what: &str) -> String {
+        format!("{} (lockstep) {what}", self.script.display())
+    }
+}
+
+impl Drop for TorchStepper {
+    fn drop(&mut self) {
+        // A run abandoned on an error: do not leave the script waiting for a step.
+        drop(self.input.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Step by step `PyTorch seconds / ours` of a lockstep run (each pair measured back to
+/// back): the median, the lowest and the highest, or `None` without pairs.
+pub fn pair_ratios(torch: &[f64], ours: &[f64]) -> Option<(f64, f64, f64)> {
+    let ratios: Vec<f64> = torch
+        .iter()
+        .zip(ours)
+        .filter(|(_, &o)| o > 0.0)
+        .map(|(t, o)| t / o)
+        .collect();
+    let low = ratios.iter().copied().reduce(f64::min)?;
+    let high = ratios.iter().copied().reduce(f64::max)?;
+    Some((median(&ratios), low, high))
 }
 
 /// The Python to run the reference scripts with: `flag` (a bench's `--python`), else
@@ -156,6 +289,35 @@ pub struct SideBySide {
     pub torch: Option<TorchResult>,
     /// Rounds measured.
     pub rounds: usize,
+    /// With `--lockstep`: every step pair of every round, `[PyTorch seconds, ours]`, each
+    /// pair measured back to back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lockstep_pairs: Vec<[f64; 2]>,
+}
+
+/// The lockstep table: per config, the median over its step pairs of PyTorch's step time
+/// over ours (= the img/s ratio; each pair measured back to back, so a machine whose
+/// speed drifts slows both sides of a pair alike), with the lowest and highest pair.
+pub fn lockstep_table(rows: &[SideBySide]) -> String {
+    let mut out = String::from(
+        "| config (preset:base:batch) | step pairs | ratio train, median of pairs | lowest pair | highest pair |\n\
+         |---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let (torch, ours): (Vec<f64>, Vec<f64>) =
+            row.lockstep_pairs.iter().map(|[t, o]| (*t, *o)).unzip();
+        let Some((median, low, high)) = pair_ratios(&torch, &ours) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "| {}:{}:{} | {} | **{median:.2}×** | {low:.2}× | {high:.2}× |\n",
+            row.ours.preset,
+            row.ours.base,
+            row.ours.batch_size,
+            torch.len(),
+        ));
+    }
+    out
 }
 
 /// The side-by-side Markdown table: img/s of both, and ours / PyTorch.
@@ -293,6 +455,20 @@ mod tests {
     use dcgan_core::Precision;
 
     #[test]
+    fn pair_ratios_divide_step_by_step() {
+        // PyTorch 0.3 s against our 0.2 s is 1.5; pairs, not medians of each side.
+        let (median, low, high) =
+            pair_ratios(&[0.3, 0.9, 0.4, 0.5], &[0.2, 0.3, 0.4, 0.25]).unwrap();
+        assert_eq!((low, high), (1.0, 3.0));
+        assert_eq!(median, 1.75);
+        assert!(pair_ratios(&[], &[0.1]).is_none());
+        assert!(
+            pair_ratios(&[0.1], &[0.0]).is_none(),
+            "a zero-second step is no pair"
+        );
+    }
+
+    #[test]
     fn ratio_table_divides_ours_by_torch() {
         let ours = BenchResult {
             backend: "flex".into(),
@@ -317,6 +493,7 @@ mod tests {
             replicas: 1,
             first_step_kernels: None,
             first_step_autotuned: None,
+            step_times_s: Vec::new(),
         };
         let torch = TorchResult {
             torch_version: "2".into(),
@@ -343,6 +520,7 @@ mod tests {
             ours: ours.clone(),
             torch: Some(torch.clone()),
             rounds: 1,
+            lockstep_pairs: Vec::new(),
         }]);
         assert!(
             table.contains("| dcgan64:16:16 | 64 | flex | 32.0 | 320.0 | 0.10× | 0.10× | 100.0 | 400.0 | 0.25× | yes |"),
@@ -354,12 +532,24 @@ mod tests {
                 ours: ours.clone(),
                 torch: Some(torch),
                 rounds: 1,
+                lockstep_pairs: Vec::new(),
             }],
             Some(286.2),
         );
         assert!(
             table
                 .contains("| dcgan64:16:16 | 0.45 | 14.3 | 5% | 143.1 | 50% | 300 | 200 | 1.50× |"),
+            "{table}"
+        );
+        // Step pairs 1.5×, 1.0×, 2.0×: their median, not a ratio of each side's median.
+        let table = lockstep_table(&[SideBySide {
+            ours: ours.clone(),
+            torch: None,
+            rounds: 1,
+            lockstep_pairs: vec![[0.3, 0.2], [0.2, 0.2], [0.5, 0.25]],
+        }]);
+        assert!(
+            table.contains("| dcgan64:16:16 | 3 | **1.50×** | 1.00× | 2.00× |"),
             "{table}"
         );
         let mut slower = ours.clone();
