@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench side_by_side -- [--configs dcgan64:16:16,dcgan64:32:32,seed128:16:16,seed128:64:64] \
-//!     [--backend flex] [--steps 10] [--warmup 2] [--rounds 1] [--threads N] \
+//!     [--backend flex] [--steps 10] [--warmup 2] [--rounds 1] [--lockstep] [--threads N] \
 //!     [--python python3] [--no-inference] [--json FILE]
 //! ```
 //! `--configs` takes `preset:base:batch`. PyTorch gets `torch.set_num_threads(N)` with N the
@@ -267,9 +267,9 @@ fn lockstep_round(
         &mut || {
             if torch_failure.is_none() {
                 std::thread::sleep(PAUSE);
-                match stepper.step() {
-                    Ok(s) => eprintln!("  [PyTorch] step {:.3} s", s),
-                    Err(e) => torch_failure = Some(e),
+                // The script prints its own progress line for the step.
+                if let Err(e) = stepper.step() {
+                    torch_failure = Some(e);
                 }
                 std::thread::sleep(PAUSE);
             }
