@@ -179,12 +179,7 @@ impl TorchStepper {
         if !status.success() {
             return Err(self.failed(&format!("exited with {status}")));
         }
-        let line = rest
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .ok_or_else(|| self.failed("printed no JSON line"))?;
-        serde_json::from_str(line).map_err(|e| self.failed(&format!("printed bad JSON: {e}")))
+        last_json_line(&rest).map_err(|e| self.failed(&e))
     }
 
     fn read_line(&mut self) -> Result<String, String> {
@@ -271,13 +266,19 @@ pub fn run_json_script<T: serde::de::DeserializeOwned>(
             stderr.lines().last().unwrap_or("")
         ));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    last_json_line(&String::from_utf8_lossy(&out.stdout))
+        .map_err(|e| format!("{} {e}", script.display()))
+}
+
+/// The last line of a reference script's standard output that starts with `{`, parsed
+/// as `T` (what it printed before is progress).
+fn last_json_line<T: serde::de::DeserializeOwned>(stdout: &str) -> Result<T, String> {
     let line = stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .ok_or_else(|| format!("{} printed no JSON line", script.display()))?;
-    serde_json::from_str(line).map_err(|e| format!("bad JSON from {}: {e}", script.display()))
+        .ok_or("printed no JSON line")?;
+    serde_json::from_str(line).map_err(|e| format!("printed bad JSON: {e}"))
 }
 
 /// One row of the side-by-side table: our figures and PyTorch's for the same config.

@@ -163,21 +163,6 @@ fn by_tasks(
     })
 }
 
-/// [`by_tasks`] line by line: `line(index, out, scratch)` writes line `index` into `out`.
-fn by_lines(
-    lines: usize,
-    line_len: usize,
-    scratch: usize,
-    slope: Option<f32>,
-    line: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
-) -> Vec<f32> {
-    by_tasks(lines, line_len, scratch, slope, |first, out, scratch| {
-        for (j, out) in out.chunks_mut(line_len).enumerate() {
-            line(first + j, out, scratch);
-        }
-    })
-}
-
 /// Taps of one map position's sum along an axis: `(k, d)` for kernel tap `k` reading the
 /// grid at `position / stride + d` (the positions of one phase share them).
 fn phase_taps(position: usize, k: usize, stride: usize, pad: usize) -> Vec<(usize, isize)> {
@@ -211,19 +196,22 @@ pub(crate) fn gather(
     assert_eq!(wkg.len(), w.k() * g, "gather: weight length");
     assert!(bias.is_none_or(|b| b.len() == g), "gather: bias length");
     let rw = padded_row_len(w);
-    by_lines(
+    let line_len = w.ws * g;
+    by_tasks(
         batch * w.hs,
-        w.ws * g,
+        line_len,
         w.kh * rw,
         slope,
-        |line, out, rows| {
-            let (n, y) = (line / w.hs, line % w.hs);
-            let map = &big[n * w.big() * w.c..][..w.big() * w.c];
-            for (ky, row) in rows.chunks_mut(rw).enumerate() {
-                padded_row(w, map, w.sh * y + ky, row);
+        |first, out, rows| {
+            for (j, out) in out.chunks_mut(line_len).enumerate() {
+                let (n, y) = ((first + j) / w.hs, (first + j) % w.hs);
+                let map = &big[n * w.big() * w.c..][..w.big() * w.c];
+                for (ky, row) in rows.chunks_mut(rw).enumerate() {
+                    padded_row(w, map, w.sh * y + ky, row);
+                }
+                // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths.
+                simd!(unsafe { simd::gather_line(w, g, rows, out, wkg, bias) });
             }
-            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths.
-            simd!(unsafe { simd::gather_line(w, g, rows, out, wkg, bias) });
         },
     )
 }
@@ -254,6 +242,10 @@ pub(crate) fn scatter(
     let rows = GridRows::of(w);
     let row_len = rows.len(g);
     let line_len = w.wb * w.c;
+    // The taps along a line depend on its phase alone.
+    let x_taps: Vec<Vec<(usize, isize)>> = (0..w.sw.min(w.wb))
+        .map(|phase| phase_taps(phase, w.kw, w.sw, w.pw))
+        .collect();
     by_tasks(
         batch * w.hb,
         line_len,
@@ -286,10 +278,10 @@ pub(crate) fn scatter(
                     .iter()
                     .map(|&(ky, y)| (ky, &scratch[y % w.kh * row_len..][..row_len]))
                     .collect();
-                for phase in 0..w.sw.min(w.wb) {
+                for (phase, x_taps) in x_taps.iter().enumerate() {
                     let line = Line {
                         y_rows: &y_rows,
-                        x_taps: &phase_taps(phase, w.kw, w.sw, w.pw),
+                        x_taps,
                         phase,
                         rows,
                     };

@@ -134,10 +134,7 @@ fn with_values<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
 
 /// The values of a flex tensor in row-major order of its logical shape.
 fn values(t: &FlexTensor) -> Vec<f32> {
-    let t = t.to_contiguous();
-    t.as_slice::<f32>()
-        .expect("contiguous f32 (checked by the dispatcher)")
-        .to_vec()
+    with_values(t, <[f32]>::to_vec)
 }
 
 /// A batch of feature maps, channels-last: `data` holds `[n, h, w, c]` row-major.
