@@ -1,6 +1,9 @@
 //! Direct convolutions for the layers at the image end of a network: those whose big map
 //! (the input of a convolution, the output of a transposed one) has at most 4 channels,
-//! an image's 3 (D's first layer, G's last, the FID Inception's first).
+//! an image's 3 (D's first layer, G's last, the FID Inception's first), and, for their
+//! forward products and input gradients, those with exactly 16 (one vector: D's second
+//! layer and G's last but one at base 16; their weight gradients keep the window
+//! matrices).
 //!
 //! Why: the window-matrix path (`im2col`, a GEMM, `col2im`) moves each image pixel 25
 //! times in pieces of 3 floats (5×5 windows), and its GEMMs are 16–64 wide and 75 deep,
@@ -16,7 +19,8 @@
 //!   transposed convolution's forward product, a convolution's input gradient), each one
 //!   summed by one task, phase by phase for strides above 1, 16 map positions to a vector
 //!   (the grid rows transposed first, so that no sum runs across a vector's lanes;
-//!   change 25);
+//!   change 25); with 16 map channels, the map's 16 channels to a vector instead, 16
+//!   positions of a phase at once (change 27);
 //! - `weight_gradient`: the weight gradient `Σ window ⊗ grid`, in fixed parts of the
 //!   grid lines added in order.
 //!
@@ -34,8 +38,13 @@ use crate::kernels::{self, Window};
 /// Grid channels per vector: the grid side's channels must be a multiple of it.
 pub(crate) const LANES: usize = 16;
 
-/// Map channels this path takes at most.
+/// Map channels this path takes at most (besides exactly [`LANES`], see [`fits`]).
 pub(crate) const MAX_CHANNELS: usize = 4;
+
+/// Map positions of one phase [`scatter`] sums at once with [`LANES`] map channels (one
+/// vector of sums each, sharing each weight vector).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const WIDE_BLOCK: usize = 16;
 
 /// Taps of one window row (`kw · c`) the weight gradient accumulates at once, at most.
 const STRIP: usize = 16;
@@ -77,20 +86,27 @@ pub(crate) fn applies(w: &Window, g: usize) -> bool {
 }
 
 /// Whether the kernels here take a convolution of window `w` with `g` grid-side channels:
-/// at most [`MAX_CHANNELS`] map channels, `g` a multiple of [`LANES`], a window row of at
-/// most 16 taps (`kw · c`), padding inside the kernel, not a plain 1×1, and a CPU with
-/// AVX-512.
+/// `g` a multiple of [`LANES`], padding inside the kernel, not a plain 1×1, a CPU with
+/// AVX-512, and either at most [`MAX_CHANNELS`] map channels with a window row of at most
+/// 16 taps (`kw · c`; all three kernels), or exactly [`LANES`] map channels ([`gather`]
+/// and [`scatter`] only: [`sums_weights`] is false).
 fn fits(w: &Window, g: usize) -> bool {
     supported()
-        && (1..=MAX_CHANNELS).contains(&w.c)
+        && ((1..=MAX_CHANNELS).contains(&w.c) && w.kw * w.c <= STRIP || w.c == LANES)
         && g > 0
         && g.is_multiple_of(LANES)
-        && w.kw * w.c <= STRIP
         && w.ph < w.kh
         && w.pw < w.kw
         && w.sh > 0
         && w.sw > 0
         && !w.is_pointwise()
+}
+
+/// Whether [`weight_gradient`] takes a layer that [`applies`]: a window row of at most
+/// 16 taps (`kw · c`); the layers with 16 map channels make theirs from window matrices,
+/// where the sums over the batch's positions are long GEMMs.
+pub(crate) fn sums_weights(w: &Window) -> bool {
+    w.kw * w.c <= STRIP
 }
 
 /// Runs one of [`simd`]'s kernels; without x86 (and so without AVX-512, which [`fits`]
@@ -239,8 +255,59 @@ pub(crate) fn scatter(
     assert_eq!(grid.len(), batch * w.grid() * g, "scatter: grid length");
     assert_eq!(wkg.len(), w.k() * g, "scatter: weight length");
     assert!(bias.is_none_or(|b| b.len() == w.c), "scatter: bias length");
+    if w.c == LANES {
+        return scatter_wide(w, batch, g, grid, wkg, bias, slope);
+    }
     let rows = GridRows::of(w);
     let row_len = rows.len(g);
+    // Each slot holds a grid row transposed; the padding stays zero.
+    let fill =
+        |row: usize, slot: &mut [f32]| rows.fill(&grid[row * w.ws * g..][..w.ws * g], g, slot);
+    by_map_lines(
+        w,
+        batch,
+        row_len,
+        slope,
+        fill,
+        |y_offsets, scratch, phase, x_taps, out| {
+            let y_rows: Vec<(usize, &[f32])> = y_offsets
+                .iter()
+                .map(|&(ky, at)| (ky, &scratch[at..][..row_len]))
+                .collect();
+            let line = Line {
+                y_rows: &y_rows,
+                x_taps,
+                phase,
+                rows,
+            };
+            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths; every
+            // tap of every position read lies inside the padded rows (`GridRows`).
+            simd!(unsafe {
+                match w.c {
+                    1 => simd::scatter_phase::<1>(w, g, &line, out, wkg, bias),
+                    2 => simd::scatter_phase::<2>(w, g, &line, out, wkg, bias),
+                    3 => simd::scatter_phase::<3>(w, g, &line, out, wkg, bias),
+                    4 => simd::scatter_phase::<4>(w, g, &line, out, wkg, bias),
+                    c => unreachable!("{c} map channels (fits() allows 1 to 4)"),
+                }
+            });
+        },
+    )
+}
+
+/// The map lines of [`scatter`] (`batch · hb` of `wb · c` floats), made by tasks of whole
+/// lines: each task keeps the grid rows its lines read in [`Slots`] of `row_len` floats
+/// (zeroed once, then filled by `fill(grid row of the batch, slot)`), and for each line
+/// and phase calls `phase_line((ky, slot offset) of its grid rows, the slots, phase, the
+/// phase's taps along the line, the line)`; then a leaky ReLU of `slope`, if given.
+fn by_map_lines(
+    w: &Window,
+    batch: usize,
+    row_len: usize,
+    slope: Option<f32>,
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+    phase_line: impl Fn(&[(usize, usize)], &[f32], usize, &[(usize, isize)], &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
     let line_len = w.wb * w.c;
     // The taps along a line depend on its phase alone.
     let x_taps: Vec<Vec<(usize, isize)>> = (0..w.sw.min(w.wb))
@@ -252,55 +319,156 @@ pub(crate) fn scatter(
         w.kh * row_len,
         slope,
         |first, out, scratch| {
-            // Slot `y % kh` holds grid row `y` of image `n` transposed (the rows one map
-            // line reads are fewer than `kh` apart, so they never share a slot); the
-            // padding stays zero.
             scratch.fill(0.0);
-            let mut held: Vec<Option<usize>> = vec![None; w.kh];
+            let mut slots = Slots::new(w, row_len);
             for (j, out) in out.chunks_mut(line_len).enumerate() {
-                let (n, ty) = ((first + j) / w.hb, (first + j) % w.hb);
-                let y_taps: Vec<(usize, usize)> = phase_taps(ty, w.kh, w.sh, w.ph)
-                    .into_iter()
-                    .filter_map(|(ky, d)| {
-                        let y = (ty / w.sh) as isize + d;
-                        (0..w.hs as isize).contains(&y).then_some((ky, y as usize))
-                    })
-                    .collect();
-                for &(_, y) in &y_taps {
-                    let (slot, row) = (y % w.kh, n * w.hs + y);
-                    if held[slot] != Some(row) {
-                        let cells = &grid[row * w.ws * g..][..w.ws * g];
-                        rows.fill(cells, g, &mut scratch[slot * row_len..][..row_len]);
-                        held[slot] = Some(row);
-                    }
-                }
-                let y_rows: Vec<(usize, &[f32])> = y_taps
-                    .iter()
-                    .map(|&(ky, y)| (ky, &scratch[y % w.kh * row_len..][..row_len]))
-                    .collect();
+                let y_rows = slots.load(w, first + j, scratch, &fill);
                 for (phase, x_taps) in x_taps.iter().enumerate() {
-                    let line = Line {
-                        y_rows: &y_rows,
-                        x_taps,
-                        phase,
-                        rows,
-                    };
-                    // SAFETY: `fits` checked for AVX-512 and the asserts above the
-                    // lengths; every tap of every position read lies inside the padded
-                    // rows (`GridRows`).
-                    simd!(unsafe {
-                        match w.c {
-                            1 => simd::scatter_phase::<1>(w, g, &line, out, wkg, bias),
-                            2 => simd::scatter_phase::<2>(w, g, &line, out, wkg, bias),
-                            3 => simd::scatter_phase::<3>(w, g, &line, out, wkg, bias),
-                            4 => simd::scatter_phase::<4>(w, g, &line, out, wkg, bias),
-                            c => unreachable!("{c} map channels (fits() allows 1 to 4)"),
-                        }
-                    });
+                    phase_line(&y_rows, scratch, phase, x_taps, out);
                 }
             }
         },
     )
+}
+
+/// The grid rows a task of [`scatter`] holds: slot `y % kh` of its scratch (`row_len`
+/// floats each) holds grid row `y` of an image, as laid out by the caller (the rows one
+/// map line reads are fewer than `kh` apart, so they never share a slot).
+struct Slots {
+    held: Vec<Option<usize>>,
+    row_len: usize,
+}
+
+impl Slots {
+    fn new(w: &Window, row_len: usize) -> Self {
+        Self {
+            held: vec![None; w.kh],
+            row_len,
+        }
+    }
+
+    /// The grid rows map line `line` (of the batch's `n · hb`) reads, as `(ky, offset of
+    /// its slot)`, each loaded by `fill(grid row of the batch, slot)` unless its slot
+    /// holds it already.
+    fn load(
+        &mut self,
+        w: &Window,
+        line: usize,
+        scratch: &mut [f32],
+        fill: impl Fn(usize, &mut [f32]),
+    ) -> Vec<(usize, usize)> {
+        let (n, ty) = (line / w.hb, line % w.hb);
+        phase_taps(ty, w.kh, w.sh, w.ph)
+            .into_iter()
+            .filter_map(|(ky, d)| {
+                let y = (ty / w.sh) as isize + d;
+                (0..w.hs as isize).contains(&y).then_some((ky, y as usize))
+            })
+            .map(|(ky, y)| {
+                let (slot, row) = (y % w.kh, n * w.hs + y);
+                let at = slot * self.row_len;
+                if self.held[slot] != Some(row) {
+                    fill(row, &mut scratch[at..][..self.row_len]);
+                    self.held[slot] = Some(row);
+                }
+                (ky, at)
+            })
+            .collect()
+    }
+}
+
+/// [`scatter`] for [`LANES`] map channels: each map position's 16 channels are one
+/// vector of sums, [`WIDE_BLOCK`] positions of one phase at a time, each product a
+/// broadcast grid value times a vector of the weight (`[tap, g, c]`, reordered once per
+/// call). The grid rows a line reads are copied with `kw` zero positions on each side.
+/// Each sum adds its products in the order kernel row, kernel column, grid channel.
+fn scatter_wide(
+    w: &Window,
+    batch: usize,
+    g: usize,
+    grid: &[f32],
+    wkg: &[f32],
+    bias: Option<&[f32]>,
+    slope: Option<f32>,
+) -> Vec<f32> {
+    let c = w.c;
+    let taps = w.kh * w.kw;
+    // `wtc[(tap, gi), ci] = wkg[(tap, ci), gi]`.
+    let mut wtc = vec![0.0; taps * g * c];
+    for tap in 0..taps {
+        for ci in 0..c {
+            let from = &wkg[(tap * c + ci) * g..][..g];
+            for (gi, &v) in from.iter().enumerate() {
+                wtc[(tap * g + gi) * c + ci] = v;
+            }
+        }
+    }
+    let margin = w.kw;
+    let row_len = (w.ws + 2 * margin) * g;
+    let bias: Lanes = std::array::from_fn(|ci| bias.map_or(0.0, |b| b[ci]));
+    // Each slot holds a grid row as it is, `margin` zero positions either side.
+    let fill = |row: usize, slot: &mut [f32]| {
+        slot[margin * g..][..w.ws * g].copy_from_slice(&grid[row * w.ws * g..][..w.ws * g])
+    };
+    by_map_lines(
+        w,
+        batch,
+        row_len,
+        slope,
+        fill,
+        |y_rows, scratch, phase, x_taps, out| {
+            let count = (w.wb - phase).div_ceil(w.sw);
+            // Every read lies in the rows: column `X + d` of the grid at `margin + X + d`.
+            assert!(
+                x_taps.iter().all(|t| {
+                    t.1 >= -(margin as isize) && count as isize + t.1 <= (w.ws + margin) as isize
+                }),
+                "scatter_wide: taps reach past the margins"
+            );
+            let mut x0 = 0;
+            while x0 < count {
+                let left = count - x0;
+                let block = Block {
+                    rows: scratch,
+                    row_len,
+                    y_rows,
+                    x_taps,
+                    phase,
+                    x0,
+                    margin,
+                };
+                // SAFETY: `fits` checked for AVX-512 and the asserts above the reads; `out`
+                // is one map line of `c` = 16 channels.
+                x0 += simd!(unsafe {
+                    if left >= WIDE_BLOCK {
+                        simd::scatter_wide_block::<WIDE_BLOCK>(w, g, &block, &wtc, &bias, out)
+                    } else if left >= 8 {
+                        simd::scatter_wide_block::<8>(w, g, &block, &wtc, &bias, out)
+                    } else if left >= 4 {
+                        simd::scatter_wide_block::<4>(w, g, &block, &wtc, &bias, out)
+                    } else {
+                        simd::scatter_wide_block::<1>(w, g, &block, &wtc, &bias, out)
+                    }
+                });
+            }
+        },
+    )
+}
+
+/// Positions `x0..` of one phase of a map line, for [`scatter_wide`]: the grid rows it
+/// reads (with `margin` zero positions on each side) with their kernel rows, and the taps
+/// along the line as kernel columns and offsets of grid columns from `X`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Block<'a> {
+    /// The slots of grid rows, `row_len` floats each.
+    rows: &'a [f32],
+    row_len: usize,
+    /// `(ky, offset)`: a kernel row and where its grid row starts in `rows`.
+    y_rows: &'a [(usize, usize)],
+    x_taps: &'a [(usize, isize)],
+    phase: usize,
+    x0: usize,
+    margin: usize,
 }
 
 /// The layout of one grid row as [`scatter`] reads it: `g` channel rows of `width`
@@ -381,7 +549,10 @@ pub(crate) fn weight_gradient(
     big: &[f32],
     grid: &[f32],
 ) -> Vec<f32> {
-    assert!(fits(w, g), "weight_gradient: not a direct convolution");
+    assert!(
+        fits(w, g) && sums_weights(w),
+        "weight_gradient: not a direct convolution"
+    );
     assert_eq!(
         big.len(),
         batch * w.big() * w.c,
@@ -436,7 +607,9 @@ pub(crate) fn weight_gradient(
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, STRIP};
+    use super::{
+        Block, GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, STRIP,
+    };
 
     /// One grid line of [`super::gather`] from its `kh` padded map rows (`rows`, one
     /// after another).
@@ -458,29 +631,48 @@ mod simd {
         // Two vectors of channels at once where `g` allows: each map value then feeds two
         // products.
         let pair = g.is_multiple_of(2 * LANES);
-        let width = if pair { 2 * LANES } else { LANES };
-        for first in (0..g).step_by(width) {
+        // SAFETY (each arm): the caller's promise.
+        unsafe {
+            match (w.sw * w.c, pair) {
+                (32, true) => gather_blocks::<2, 32>(w, g, rows, out, wkg, bias),
+                (16, true) => gather_blocks::<2, 16>(w, g, rows, out, wkg, bias),
+                (6, true) => gather_blocks::<2, 6>(w, g, rows, out, wkg, bias),
+                (3, true) => gather_blocks::<2, 3>(w, g, rows, out, wkg, bias),
+                (32, false) => gather_blocks::<1, 32>(w, g, rows, out, wkg, bias),
+                (16, false) => gather_blocks::<1, 16>(w, g, rows, out, wkg, bias),
+                (6, false) => gather_blocks::<1, 6>(w, g, rows, out, wkg, bias),
+                (3, false) => gather_blocks::<1, 3>(w, g, rows, out, wkg, bias),
+                (_, true) => gather_blocks::<2, 0>(w, g, rows, out, wkg, bias),
+                (_, false) => gather_blocks::<1, 0>(w, g, rows, out, wkg, bias),
+            }
+        }
+    }
+
+    /// [`gather_line`] in blocks of [`GATHER_BLOCK`] positions and `V` vectors of grid
+    /// channels, with the step between windows (`sw · c`) known at compile time where
+    /// `STEP` is not 0, so that the block's map values are read at constant offsets from
+    /// one pointer (see [`scatter_wide_sums`]).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_blocks<const V: usize, const STEP: usize>(
+        w: &Window,
+        g: usize,
+        rows: &[f32],
+        out: &mut [f32],
+        wkg: &[f32],
+        bias: Option<&[f32]>,
+    ) {
+        for first in (0..g).step_by(V * LANES) {
             let mut x = 0;
             while x + GATHER_BLOCK <= w.ws {
-                // SAFETY: the caller's promise; `x + GATHER_BLOCK ≤ ws`, `first + width ≤ g`.
+                // SAFETY: the caller's promise; `x + GATHER_BLOCK ≤ ws`, `first + 16·V ≤ g`.
                 unsafe {
-                    if pair {
-                        gather_block::<GATHER_BLOCK, 2>(w, g, rows, x, first, bias, wkg, out)
-                    } else {
-                        gather_block::<GATHER_BLOCK, 1>(w, g, rows, x, first, bias, wkg, out)
-                    }
+                    gather_block::<GATHER_BLOCK, V, STEP>(w, g, rows, x, first, bias, wkg, out)
                 }
                 x += GATHER_BLOCK;
             }
             for x in x..w.ws {
-                // SAFETY: the caller's promise; `x < ws`, `first + width ≤ g`.
-                unsafe {
-                    if pair {
-                        gather_block::<1, 2>(w, g, rows, x, first, bias, wkg, out)
-                    } else {
-                        gather_block::<1, 1>(w, g, rows, x, first, bias, wkg, out)
-                    }
-                }
+                // SAFETY: the caller's promise; `x < ws`, `first + 16·V ≤ g`.
+                unsafe { gather_block::<1, V, STEP>(w, g, rows, x, first, bias, wkg, out) }
             }
         }
     }
@@ -489,7 +681,7 @@ mod simd {
     /// is loaded once for the `R` positions, each map value once for the `V` vectors.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn gather_block<const R: usize, const V: usize>(
+    unsafe fn gather_block<const R: usize, const V: usize, const STEP: usize>(
         w: &Window,
         g: usize,
         rows: &[f32],
@@ -499,7 +691,9 @@ mod simd {
         wkg: &[f32],
         out: &mut [f32],
     ) {
-        let (strip, step) = (w.kw * w.c, w.sw * w.c);
+        let strip = w.kw * w.c;
+        let step = if STEP > 0 { STEP } else { w.sw * w.c };
+        debug_assert_eq!(step, w.sw * w.c);
         let rw = rows.len() / w.kh;
         let start: [__m512; V] = std::array::from_fn(|v| match bias {
             // SAFETY: `bias` has `g` floats, `first + 16·V ≤ g`.
@@ -710,6 +904,79 @@ mod simd {
         })
     }
 
+    /// `R` positions of one phase of a map line from `block.x0` on (map column `sw·X +
+    /// phase`), 16 map channels each, written to `out` plus `bias`; returns `R`.
+    ///
+    /// # Safety
+    /// AVX-512; `w.c` is 16, `out` one map line (`wb · 16`), `wtc` `[tap, g, 16]`, each of
+    /// `block.y_rows` a grid row with `block.margin` zero positions on each side, and
+    /// every tap's column `margin + X + d` inside it for the `R` positions.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_wide_block<const R: usize>(
+        w: &Window,
+        g: usize,
+        block: &Block<'_>,
+        wtc: &[f32],
+        bias: &Lanes,
+        out: &mut [f32],
+    ) -> usize {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match g {
+                16 => scatter_wide_sums::<R, 16>(w, g, block, wtc, bias, out),
+                32 => scatter_wide_sums::<R, 32>(w, g, block, wtc, bias, out),
+                64 => scatter_wide_sums::<R, 64>(w, g, block, wtc, bias, out),
+                _ => scatter_wide_sums::<R, 0>(w, g, block, wtc, bias, out),
+            }
+        }
+    }
+
+    /// [`scatter_wide_block`] with `G` grid channels known at compile time (0: `g`), so
+    /// that each position's grid value is read at a constant offset from one pointer:
+    /// with the offset in a register instead, every broadcast product took two
+    /// micro-operations to issue, and issue, not the FMA units, bounded the loop.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scatter_wide_sums<const R: usize, const G: usize>(
+        w: &Window,
+        g: usize,
+        block: &Block<'_>,
+        wtc: &[f32],
+        bias: &Lanes,
+        out: &mut [f32],
+    ) -> usize {
+        let g = if G > 0 { G } else { g };
+        let mut acc = [_mm512_setzero_ps(); R];
+        for &(ky, offset) in block.y_rows {
+            let row = &block.rows[offset..][..block.row_len];
+            for &(kx, d) in block.x_taps {
+                let start = (block.margin as isize + block.x0 as isize + d) as usize * g;
+                debug_assert!(start + (R - 1) * g + g <= row.len());
+                let cells = row.as_ptr().add(start);
+                let weights = wtc[(ky * w.kw + kx) * g * LANES..][..g * LANES].as_ptr();
+                for gi in 0..g {
+                    // SAFETY: the caller's promise: the `R` positions' grid values and
+                    // the tap's `g` weight vectors are inside `row` and `wtc`.
+                    unsafe {
+                        let wv = _mm512_loadu_ps(weights.add(gi * LANES));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let a = _mm512_set1_ps(*cells.add(r * g + gi));
+                            *acc = _mm512_fmadd_ps(a, wv, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: `bias` holds 16 floats.
+        let bias = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
+        for (r, acc) in acc.iter().enumerate() {
+            let at = (w.sw * (block.x0 + r) + block.phase) * LANES;
+            assert!(at + LANES <= out.len());
+            // SAFETY: position `sw·X + phase` of the line has 16 floats (asserted).
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(at), _mm512_add_ps(bias, *acc)) };
+        }
+        R
+    }
+
     /// One grid line's products with one padded map row, added to `acc`'s first `kw · c`
     /// rows: for each position, the window's taps times the grid's vector.
     ///
@@ -850,21 +1117,29 @@ mod tests {
     /// sides, the FID Inception's first (3×3, stride 2, no padding), a transposed
     /// convolution's doubled map (4×4, stride 2, one more row and column than the windows
     /// reach), one and four channels, 16 to 48 grid channels; and lines wider than
-    /// [`scatter`] sums at once (75 and 70 positions: 35 a phase).
+    /// [`scatter`] sums at once (75 and 70 positions: 35 a phase). Then the same with 16
+    /// map channels (gather and scatter; the weight gradient comes from window matrices
+    /// in `ops`): D's second layer at base 16 and G's last but one with 32 and 16 grid
+    /// channels, a stride-1 5×5, a doubled map, a line of 70 (blocks of 16, 16 and 3).
     fn cases() -> Vec<(Window, usize, usize)> {
-        let doubled = Window {
+        let doubled = |c| Window {
             hb: 13,
             wb: 11,
-            ..Window::of_conv(4, (12, 10), 4, 2, 1)
+            ..Window::of_conv(c, (12, 10), 4, 2, 1)
         };
         vec![
             (Window::of_conv(3, (17, 14), 5, 2, 2), 2, 32),
             (Window::of_conv(3, (13, 11), 5, 1, 2), 3, 16),
             (Window::of_conv(3, (19, 21), 3, 2, 0), 1, 48),
             (Window::of_conv(1, (9, 8), 5, 1, 2), 2, 16),
-            (doubled, 2, 16),
+            (doubled(4), 2, 16),
             (Window::of_conv(3, (4, 75), 5, 1, 2), 2, 16),
             (Window::of_conv(2, (5, 70), 5, 2, 2), 1, 32),
+            (Window::of_conv(16, (17, 14), 5, 2, 2), 2, 32),
+            (Window::of_conv(16, (16, 16), 5, 2, 2), 1, 16),
+            (Window::of_conv(16, (9, 13), 5, 1, 2), 2, 16),
+            (doubled(16), 2, 32),
+            (Window::of_conv(16, (5, 70), 5, 2, 2), 1, 48),
         ]
     }
 
@@ -887,12 +1162,23 @@ mod tests {
                 &scatter(&w, batch, g, &grid, &wkg, None, None),
                 &to_big,
             );
-            assert_close(
-                &format!("case {i} weight gradient"),
-                &weight_gradient(&w, batch, g, &big, &grid),
-                &dw,
-            );
+            // 16 map channels: the weight gradient from window matrices (ops).
+            if sums_weights(&w) {
+                assert_close(
+                    &format!("case {i} weight gradient"),
+                    &weight_gradient(&w, batch, g, &big, &grid),
+                    &dw,
+                );
+            }
         }
+    }
+
+    /// The first case with 16 map channels.
+    fn wide_case() -> (Window, usize, usize) {
+        cases()
+            .into_iter()
+            .find(|(w, ..)| w.c == LANES)
+            .expect("a case with 16 map channels")
     }
 
     #[test]
@@ -900,29 +1186,30 @@ mod tests {
         if !supported() {
             return;
         }
-        let (w, batch, g) = cases()[0];
-        let [big, grid, wkg] = operands(&w, batch, g, 4);
-        let (grid_bias, map_bias) = (random(g, 7), random(w.c, 8));
-        let slope = 0.2;
-        let leaky = |v: f32, b: f32| {
-            let z = v + b;
-            if z < 0.0 {
-                z * slope
-            } else {
-                z
+        for (w, batch, g) in [cases()[0], wide_case()] {
+            let [big, grid, wkg] = operands(&w, batch, g, 4);
+            let (grid_bias, map_bias) = (random(g, 7), random(w.c, 8));
+            let slope = 0.2;
+            let leaky = |v: f32, b: f32| {
+                let z = v + b;
+                if z < 0.0 {
+                    z * slope
+                } else {
+                    z
+                }
+            };
+            let plain = gather(&w, batch, g, &big, &wkg, None, None);
+            let full = gather(&w, batch, g, &big, &wkg, Some(&grid_bias), Some(slope));
+            for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
+                let want = leaky(p, grid_bias[i % g]);
+                assert!((f - want).abs() <= 1e-5, "gather {i}: {f} vs {want}");
             }
-        };
-        let plain = gather(&w, batch, g, &big, &wkg, None, None);
-        let full = gather(&w, batch, g, &big, &wkg, Some(&grid_bias), Some(slope));
-        for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
-            let want = leaky(p, grid_bias[i % g]);
-            assert!((f - want).abs() <= 1e-5, "gather {i}: {f} vs {want}");
-        }
-        let plain = scatter(&w, batch, g, &grid, &wkg, None, None);
-        let full = scatter(&w, batch, g, &grid, &wkg, Some(&map_bias), Some(slope));
-        for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
-            let want = leaky(p, map_bias[i % w.c]);
-            assert!((f - want).abs() <= 1e-5, "scatter {i}: {f} vs {want}");
+            let plain = scatter(&w, batch, g, &grid, &wkg, None, None);
+            let full = scatter(&w, batch, g, &grid, &wkg, Some(&map_bias), Some(slope));
+            for (i, (&p, &f)) in plain.iter().zip(&full).enumerate() {
+                let want = leaky(p, map_bias[i % w.c]);
+                assert!((f - want).abs() <= 1e-5, "scatter {i}: {f} vs {want}");
+            }
         }
     }
 
@@ -931,22 +1218,27 @@ mod tests {
         if !supported() {
             return;
         }
-        let (w, batch, g) = cases()[0];
-        let [big, grid, wkg] = operands(&w, batch, g, 9);
-        let on = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                [
-                    gather(&w, batch, g, &big, &wkg, None, None),
-                    scatter(&w, batch, g, &grid, &wkg, None, None),
-                    weight_gradient(&w, batch, g, &big, &grid),
-                ]
-            })
-        };
-        assert_eq!(on(1), on(3));
+        for (w, batch, g) in [cases()[0], wide_case()] {
+            let [big, grid, wkg] = operands(&w, batch, g, 9);
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    [
+                        gather(&w, batch, g, &big, &wkg, None, None),
+                        scatter(&w, batch, g, &grid, &wkg, None, None),
+                        if sums_weights(&w) {
+                            weight_gradient(&w, batch, g, &big, &grid)
+                        } else {
+                            Vec::new()
+                        },
+                    ]
+                })
+            };
+            assert_eq!(on(1), on(3));
+        }
     }
 
     #[test]
@@ -959,6 +1251,16 @@ mod tests {
             !fits(&Window::of_conv(5, (16, 16), 5, 2, 2), 16),
             "5 map channels"
         );
+        assert_eq!(
+            fits(&Window::of_conv(16, (16, 16), 5, 2, 2), 32),
+            supported(),
+            "16 map channels: one vector"
+        );
+        assert!(
+            !fits(&Window::of_conv(32, (16, 16), 5, 2, 2), 32),
+            "32 map channels"
+        );
+        assert!(sums_weights(&w) && !sums_weights(&Window::of_conv(16, (16, 16), 5, 2, 2)));
         assert!(
             !fits(&Window::of_conv(3, (16, 16), 7, 2, 3), 16),
             "a strip of 21 taps"

@@ -16,9 +16,11 @@
 //!   convolutions with grids at least 16 wide (8 with 512 channels or more on each side)
 //!   and 32 channels or more on each side take the same transforms as stride-1 `3×3`
 //!   convolutions over the map's four stacked phases ([`phases`]): a `5×5` stride-2 layer
-//!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an image's few channels on the map side (a
-//!   discriminator's first layer, a generator's last) take [`direct`]'s kernels, which
-//!   sum each output straight from its inputs without window matrices (AVX-512 CPUs).
+//!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an image's
+//!   few channels on the map side (a discriminator's first layer, a generator's last)
+//!   take [`direct`]'s kernels, which sum each output straight from its inputs without
+//!   window matrices (AVX-512 CPUs); so do the forward products and input gradients of
+//!   those with 16 channels there (the next layer in at base 16).
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
 //!   and two backward (running statistics updated as burn's `BatchNorm` does);
 //!   [`leaky_relu`] alone in one pass each way.
