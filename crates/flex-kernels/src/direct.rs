@@ -1,9 +1,7 @@
 //! Direct convolutions for the layers at the image end of a network: those whose big map
 //! (the input of a convolution, the output of a transposed one) has at most 4 channels,
-//! an image's 3 (D's first layer, G's last, the FID Inception's first), and, for their
-//! forward products and input gradients, those with exactly 16 (one vector: D's second
-//! layer and G's last but one at base 16; their weight gradients keep the window
-//! matrices).
+//! an image's 3 (D's first layer, G's last, the FID Inception's first), and those with
+//! exactly 16, one vector (D's second layer and G's last but one at base 16; change 27).
 //!
 //! Why: the window-matrix path (`im2col`, a GEMM, `col2im`) moves each image pixel 25
 //! times in pieces of 3 floats (5×5 windows), and its GEMMs are 16–64 wide and 75 deep,
@@ -22,7 +20,8 @@
 //!   change 25); with 16 map channels, the map's 16 channels to a vector instead, 16
 //!   positions of a phase at once (change 27);
 //! - `weight_gradient`: the weight gradient `Σ window ⊗ grid`, in fixed parts of the
-//!   grid lines added in order.
+//!   grid lines added in order (with 16 map channels, 8 taps × 2 vectors of grid channels
+//!   in registers at a time).
 //!
 //! Every sum is in a fixed order (by the shapes alone), with fused multiply-adds, so
 //! results do not depend on the threads. [`enable`]`(false)` turns the path off for the
@@ -88,8 +87,7 @@ pub(crate) fn applies(w: &Window, g: usize) -> bool {
 /// Whether the kernels here take a convolution of window `w` with `g` grid-side channels:
 /// `g` a multiple of [`LANES`], padding inside the kernel, not a plain 1×1, a CPU with
 /// AVX-512, and either at most [`MAX_CHANNELS`] map channels with a window row of at most
-/// 16 taps (`kw · c`; all three kernels), or exactly [`LANES`] map channels ([`gather`]
-/// and [`scatter`] only: [`sums_weights`] is false).
+/// 16 taps (`kw · c`), or exactly [`LANES`] map channels.
 fn fits(w: &Window, g: usize) -> bool {
     supported()
         && ((1..=MAX_CHANNELS).contains(&w.c) && w.kw * w.c <= STRIP || w.c == LANES)
@@ -100,13 +98,6 @@ fn fits(w: &Window, g: usize) -> bool {
         && w.sh > 0
         && w.sw > 0
         && !w.is_pointwise()
-}
-
-/// Whether [`weight_gradient`] takes a layer that [`applies`]: a window row of at most
-/// 16 taps (`kw · c`); the layers with 16 map channels make theirs from window matrices,
-/// where the sums over the batch's positions are long GEMMs.
-pub(crate) fn sums_weights(w: &Window) -> bool {
-    w.kw * w.c <= STRIP
 }
 
 /// Runs one of [`simd`]'s kernels; without x86 (and so without AVX-512, which [`fits`]
@@ -549,10 +540,7 @@ pub(crate) fn weight_gradient(
     big: &[f32],
     grid: &[f32],
 ) -> Vec<f32> {
-    assert!(
-        fits(w, g) && sums_weights(w),
-        "weight_gradient: not a direct convolution"
-    );
+    assert!(fits(w, g), "weight_gradient: not a direct convolution");
     assert_eq!(
         big.len(),
         batch * w.big() * w.c,
@@ -563,6 +551,9 @@ pub(crate) fn weight_gradient(
         batch * w.grid() * g,
         "weight_gradient: grid length"
     );
+    if w.kw * w.c > STRIP {
+        return weight_gradient_wide(w, batch, g, big, grid);
+    }
     let lines = batch * w.hs;
     let parts = lines.div_ceil(LINES_PER_PART);
     let chunks = g / LANES;
@@ -602,6 +593,71 @@ pub(crate) fn weight_gradient(
     dw
 }
 
+/// Taps of a window row [`weight_gradient_wide`] sums at once, per vector of grid
+/// channels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const WIDE_TAPS: usize = 8;
+
+/// [`weight_gradient`] for window rows longer than [`STRIP`] (16 map channels): a task
+/// sums one kernel row `ky` of one or two vectors of grid channels over a part of the
+/// grid lines, its sums (`kw · c` taps × the vectors) in memory between lines and
+/// [`WIDE_TAPS`] taps at a time in registers along each line, each padded map row built
+/// once per line.
+fn weight_gradient_wide(w: &Window, batch: usize, g: usize, big: &[f32], grid: &[f32]) -> Vec<f32> {
+    let lines = batch * w.hs;
+    let parts = lines.div_ceil(LINES_PER_PART);
+    let vectors = if g.is_multiple_of(2 * LANES) { 2 } else { 1 };
+    let chunks = g / (vectors * LANES);
+    let strip = w.kw * w.c;
+    assert!(
+        strip.is_multiple_of(WIDE_TAPS),
+        "weight_gradient_wide: a strip of {strip} taps"
+    );
+    // Task `(part, ky, chunk)`: `[strip, vectors · 16]` sums.
+    let width = vectors * LANES;
+    let sums: Vec<Vec<f32>> = (0..parts * w.kh * chunks)
+        .into_par_iter()
+        .map(|task| {
+            let (part, ky, chunk) = (task / (w.kh * chunks), task / chunks % w.kh, task % chunks);
+            let first = part * LINES_PER_PART;
+            let mut acc = vec![0.0; strip * width];
+            with_scratch(padded_row_len(w), |row| {
+                for line in first..(first + LINES_PER_PART).min(lines) {
+                    let (n, y) = (line / w.hs, line % w.hs);
+                    let map = &big[n * w.big() * w.c..][..w.big() * w.c];
+                    padded_row(w, map, w.sh * y + ky, row);
+                    let grid = &grid[line * w.ws * g..][..w.ws * g];
+                    for j0 in (0..strip).step_by(WIDE_TAPS) {
+                        let acc = &mut acc[j0 * width..][..WIDE_TAPS * width];
+                        // SAFETY: `fits` checked for AVX-512; `row` holds every window's
+                        // taps `j0..j0 + WIDE_TAPS` (`padded_row_len`), `grid` the line,
+                        // `acc` `WIDE_TAPS` rows of the vectors.
+                        simd!(unsafe {
+                            if vectors == 2 {
+                                simd::weight_line_wide::<2>(w, g, &row[j0..], grid, chunk, acc)
+                            } else {
+                                simd::weight_line_wide::<1>(w, g, &row[j0..], grid, chunk, acc)
+                            }
+                        });
+                    }
+                }
+            });
+            acc
+        })
+        .collect();
+    let mut dw = vec![0.0; w.k() * g];
+    for (task, acc) in sums.iter().enumerate() {
+        let (ky, chunk) = (task / chunks % w.kh, task % chunks);
+        for (j, acc) in acc.chunks_exact(width).enumerate() {
+            let dst = &mut dw[(ky * strip + j) * g + chunk * width..][..width];
+            for (d, a) in dst.iter_mut().zip(acc) {
+                *d += a;
+            }
+        }
+    }
+    dw
+}
+
 /// The kernels on AVX-512 vectors, one vector of 16 grid channels at a time.
 #[cfg(target_arch = "x86_64")]
 mod simd {
@@ -609,6 +665,7 @@ mod simd {
 
     use super::{
         Block, GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, STRIP,
+        WIDE_TAPS,
     };
 
     /// One grid line of [`super::gather`] from its `kh` padded map rows (`rows`, one
@@ -1004,6 +1061,61 @@ mod simd {
         by_strip!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     }
 
+    /// One grid line's products with one padded map row for [`super::weight_gradient_wide`]:
+    /// for each position, [`WIDE_TAPS`] window taps from the start of `row` (offset by
+    /// the caller) times `V` vectors of grid channels from `chunk · 16V`, added to `acc`
+    /// (`[WIDE_TAPS, 16V]`).
+    ///
+    /// # Safety
+    /// AVX-512; `row` holds `sw·c·(ws − 1) + WIDE_TAPS` floats, `grid` one line (`ws ·
+    /// g`), `(chunk + 1) · 16V ≤ g`, `acc` `WIDE_TAPS · 16V` floats.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_line_wide<const V: usize>(
+        w: &Window,
+        g: usize,
+        row: &[f32],
+        grid: &[f32],
+        chunk: usize,
+        acc: &mut [f32],
+    ) {
+        let step = w.sw * w.c;
+        assert!(
+            row.len() >= (w.ws - 1) * step + WIDE_TAPS
+                && grid.len() >= w.ws * g
+                && (chunk + 1) * V * LANES <= g
+                && acc.len() == WIDE_TAPS * V * LANES
+        );
+        // SAFETY: `acc` holds the sums (asserted).
+        let mut sums: [[__m512; V]; WIDE_TAPS] = std::array::from_fn(|j| {
+            std::array::from_fn(|v| unsafe {
+                _mm512_loadu_ps(acc.as_ptr().add((j * V + v) * LANES))
+            })
+        });
+        let first = chunk * V * LANES;
+        for x in 0..w.ws {
+            // SAFETY: position `x` of the line has `g` floats, `first + 16V ≤ g`; its
+            // window's taps are inside `row` (asserted above).
+            unsafe {
+                let cells: [__m512; V] = std::array::from_fn(|v| {
+                    _mm512_loadu_ps(grid.as_ptr().add(x * g + first + v * LANES))
+                });
+                let window = row.as_ptr().add(x * step);
+                for (j, sums) in sums.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*window.add(j));
+                    for (sum, cells) in sums.iter_mut().zip(cells) {
+                        *sum = _mm512_fmadd_ps(a, cells, *sum);
+                    }
+                }
+            }
+        }
+        for (j, sums) in sums.iter().enumerate() {
+            for (v, sum) in sums.iter().enumerate() {
+                // SAFETY: `acc` holds the sums (asserted).
+                unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add((j * V + v) * LANES), *sum) };
+            }
+        }
+    }
+
     /// [`weight_line`] for strips of `S` taps, its sums in registers for the line.
     #[target_feature(enable = "avx512f")]
     unsafe fn weight_line_of<const S: usize>(
@@ -1162,14 +1274,11 @@ mod tests {
                 &scatter(&w, batch, g, &grid, &wkg, None, None),
                 &to_big,
             );
-            // 16 map channels: the weight gradient from window matrices (ops).
-            if sums_weights(&w) {
-                assert_close(
-                    &format!("case {i} weight gradient"),
-                    &weight_gradient(&w, batch, g, &big, &grid),
-                    &dw,
-                );
-            }
+            assert_close(
+                &format!("case {i} weight gradient"),
+                &weight_gradient(&w, batch, g, &big, &grid),
+                &dw,
+            );
         }
     }
 
@@ -1229,11 +1338,7 @@ mod tests {
                     [
                         gather(&w, batch, g, &big, &wkg, None, None),
                         scatter(&w, batch, g, &grid, &wkg, None, None),
-                        if sums_weights(&w) {
-                            weight_gradient(&w, batch, g, &big, &grid)
-                        } else {
-                            Vec::new()
-                        },
+                        weight_gradient(&w, batch, g, &big, &grid),
                     ]
                 })
             };
@@ -1260,7 +1365,6 @@ mod tests {
             !fits(&Window::of_conv(32, (16, 16), 5, 2, 2), 32),
             "32 map channels"
         );
-        assert!(sums_weights(&w) && !sums_weights(&Window::of_conv(16, (16, 16), 5, 2, 2)));
         assert!(
             !fits(&Window::of_conv(3, (16, 16), 7, 2, 3), 16),
             "a strip of 21 taps"

@@ -19,8 +19,8 @@
 //!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an image's
 //!   few channels on the map side (a discriminator's first layer, a generator's last)
 //!   take [`direct`]'s kernels, which sum each output straight from its inputs without
-//!   window matrices (AVX-512 CPUs); so do the forward products and input gradients of
-//!   those with 16 channels there (the next layer in at base 16).
+//!   window matrices (AVX-512 CPUs); so do those with 16 channels there (the next layer in
+//!   at base 16).
 //! - [`batch_norm_leaky_relu`]: batch norm followed by leaky ReLU in two passes forward
 //!   and two backward (running statistics updated as burn's `BatchNorm` does);
 //!   [`leaky_relu`] alone in one pass each way.

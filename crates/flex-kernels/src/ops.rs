@@ -10,9 +10,8 @@
 //! [`kernels::col2im_lines`]), with the batch's positions as the long dimension (the window
 //! matrix built and multiplied in pieces that stay in the core's L2; stride-1 ones by
 //! [`winograd`]'s transforms, most stride-2 ones too, as their stacked [`phases`], those
-//! with an image's few channels on the map side, and the forward products and input
-//! gradients of those with 16, by [`direct`]'s kernels), and batch norm + leaky ReLU is two passes forward and two
-//! backward.
+//! with an image's few channels (or 16) on the map side by [`direct`]'s kernels), and
+//! batch norm + leaky ReLU is two passes forward and two backward.
 //!
 //! Layout: the outputs are logical `[n, c, h, w]` tensors whose memory is channels-last
 //! (a permuted view of a contiguous `[n, h, w, c]` buffer), so that the next fast layer
@@ -332,7 +331,7 @@ impl ConvSpec {
         let (g, k) = (self.grid_channels, w.k());
         let x = timed(|| self.tag("fwd layout"), || Maps::of(x));
         // A map of an image's few channels, or of 16: summed directly, without window
-        // matrices (the weight gradient of a 16-channel one still from them).
+        // matrices.
         if direct::applies(w, g) {
             let wkg = self.weight_kg(weight);
             let bias = values(bias);
@@ -558,8 +557,8 @@ impl ConvSpec {
         let (g, k) = (self.grid_channels, w.k());
         let dy = timed(|| self.tag("bwd layout"), || Maps::of(grad));
         // The direct path, when the forward pass kept the weight as `[K, G]` (or the input
-        // gradient is not needed) and its kernels make the weight gradient too.
-        if direct::applies(w, g) && direct::sums_weights(w) && (state.wkg.is_some() || !need_x) {
+        // gradient is not needed).
+        if direct::applies(w, g) && (state.wkg.is_some() || !need_x) {
             let (dx, dw) = timed(
                 || self.tag("bwd direct"),
                 || self.backward_direct(&dy, state, [need_x, need_w]),
@@ -652,23 +651,7 @@ impl ConvSpec {
             )),
             _ => None,
         };
-        // A layer of 16 map channels on the direct path: its input gradient summed
-        // directly, its weight gradient (if needed) from the window matrices below.
-        let direct_dx = match (need_x, &state.wkg) {
-            (true, Some(wkg)) if direct::applies(w, g) => Some(timed(
-                || self.tag("bwd direct"),
-                || match self.kind {
-                    ConvKind::Forward => {
-                        direct::scatter(w, self.batch, g, dy.slice(), wkg, None, None)
-                    }
-                    ConvKind::Transposed => {
-                        direct::gather(w, self.batch, g, dy.slice(), wkg, None, None)
-                    }
-                },
-            )),
-            _ => None,
-        };
-        let winograd_dx = phased_dx.or(winograd_dx).or(direct_dx);
+        let winograd_dx = phased_dx.or(winograd_dx);
         let need_x = need_x && winograd_dx.is_none();
         if !need_x && !need_w {
             // Nothing left for the window matrices.

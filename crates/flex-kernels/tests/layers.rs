@@ -147,9 +147,8 @@ fn convolutions_match_burn_forward_and_backward() {
         (2, 3, 32, 13, 5, 2, 2),
         (2, 3, 32, 19, 3, 2, 0),
         (2, 1, 16, 9, 5, 1, 2),
-        // Maps of 16 channels (one vector), as D's second layer at base 16: the forward
-        // product and the input gradient on the direct path, the weight gradient from
-        // window matrices.
+        // Maps of 16 channels (one vector), as D's second layer at base 16: the direct
+        // path too.
         (2, 16, 32, 16, 5, 2, 2),
         (3, 16, 16, 11, 5, 2, 2),
     ]
@@ -196,8 +195,7 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
         (2, 16, 2, 6, 3, 2),
         (2, 16, 4, 5, 4, 2),
         // Grids of 32 channels to 16-channel maps, as G's last but one at base 16 (the
-        // direct path's forward product and input gradient, window-matrix weight
-        // gradient).
+        // direct path).
         (2, 32, 16, 8, 5, 2),
         (3, 16, 16, 5, 5, 2),
     ]
