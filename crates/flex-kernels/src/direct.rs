@@ -260,13 +260,10 @@ pub(crate) fn scatter(
         row_len,
         slope,
         fill,
-        |y_offsets, scratch, phase, x_taps, out| {
-            let y_rows: Vec<(usize, &[f32])> = y_offsets
-                .iter()
-                .map(|&(ky, at)| (ky, &scratch[at..][..row_len]))
-                .collect();
+        |y_rows, scratch, phase, x_taps, out| {
             let line = Line {
-                y_rows: &y_rows,
+                slots: scratch,
+                y_rows,
                 x_taps,
                 phase,
                 rows,
@@ -517,11 +514,14 @@ impl GridRows {
 }
 
 /// One phase of a map line (`tx = sw·X + phase`), for [`scatter`]: the grid rows it reads
-/// (transposed, [`GridRows`]) with their kernel rows, and the taps along the line as
-/// kernel columns and offsets of grid columns from `X`.
+/// (transposed, [`GridRows`], in a task's [`Slots`]) with their kernel rows, and the taps
+/// along the line as kernel columns and offsets of grid columns from `X`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Line<'a> {
-    y_rows: &'a [(usize, &'a [f32])],
+    /// The task's slots of transposed grid rows.
+    slots: &'a [f32],
+    /// `(ky, offset)`: a kernel row and where its grid row starts in `slots`.
+    y_rows: &'a [(usize, usize)],
     x_taps: &'a [(usize, isize)],
     phase: usize,
     rows: GridRows,
@@ -554,37 +554,56 @@ pub(crate) fn weight_gradient(
     if w.kw * w.c > STRIP {
         return weight_gradient_wide(w, batch, g, big, grid);
     }
+    weight_sums(
+        w,
+        (batch, g),
+        (big, grid),
+        LANES,
+        |row, grid, chunk, acc| {
+            // SAFETY: `fits` checked for AVX-512 and the asserts above the lengths; `row` has a
+            // strip of slack, `acc` a row of 16 for each of the strip's taps.
+            simd!(unsafe { simd::weight_line(w, g, row, grid, chunk, acc) })
+        },
+    )
+}
+
+/// The weight gradient `[K, G]` by tasks `(part, ky, chunk)`: each sums, over a part of
+/// [`LINES_PER_PART`] grid lines in order, `line(padded map row ky of the line, the grid
+/// line, chunk, acc)` into its `acc` (`kw · c` taps × `width` grid channels from `chunk ·
+/// width`); the tasks' sums are then added into `dw` in task order (by the shapes alone).
+fn weight_sums(
+    w: &Window,
+    (batch, g): (usize, usize),
+    (big, grid): (&[f32], &[f32]),
+    width: usize,
+    line: impl Fn(&[f32], &[f32], usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
     let lines = batch * w.hs;
     let parts = lines.div_ceil(LINES_PER_PART);
-    let chunks = g / LANES;
+    let chunks = g / width;
     let strip = w.kw * w.c;
-    // Task `(part, ky, chunk)`: its sums for the rows `(ky, ·, ·)` and one vector of
-    // grid channels.
-    let sums: Vec<[Lanes; STRIP]> = (0..parts * w.kh * chunks)
+    let sums: Vec<Vec<f32>> = (0..parts * w.kh * chunks)
         .into_par_iter()
         .map(|task| {
             let (part, ky, chunk) = (task / (w.kh * chunks), task / chunks % w.kh, task % chunks);
             let first = part * LINES_PER_PART;
+            let mut acc = vec![0.0; strip * width];
             with_scratch(padded_row_len(w), |row| {
-                let mut acc = [[0.0; LANES]; STRIP];
-                for line in first..(first + LINES_PER_PART).min(lines) {
-                    let (n, y) = (line / w.hs, line % w.hs);
+                for y_line in first..(first + LINES_PER_PART).min(lines) {
+                    let (n, y) = (y_line / w.hs, y_line % w.hs);
                     let map = &big[n * w.big() * w.c..][..w.big() * w.c];
                     padded_row(w, map, w.sh * y + ky, row);
-                    let grid = &grid[line * w.ws * g..][..w.ws * g];
-                    // SAFETY: `fits` checked for AVX-512 and the asserts above the
-                    // lengths; `row` has a strip of slack.
-                    simd!(unsafe { simd::weight_line(w, g, row, grid, chunk, &mut acc) });
+                    line(row, &grid[y_line * w.ws * g..][..w.ws * g], chunk, &mut acc);
                 }
-                acc
-            })
+            });
+            acc
         })
         .collect();
     let mut dw = vec![0.0; w.k() * g];
     for (task, acc) in sums.iter().enumerate() {
         let (ky, chunk) = (task / chunks % w.kh, task % chunks);
-        for (j, acc) in acc[..strip].iter().enumerate() {
-            let dst = &mut dw[(ky * strip + j) * g + chunk * LANES..][..LANES];
+        for (j, acc) in acc.chunks_exact(width).enumerate() {
+            let dst = &mut dw[(ky * strip + j) * g + chunk * width..][..width];
             for (d, a) in dst.iter_mut().zip(acc) {
                 *d += a;
             }
@@ -604,58 +623,34 @@ const WIDE_TAPS: usize = 8;
 /// [`WIDE_TAPS`] taps at a time in registers along each line, each padded map row built
 /// once per line.
 fn weight_gradient_wide(w: &Window, batch: usize, g: usize, big: &[f32], grid: &[f32]) -> Vec<f32> {
-    let lines = batch * w.hs;
-    let parts = lines.div_ceil(LINES_PER_PART);
     let vectors = if g.is_multiple_of(2 * LANES) { 2 } else { 1 };
-    let chunks = g / (vectors * LANES);
+    let width = vectors * LANES;
     let strip = w.kw * w.c;
     assert!(
         strip.is_multiple_of(WIDE_TAPS),
         "weight_gradient_wide: a strip of {strip} taps"
     );
-    // Task `(part, ky, chunk)`: `[strip, vectors · 16]` sums.
-    let width = vectors * LANES;
-    let sums: Vec<Vec<f32>> = (0..parts * w.kh * chunks)
-        .into_par_iter()
-        .map(|task| {
-            let (part, ky, chunk) = (task / (w.kh * chunks), task / chunks % w.kh, task % chunks);
-            let first = part * LINES_PER_PART;
-            let mut acc = vec![0.0; strip * width];
-            with_scratch(padded_row_len(w), |row| {
-                for line in first..(first + LINES_PER_PART).min(lines) {
-                    let (n, y) = (line / w.hs, line % w.hs);
-                    let map = &big[n * w.big() * w.c..][..w.big() * w.c];
-                    padded_row(w, map, w.sh * y + ky, row);
-                    let grid = &grid[line * w.ws * g..][..w.ws * g];
-                    for j0 in (0..strip).step_by(WIDE_TAPS) {
-                        let acc = &mut acc[j0 * width..][..WIDE_TAPS * width];
-                        // SAFETY: `fits` checked for AVX-512; `row` holds every window's
-                        // taps `j0..j0 + WIDE_TAPS` (`padded_row_len`), `grid` the line,
-                        // `acc` `WIDE_TAPS` rows of the vectors.
-                        simd!(unsafe {
-                            if vectors == 2 {
-                                simd::weight_line_wide::<2>(w, g, &row[j0..], grid, chunk, acc)
-                            } else {
-                                simd::weight_line_wide::<1>(w, g, &row[j0..], grid, chunk, acc)
-                            }
-                        });
+    weight_sums(
+        w,
+        (batch, g),
+        (big, grid),
+        width,
+        |row, grid, chunk, acc| {
+            for j0 in (0..strip).step_by(WIDE_TAPS) {
+                let acc = &mut acc[j0 * width..][..WIDE_TAPS * width];
+                // SAFETY: `fits` checked for AVX-512; `row` holds every window's taps `j0..j0
+                // + WIDE_TAPS` (`padded_row_len`), `grid` the line, `acc` `WIDE_TAPS` rows of
+                // the vectors.
+                simd!(unsafe {
+                    if vectors == 2 {
+                        simd::weight_line_wide::<2>(w, g, &row[j0..], grid, chunk, acc)
+                    } else {
+                        simd::weight_line_wide::<1>(w, g, &row[j0..], grid, chunk, acc)
                     }
-                }
-            });
-            acc
-        })
-        .collect();
-    let mut dw = vec![0.0; w.k() * g];
-    for (task, acc) in sums.iter().enumerate() {
-        let (ky, chunk) = (task / chunks % w.kh, task % chunks);
-        for (j, acc) in acc.chunks_exact(width).enumerate() {
-            let dst = &mut dw[(ky * strip + j) * g + chunk * width..][..width];
-            for (d, a) in dst.iter_mut().zip(acc) {
-                *d += a;
+                });
             }
-        }
-    }
-    dw
+        },
+    )
 }
 
 /// The kernels on AVX-512 vectors, one vector of 16 grid channels at a time.
@@ -664,8 +659,7 @@ mod simd {
     use std::arch::x86_64::*;
 
     use super::{
-        Block, GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, STRIP,
-        WIDE_TAPS,
+        Block, GridRows, Lanes, Line, Window, GATHER_BLOCK, LANES, SCATTER_VECTORS, WIDE_TAPS,
     };
 
     /// One grid line of [`super::gather`] from its `kh` padded map rows (`rows`, one
@@ -793,7 +787,8 @@ mod simd {
     ///
     /// # Safety
     /// AVX-512; `out` is one map line (`wb · C`), `wkg` `K · g`, `bias` (if any) `C`,
-    /// each of `line.y_rows` a transposed grid row (`g · line.rows.width` floats), and
+    /// each of `line.y_rows` the offset of a transposed grid row (`g · line.rows.width`
+    /// floats) in `line.slots`, and
     /// `line.x_taps` the phase's taps.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scatter_phase<const C: usize>(
@@ -813,7 +808,10 @@ mod simd {
             line.x_taps.iter().all(|t| t.1 > -(w.kw as isize))
                 && line.rows.left as isize + (count.next_multiple_of(LANES) as isize + reach)
                     <= line.rows.width as isize
-                && line.y_rows.iter().all(|r| r.1.len() == g * line.rows.width)
+                && line
+                    .y_rows
+                    .iter()
+                    .all(|r| r.1 + g * line.rows.width <= line.slots.len())
                 && out.len() == w.wb * C
                 && wkg.len() >= w.kh * w.kw * C * g,
             "scatter_phase: operands"
@@ -927,7 +925,8 @@ mod simd {
     ) -> [[__m512; SCATTER_VECTORS]; C] {
         let width = line.rows.width;
         let mut acc = [[_mm512_setzero_ps(); V]; C];
-        for &(ky, row) in line.y_rows {
+        for &(ky, offset) in line.y_rows {
+            let row = &line.slots[offset..][..g * width];
             for &(kx, d) in line.x_taps {
                 let start = (line.rows.left as isize + x0 as isize + d) as usize;
                 let weights = wkg[(ky * w.kw + kx) * C * g..][..C * g].as_ptr();
@@ -1034,8 +1033,8 @@ mod simd {
         R
     }
 
-    /// One grid line's products with one padded map row, added to `acc`'s first `kw · c`
-    /// rows: for each position, the window's taps times the grid's vector.
+    /// One grid line's products with one padded map row, added to `acc`'s `kw · c` rows of
+    /// 16: for each position, the window's taps times the grid's vector.
     ///
     /// # Safety
     /// AVX-512; `row` has at least `sw·(ws − 1)·c + 16` floats, `grid` one line (`ws ·
@@ -1047,7 +1046,7 @@ mod simd {
         row: &[f32],
         grid: &[f32],
         chunk: usize,
-        acc: &mut [Lanes; STRIP],
+        acc: &mut [f32],
     ) {
         macro_rules! by_strip {
             ($($s:literal)*) => {
@@ -1124,13 +1123,15 @@ mod simd {
         row: &[f32],
         grid: &[f32],
         chunk: usize,
-        acc: &mut [Lanes; STRIP],
+        acc: &mut [f32],
     ) {
         let step = w.sw * w.c;
-        assert!(row.len() >= (w.ws - 1) * step + S && grid.len() >= w.ws * g);
-        // SAFETY: `acc`'s rows are 16 floats.
+        assert!(
+            row.len() >= (w.ws - 1) * step + S && grid.len() >= w.ws * g && acc.len() >= S * LANES
+        );
+        // SAFETY: `acc` holds `S` rows of 16 floats (asserted).
         let mut sums: [__m512; S] =
-            std::array::from_fn(|j| unsafe { _mm512_loadu_ps(acc[j].as_ptr()) });
+            std::array::from_fn(|j| unsafe { _mm512_loadu_ps(acc.as_ptr().add(j * LANES)) });
         for x in 0..w.ws {
             // SAFETY: position `x` of the line has `g` floats, `chunk < g / 16`; its
             // window's `S` taps are inside `row` (asserted above).
@@ -1143,8 +1144,8 @@ mod simd {
             }
         }
         for (j, sum) in sums.iter().enumerate() {
-            // SAFETY: `acc`'s rows are 16 floats.
-            unsafe { _mm512_storeu_ps(acc[j].as_mut_ptr(), *sum) };
+            // SAFETY: `acc` holds `S` rows of 16 floats (asserted).
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(j * LANES), *sum) };
         }
     }
 }
