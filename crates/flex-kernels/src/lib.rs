@@ -13,7 +13,8 @@
 //!   `1×7` and `7×1` convolutions on maps at least 4 tiles wide take [`winograd`]'s
 //!   minimal filtering instead for their forward products, input gradients and weight
 //!   gradients: 1.75–4× fewer products. Stride-2 convolutions and transposed
-//!   convolutions with grids at least 16 wide (8 with 512 channels or more on each side)
+//!   convolutions with grids at least 16 wide (8 with 512 channels or more on each side,
+//!   or 64 and a batch of at least 128 Winograd tiles)
 //!   and 32 channels or more on each side take the same transforms as stride-1 `3×3`
 //!   convolutions over the map's four stacked phases ([`phases`]): a `5×5` stride-2 layer
 //!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an image's

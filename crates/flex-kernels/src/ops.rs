@@ -362,7 +362,7 @@ impl ConvSpec {
         // A stride-2 convolution: as a stride-1 one over the map's four phases, by
         // Winograd's transforms (the weight gradient, if needed, still comes from the
         // window matrices of the kept input).
-        if let Some(phases) = phases::plan(w, g) {
+        if let Some(phases) = phases::plan(w, g, self.batch) {
             let stacked = with_values(weight, |v| phases.weight(v, g));
             let bias = values(bias);
             let out = timed(
@@ -598,7 +598,7 @@ impl ConvSpec {
         // pass, on the stacked phases.
         let phases = state
             .split
-            .then(|| Phases::of(w, g).expect("the forward pass split by these shapes"));
+            .then(|| Phases::of(w, g, self.batch).expect("the forward pass split by these shapes"));
         let winograd_dw = match (need_w, &phases) {
             (true, Some(phases)) => Some(timed(
                 || self.tag("bwd phases dW"),

@@ -17,7 +17,8 @@
 //! instead of 25. The flex fast path does this for the forward products and input
 //! gradients of stride-2 convolutions and transposed convolutions (a DCGAN's every layer
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
-//! at least 16 wide, or 8 wide with at least 512 channels on each side) and the layer has
+//! at least 16 wide, or 8 wide with at least 512 channels on each side, or with 64 and a
+//! batch of at least 128 tiles) and the layer has
 //! at least 32 channels on each side (with fewer, the transforms cost what the products
 //! save). Their weight gradients take Winograd's backward filter pass on the same stacked
 //! phases ([`winograd`]'s `weight_gradient`), whose 36 tap sums are mapped back to the 25
@@ -30,7 +31,7 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::buffers::{par_vec_uninit, Uninit};
+use crate::buffers::{par_vec, par_vec_uninit, Uninit};
 use crate::kernels::{self, Window};
 use crate::profile;
 use crate::winograd::{self, Plan};
@@ -93,15 +94,15 @@ pub(crate) struct Phases {
     transposed: Plan,
 }
 
-/// The phase split of window `w` (with `g` grid channels) where it applies and pays:
-/// [`enable`]d, and Winograd's path too ([`winograd::enable`]), stride 2 on both axes, a big map exactly twice the grid, a Winograd plan
-/// for the stacked convolution and its transpose (at least 4 tiles a side, 2 with
-/// [`MIN_CHANNELS_FEW_TILES`] on each side), and at least [`MIN_CHANNELS`] channels on
-/// each side.
-pub(crate) fn plan(w: &Window, g: usize) -> Option<Phases> {
+/// The phase split of window `w` (with `g` grid channels, `batch` images) where it
+/// applies and pays: [`enable`]d, and Winograd's path too ([`winograd::enable`]), stride
+/// 2 on both axes, a big map exactly twice the grid, a Winograd plan for the stacked
+/// convolution and its transpose (at least 4 tiles a side, or 2 as [`Phases::of`]
+/// allows), and at least [`MIN_CHANNELS`] channels on each side.
+pub(crate) fn plan(w: &Window, g: usize, batch: usize) -> Option<Phases> {
     let wide = w.c >= MIN_CHANNELS && g >= MIN_CHANNELS;
     (is_enabled() && winograd::is_enabled() && wide)
-        .then(|| Phases::of(w, g))
+        .then(|| Phases::of(w, g, batch))
         .flatten()
 }
 
@@ -112,21 +113,42 @@ pub(crate) fn plan(w: &Window, g: usize) -> Option<Phases> {
 const MIN_CHANNELS: usize = 32;
 
 /// Fewest channels on either side of a layer split into phases on a grid with only 2
-/// Winograd tiles a side (a grid of 8 for `F(4×4, 3×3)`). With 512 → 1024 (seed128 base
-/// 64) the split took 25–45% off those layers; with 64 → 128 (dcgan64 base 32) it did
-/// not pay (catgan's docs/performance.md, changes 20 and 22).
+/// Winograd tiles a side (a grid of 8 for `F(4×4, 3×3)`), whatever its batch. With
+/// 512 → 1024 (seed128 base 64) the split took 25–45% off those layers (catgan's
+/// docs/performance.md, change 22).
 const MIN_CHANNELS_FEW_TILES: usize = 512;
 
+/// Fewest channels on either side of a layer split on a grid with 2 tiles a side when
+/// its batch has at least [`MIN_BATCH_TILES`] tiles: with the weights reordered in
+/// cache-sized runs, a DCGAN's 64 → 128 and 256 → 128 layers on grids of 8 ran 5–37%
+/// faster split at batch 32 and 64, and 20–115% slower at batch 16 (64 tiles), where
+/// each tile point's product is too short (docs/performance.md, change 28).
+const MIN_CHANNELS_FEW_TILES_BATCH: usize = 64;
+
+/// Fewest tiles in a batch for [`MIN_CHANNELS_FEW_TILES_BATCH`].
+const MIN_BATCH_TILES: usize = 128;
+
 /// Tiles a side below [`winograd::MIN_TILES`] that a layer with
-/// [`MIN_CHANNELS_FEW_TILES`] may split with.
+/// [`MIN_CHANNELS_FEW_TILES`] (or [`MIN_CHANNELS_FEW_TILES_BATCH`] and enough tiles)
+/// may split with.
 const FEW_TILES: usize = 2;
 
 impl Phases {
     /// [`plan`] without the switches and the channel floor, for a layer with `g` grid
-    /// channels: the backward pass of a forward pass that split.
-    pub(crate) fn of(w: &Window, g: usize) -> Option<Self> {
-        let wide = w.c >= MIN_CHANNELS_FEW_TILES && g >= MIN_CHANNELS_FEW_TILES;
-        Self::with_tiles(w, if wide { FEW_TILES } else { winograd::MIN_TILES })
+    /// channels and `batch` images: the backward pass of a forward pass that split.
+    pub(crate) fn of(w: &Window, g: usize, batch: usize) -> Option<Self> {
+        let at_least = |channels| w.c >= channels && g >= channels;
+        if at_least(MIN_CHANNELS_FEW_TILES_BATCH) {
+            let few = Self::with_tiles(w, FEW_TILES).filter(|p| {
+                let (m_h, m_w) = (p.forward.h.m, p.forward.w.m);
+                let tiles = batch * w.hs.div_ceil(m_h) * w.ws.div_ceil(m_w);
+                at_least(MIN_CHANNELS_FEW_TILES) || tiles >= MIN_BATCH_TILES
+            });
+            if few.is_some() {
+                return few;
+            }
+        }
+        Self::with_tiles(w, winograd::MIN_TILES)
     }
 
     /// The split of `w` with at least `min_tiles` Winograd tiles a side, if it has one.
@@ -189,20 +211,25 @@ impl Phases {
 
     /// The weight `[g, c, kh, kw]` as the stacked convolution's `[g, 4c, th, tw]`, phase
     /// `(qy, qx)`'s channels at `(2·qy + qx)·c`, zero where a phase has no tap.
+    ///
+    /// One output channel per task, input channel by input channel: each reads its
+    /// kernel's `kh · kw` taps once and writes them into its four phase kernels (taking
+    /// the taps across the whole weight, tap by tap, read each kernel 25 times from
+    /// beyond the cache: 3.5 ms a call for a 256 × 128 × 5 × 5 weight; performance.md,
+    /// change 28).
     pub(crate) fn weight(&self, weight: &[f32], g: usize) -> Vec<f32> {
         let (w, s) = (&self.big, &self.stacked);
         let (big_taps, taps) = (w.kh * w.kw, s.kh * s.kw);
         assert_eq!(weight.len(), g * w.c * big_taps, "weight shape");
-        let mut out = vec![0.0; g * s.c * taps];
-        for (q, t, k) in self.taps() {
-            for gi in 0..g {
-                for ci in 0..w.c {
-                    out[(gi * s.c + q * w.c + ci) * taps + t] =
-                        weight[(gi * w.c + ci) * big_taps + k];
+        let moves = self.taps();
+        par_vec(g * s.c * taps, s.c * taps, |gi, out| {
+            for ci in 0..w.c {
+                let kernel = &weight[(gi * w.c + ci) * big_taps..][..big_taps];
+                for &(q, t, k) in &moves {
+                    out[(q * w.c + ci) * taps + t] = kernel[k];
                 }
             }
-        }
-        out
+        })
     }
 
     /// The stride-2 convolution: `x` the big maps `[n, hb, wb, c]`, `weight` from
@@ -273,17 +300,25 @@ impl Phases {
         let stacked = profile::thread_timed("phases split", 0.0, || self.split(batch, big));
         let (w, s) = (&self.big, &self.stacked);
         let dws = winograd::weight_gradient(&self.forward, s, batch, g, &stacked, grid);
+        // `dws` is `[taps, 4c, g]`: each task takes 16 output channels, input channel by
+        // input channel, so that its reads are runs of 16 and its writes stay in cache
+        // (written tap by tap across the whole weight, they were 25 strided passes).
         let big_taps = w.kh * w.kw;
-        let mut out = vec![0.0; g * w.c * big_taps];
-        for (q, t, k) in self.taps() {
+        let moves = self.taps();
+        const CHANNELS: usize = 16;
+        let per_task = CHANNELS * w.c * big_taps;
+        par_vec(g * w.c * big_taps, per_task, |i, out| {
+            let g0 = i * CHANNELS;
+            let channels = out.len() / (w.c * big_taps);
             for ci in 0..w.c {
-                let from = &dws[(t * s.c + q * w.c + ci) * g..][..g];
-                for (gi, &v) in from.iter().enumerate() {
-                    out[(gi * w.c + ci) * big_taps + k] = v;
+                for &(q, t, k) in &moves {
+                    let from = &dws[(t * s.c + q * w.c + ci) * g + g0..][..channels];
+                    for (j, &v) in from.iter().enumerate() {
+                        out[(j * w.c + ci) * big_taps + k] = v;
+                    }
                 }
             }
-        }
-        out
+        })
     }
 
     /// The big maps `[n, hb, wb, c]` as their stacked phases `[n, hs, ws, 4c]`.
@@ -455,7 +490,7 @@ mod tests {
     fn the_leaky_relu_follows_the_sum() {
         let w = Window::of_conv(4, (32, 32), 5, 2, 2);
         let (batch, g) = (2, 8);
-        let phases = Phases::of(&w, g).unwrap();
+        let phases = Phases::of(&w, g, batch).unwrap();
         let big = random(batch * w.big() * w.c, 6);
         let weight = phases.weight(&random(g * w.c * 25, 7), g);
         let bias = random(g, 8);
@@ -471,7 +506,7 @@ mod tests {
         let w = Window::of_conv(3, (6, 8), 5, 2, 2);
         let phases = Phases {
             big: w,
-            ..Phases::of(&Window::of_conv(3, (32, 32), 5, 2, 2), 3).unwrap()
+            ..Phases::of(&Window::of_conv(3, (32, 32), 5, 2, 2), 3, 1).unwrap()
         };
         let x: Vec<f32> = (0..2 * w.big() * 3).map(|i| i as f32).collect();
         let stacked = phases.split(2, &x);
@@ -484,26 +519,33 @@ mod tests {
     #[test]
     fn applies_only_where_it_should() {
         // Stride 1, an odd big map, and grids below 16 wide take other paths.
-        let of = |c, big, k, s, p| Phases::of(&Window::of_conv(c, big, k, s, p), 8);
+        let of = |c, big, k, s, p| Phases::of(&Window::of_conv(c, big, k, s, p), 8, 1);
         assert!(of(8, (32, 32), 5, 1, 2).is_none());
         assert!(of(8, (33, 33), 5, 2, 2).is_none());
         assert!(of(8, (16, 16), 5, 2, 2).is_none());
         // A 3×3 kernel with padding 1 splits into 2-tap phases, which have no plan.
         assert!(of(8, (32, 32), 3, 2, 1).is_none());
         assert!(of(8, (32, 32), 5, 2, 2).is_some());
-        // A grid of 8 splits with 512 channels on each side, not with fewer; 4 never.
+        // A grid of 8 (4 tiles an image) splits with 512 channels on each side, or with
+        // 64 and a batch of at least 128 tiles; a grid of 4 never.
         let grid_8 = Window::of_conv(512, (16, 16), 5, 2, 2);
-        assert!(plan(&grid_8, 512).is_some());
-        assert!(plan(&grid_8, 256).is_none());
-        assert!(plan(&Window { c: 256, ..grid_8 }, 1024).is_none());
-        assert!(plan(&Window::of_conv(512, (8, 8), 5, 2, 2), 1024).is_none());
+        assert!(plan(&grid_8, 512, 1).is_some());
+        assert!(plan(&grid_8, 256, 1).is_none());
+        assert!(plan(&Window { c: 256, ..grid_8 }, 1024, 1).is_none());
+        assert!(plan(&Window::of_conv(512, (8, 8), 5, 2, 2), 1024, 1).is_none());
+        let narrow = Window { c: 64, ..grid_8 };
+        assert!(plan(&narrow, 128, 32).is_some());
+        assert!(plan(&narrow, 128, 31).is_none(), "124 tiles");
+        assert!(plan(&narrow, 32, 64).is_none(), "32 grid channels");
+        assert!(plan(&Window { c: 32, ..grid_8 }, 64, 64).is_none());
+        assert!(plan(&Window::of_conv(512, (8, 8), 5, 2, 2), 1024, 256).is_none());
         // Too few channels on either side to pay.
         let w = Window::of_conv(32, (32, 32), 5, 2, 2);
-        assert!(plan(&w, 64).is_some());
-        assert!(plan(&w, 16).is_none());
-        assert!(plan(&Window { c: 16, ..w }, 64).is_none());
+        assert!(plan(&w, 64, 1).is_some());
+        assert!(plan(&w, 16, 1).is_none());
+        assert!(plan(&Window { c: 16, ..w }, 64, 1).is_none());
         enable(false);
-        let off = plan(&w, 64);
+        let off = plan(&w, 64, 1);
         enable(true);
         assert!(off.is_none());
     }

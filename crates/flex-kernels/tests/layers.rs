@@ -223,18 +223,21 @@ fn transposed_convolutions_match_burn_forward_and_backward() {
 
 #[test]
 fn stride_2_layers_as_stacked_phases_match_burn() {
-    // Stride 2 with grids at least 16 wide (8 with 512 channels or more on both sides)
+    // Stride 2 with grids at least 16 wide (8 with 512 channels or more on both sides, or
+    // 64 and at least 128 tiles in the batch)
     // and 32 channels or more on both sides: the forward products and input gradients as
     // a stride-1 convolution of the stacked phases by Winograd's transforms
     // (flex_kernels::phases), the weight gradients by Winograd's backward filter pass;
     // with the switch off in between, the backward pass still takes the forward pass's
-    // path. Grids of 16 × 17, 32 × 33 (maps 64 × 66) for one image, and 8 × 9 with 512
-    // channels (groups of at least 128 tiles, GEMMs that thread themselves).
+    // path. Grids of 16 × 17, 32 × 33 (maps 64 × 66) for one image, 8 × 9 with 512
+    // channels (groups of at least 128 tiles, GEMMs that thread themselves), and 8 × 9
+    // with 64 and 128 channels for 32 images (192 tiles, 2 a side).
     for (i, &(n, ci, co, side, k, p, off_between)) in [
         (2, 32, 48, 32, 5, 2, false),
         (3, 33, 32, 32, 4, 1, true),
         (1, 32, 32, 64, 5, 2, false),
         (2, 512, 512, 16, 5, 2, false),
+        (32, 64, 128, 16, 5, 2, false),
     ]
     .iter()
     .enumerate()
