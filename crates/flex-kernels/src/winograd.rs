@@ -13,18 +13,20 @@
 //! inference, as the FID Inception's, and in training) and, in training, their input
 //! gradients (a stride-1 convolution of the output gradient) and weight gradients; and,
 //! through [`phases`](crate::phases), for stride-2 ones. `F(4, 3)` runs along an axis
-//! of 3 taps, `F(2, 5)` along one of 5 and `F(2, 7)` along one of 7: `3×3` in 36 products
-//! per 16 outputs instead of 144, `5×5` in 36 per 4 instead of 100, `1×7` / `7×1` in 8 per
-//! 2 instead of 14; only where the map is at least 4 tiles wide along each transformed
-//! axis (below that the transforms cost more than they save). In training their weight
+//! of 3 taps, `F(4, 5)` along one of 5 (`F(2, 5)` where the map is under 16 wide) and
+//! `F(2, 7)` along one of 7: `3×3` in 36 products per 16 outputs instead of 144, `5×5` in
+//! 64 per 16 instead of 400 (36 per 4 instead of 100), `1×7` / `7×1` in 8 per 2 instead
+//! of 14; only where the map is at least 4 tiles wide along each transformed axis (below
+//! that the transforms cost more than they save). In training their weight
 //! gradients take the backward filter pass: per tile point, the transformed input tiles
 //! against the output gradient's tiles transformed by `A`, `dU = Σ Vᵀ · (A dY Aᵀ)` over the
 //! batch's tiles, then `dW = Gᵀ dU G`.
 //!
 //! The sums are the same up to float rounding, which the transforms' larger constants
-//! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s `Bᵀ`) make coarser: on a random
-//! 64-channel 3×3 layer, `F(4×4, 3×3)`'s largest error is 4.6e-6 of the output's scale
-//! (`F(2×2, 3×3)`'s 3.8e-7). Through the whole Inception the features stay as close to
+//! (up to 8 in `F(4, 3)`'s `Aᵀ`, 21/4 in `F(2, 7)`'s and `F(4, 5)`'s `Bᵀ`) make coarser:
+//! on a random 64-channel 3×3 layer, `F(4×4, 3×3)`'s largest error is 4.6e-6 of the
+//! output's scale (`F(2×2, 3×3)`'s 3.8e-7); on a 5×5 one `F(4×4, 5×5)`'s 7.4e-6
+//! (`F(2×2, 5×5)`'s 4.8e-6). Through the whole Inception the features stay as close to
 //! PyTorch's as without it (catgan's `reference_features` test checks both paths, and
 //! `docs/performance.md`, change 18, gives the figures). [`enable`]`(false)` turns it off
 //! for the process.
@@ -170,6 +172,31 @@ const F2_7: Axis = Axis {
     ],
 };
 
+/// `F(4, 5)` on the points of [`F2_7`] (so its `Bᵀ`): the 5×5 kernels on maps with at
+/// least [`MIN_TILES`] tiles of 4, 4 products per output instead of [`F2_5`]'s 9.
+#[rustfmt::skip]
+const F4_5: Axis = Axis {
+    m: 4,
+    r: 5,
+    bt: F2_7.bt,
+    g: &[
+        -1.0,        0.0,         0.0,        0.0,         0.0,
+        -2.0 / 9.0,  -2.0 / 9.0,  -2.0 / 9.0, -2.0 / 9.0,  -2.0 / 9.0,
+        -2.0 / 9.0,  2.0 / 9.0,   -2.0 / 9.0, 2.0 / 9.0,   -2.0 / 9.0,
+        1.0 / 90.0,  1.0 / 45.0,  2.0 / 45.0, 4.0 / 45.0,  8.0 / 45.0,
+        1.0 / 90.0,  -1.0 / 45.0, 2.0 / 45.0, -4.0 / 45.0, 8.0 / 45.0,
+        32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0, 4.0 / 45.0,  2.0 / 45.0,
+        32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0, -4.0 / 45.0, 2.0 / 45.0,
+        0.0,         0.0,         0.0,        0.0,         1.0,
+    ],
+    at: &[
+        1.0, 1.0,  1.0, 1.0,  1.0, 1.0,   1.0,    0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 0.5,   -0.5,   0.0,
+        0.0, 1.0,  1.0, 4.0,  4.0, 0.25,  0.25,   0.0,
+        0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125, 1.0,
+    ],
+};
+
 /// `F(2, 3)` on the points `0, ±1, ∞`.
 #[rustfmt::skip]
 #[cfg_attr(not(test), allow(dead_code))]
@@ -217,7 +244,9 @@ fn axis(r: usize) -> Option<&'static Axis> {
 /// The Winograd plan for a convolution's window, if it has one and it pays: stride 1,
 /// each kernel axis 1, 3, 5 or 7 taps (`3×3`, `1×3`, `3×1`, `5×5`, `1×7`, `7×1`; not
 /// `1×1`), and at least [`MIN_TILES`] tiles along each transformed axis (16 positions for
-/// 3 taps, 8 for 5 and 7). On the Inception's 8×8 maps the transforms cost more than the
+/// 3 taps, 8 for 5 and 7; 5 taps take [`F4_5`]'s tiles of 4 from 16 positions on, which
+/// took a third off seed128's stride-1 5×5 layer against [`F2_5`]'s tiles of 2:
+/// docs/performance.md, change 28). On the Inception's 8×8 maps the transforms cost more than the
 /// products they save (docs/performance.md, change 18).
 pub(crate) fn plan(w: &Window) -> Option<Plan> {
     is_enabled().then(|| shape_plan(w, MIN_TILES)).flatten()
@@ -233,8 +262,13 @@ pub(crate) fn shape_plan(w: &Window, min_tiles: usize) -> Option<Plan> {
     if (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
         return None;
     }
-    let (h, wd) = (axis(w.kh)?, axis(w.kw)?);
     let wide_enough = |a: &Axis, grid: usize| a.m == 1 || grid >= min_tiles * a.m;
+    // 5 taps: 4 outputs a tile where the map has the tiles, else 2.
+    let pick = |r: usize, grid: usize| match axis(r)? {
+        a if a == &F2_5 && wide_enough(&F4_5, grid) => Some(&F4_5),
+        a => Some(a),
+    };
+    let (h, wd) = (pick(w.kh, w.hs)?, pick(w.kw, w.ws)?);
     (wide_enough(h, w.hs) && wide_enough(wd, w.ws)).then_some(Plan { h, w: wd })
 }
 
@@ -993,7 +1027,7 @@ mod tests {
     #[test]
     fn the_transforms_compute_the_filter() {
         // One dimension, each transform: Aᵀ[(G g) ⊙ (Bᵀ d)] against the direct sum.
-        for a in [&F4_3, &F2_5, &F2_7, &F2_3, &ONE_TAP] {
+        for a in [&F4_3, &F2_5, &F4_5, &F2_7, &F2_3, &ONE_TAP] {
             let alpha = a.alpha();
             let d = random(alpha, 7);
             let f = random(a.r, 8);
@@ -1030,7 +1064,7 @@ mod tests {
     fn combine_rows_rounds_exactly_as_combine_row_by_row() {
         // Every transform matrix, both ways round, on vectors shorter than, equal to and
         // longer than a vector unit, with a destination stride that leaves gaps.
-        for a in [&ONE_TAP, &F4_3, &F2_5, &F2_7] {
+        for a in [&ONE_TAP, &F4_3, &F2_5, &F4_5, &F2_7] {
             let alpha = a.alpha();
             let matrices: [(usize, usize, &[f32], bool); 4] = [
                 (alpha, alpha, a.bt, false),
@@ -1080,6 +1114,7 @@ mod tests {
             ((3, 3), (1, 1), (35, 35), 48, 64, 2, Some(0.0)),
             ((5, 5), (2, 2), (35, 35), 48, 64, 2, Some(0.0)),
             ((5, 5), (0, 0), (13, 12), 3, 4, 2, None),
+            ((5, 5), (2, 2), (16, 18), 8, 16, 2, Some(0.2)),
             ((1, 7), (0, 3), (17, 17), 40, 24, 2, None),
             ((7, 1), (3, 0), (17, 17), 24, 40, 2, Some(0.0)),
             // A large weight per tile point (128 × 256): groups of at least 128 tiles (two
@@ -1103,6 +1138,7 @@ mod tests {
             ((3, 3), (1, 1), (17, 19), 5, 7, 2),
             ((3, 3), (0, 0), (18, 20), 4, 6, 3),
             ((5, 5), (2, 2), (13, 12), 6, 5, 2),
+            ((5, 5), (2, 2), (18, 17), 6, 5, 2),
             ((1, 7), (0, 3), (17, 17), 8, 6, 2),
             ((3, 3), (1, 1), (64, 64), 48, 32, 4),
             // A large weight per tile point: two groups of 10 tile rows, one slot each.
@@ -1164,10 +1200,15 @@ mod tests {
         let w = window(64, (17, 17), (3, 3), (1, 1));
         let f4 = check(&Plan { h: &F4_3, w: &F4_3 }, &w, 2, 32, None);
         let f2 = check(&Plan { h: &F2_3, w: &F2_3 }, &w, 2, 32, None);
-        eprintln!("F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}");
+        let w5 = window(64, (17, 17), (5, 5), (2, 2));
+        let f4_5 = check(&Plan { h: &F4_5, w: &F4_5 }, &w5, 2, 32, None);
+        let f2_5 = check(&Plan { h: &F2_5, w: &F2_5 }, &w5, 2, 32, None);
+        eprintln!(
+            "F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}, F(2x2, 5x5) {f2_5:e}, F(4x4, 5x5) {f4_5:e}"
+        );
         assert!(
-            f2 < 1e-6 && f4 < 1e-5,
-            "F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}"
+            f2 < 1e-6 && f4 < 1e-5 && f2_5 < 1e-5 && f4_5 < 1e-5,
+            "F(2x2, 3x3) {f2:e}, F(4x4, 3x3) {f4:e}, F(2x2, 5x5) {f2_5:e}, F(4x4, 5x5) {f4_5:e}"
         );
     }
 
@@ -1193,10 +1234,16 @@ mod tests {
             None
         );
         assert_eq!(plan(&window(8, (17, 17), (1, 1), (0, 0))), None);
+        // 5×5: 4 outputs a tile from 16 positions on, else 2.
         assert_eq!(
             plan(&window(8, (35, 35), (5, 5), (2, 2))),
-            Some(Plan { h: &F2_5, w: &F2_5 })
+            Some(Plan { h: &F4_5, w: &F4_5 })
         );
+        assert_eq!(
+            plan(&window(8, (15, 16), (5, 5), (2, 2))),
+            Some(Plan { h: &F2_5, w: &F4_5 })
+        );
+        assert_eq!(plan(&window(8, (7, 7), (5, 5), (2, 2))), None);
         assert_eq!(
             plan(&window(8, (17, 17), (7, 1), (3, 0))),
             Some(Plan {
