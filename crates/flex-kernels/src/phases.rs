@@ -121,7 +121,7 @@ const MIN_CHANNELS_FEW_TILES: usize = 512;
 /// Fewest channels on either side of a layer split on a grid with 2 tiles a side when
 /// its batch has at least [`MIN_BATCH_TILES`] tiles: with the weights reordered in
 /// cache-sized runs, a DCGAN's 64 → 128 and 256 → 128 layers on grids of 8 ran 5–37%
-/// faster split at batch 32 and 64, and 20–115% slower at batch 16 (64 tiles), where
+/// faster split at batch 32 and 64, and 29–76% slower at batch 16 (64 tiles), where
 /// each tile point's product is too short (docs/performance.md, change 28).
 const MIN_CHANNELS_FEW_TILES_BATCH: usize = 64;
 
