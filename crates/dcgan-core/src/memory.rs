@@ -80,6 +80,11 @@
 //! | dcgan64 base 16 batch 1,024 | 614.4 MiB | 599.3 MiB | 1.03 |
 //! | seed128 base 16 batch 256 | 661.5 MiB | 693.1 MiB | 0.95 |
 //!
+//! Again on 2026-12-06, after docs/performance.md's change 28 (grids of 8 split at batch
+//! 32 and more, their transformed weights not counted either): dcgan64 base 32 batch 32
+//! 230.9 / 209.1 MiB (1.10), dcgan64 base 64 batch 64 977.6 / 922.2 MiB (1.06), seed128
+//! base 64 batch 64 3,272.1 / 3,672.7 MiB (0.89).
+//!
 //! (Every stabiliser: spectral norm on both networks, R1, DiffAugment with all three
 //! policies, the generator average, hinge loss.) The peak grows a little over a long run
 //! as the heap fragments (dcgan64 base 32 batch 32: 222.5 MiB after 3 steps, 233 MiB after
