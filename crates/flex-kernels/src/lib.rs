@@ -14,10 +14,10 @@
 //!   minimal filtering instead for their forward products, input gradients and weight
 //!   gradients: 1.75–4× fewer products. Stride-2 convolutions and transposed
 //!   convolutions with grids at least 16 wide (8 with 512 channels or more on each side,
-//!   or 64 and a batch of at least 128 Winograd tiles)
-//!   and 32 channels or more on each side take the same transforms as stride-1 `3×3`
-//!   convolutions over the map's four stacked phases ([`phases`]): a `5×5` stride-2 layer
-//!   in 9 multiply-adds per output and channel instead of 25. Convolutions with an image's
+//!   or 64 and a batch of at least 128 Winograd tiles) and 32 channels or more on each
+//!   side take the same transforms as stride-1 `3×3` convolutions over the map's four
+//!   stacked phases ([`phases`]): a `5×5` stride-2 layer in 9 multiply-adds per output
+//!   and channel instead of 25. Convolutions with an image's
 //!   few channels on the map side (a discriminator's first layer, a generator's last)
 //!   take [`direct`]'s kernels, which sum each output straight from its inputs without
 //!   window matrices (AVX-512 CPUs); so do those with 16 channels there (the next layer in

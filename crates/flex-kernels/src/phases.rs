@@ -18,9 +18,8 @@
 //! gradients of stride-2 convolutions and transposed convolutions (a DCGAN's every layer
 //! but the first and last), wherever Winograd has a plan for the phase convolution (a grid
 //! at least 16 wide, or 8 wide with at least 512 channels on each side, or with 64 and a
-//! batch of at least 128 tiles) and the layer has
-//! at least 32 channels on each side (with fewer, the transforms cost what the products
-//! save). Their weight gradients take Winograd's backward filter pass on the same stacked
+//! batch of at least 128 tiles) and the layer has at least 32 channels on each side (with
+//! fewer, the transforms cost what the products save). Their weight gradients take Winograd's backward filter pass on the same stacked
 //! phases ([`winograd`]'s `weight_gradient`), whose 36 tap sums are mapped back to the 25
 //! of the `5×5` kernel.
 //!

@@ -230,14 +230,16 @@ pub(crate) struct Plan {
     pub w: &'static Axis,
 }
 
-/// The axis transform for `r` taps, if there is one.
-fn axis(r: usize) -> Option<&'static Axis> {
+/// The axis transforms for `r` taps, the most outputs a tile first (empty if there is
+/// none): 5 taps take [`F4_5`]'s tiles of 4 where the map has enough of them, else
+/// [`F2_5`]'s tiles of 2.
+fn axes(r: usize) -> &'static [&'static Axis] {
     match r {
-        1 => Some(&ONE_TAP),
-        3 => Some(&F4_3),
-        5 => Some(&F2_5),
-        7 => Some(&F2_7),
-        _ => None,
+        1 => &[&ONE_TAP],
+        3 => &[&F4_3],
+        5 => &[&F4_5, &F2_5],
+        7 => &[&F2_7],
+        _ => &[],
     }
 }
 
@@ -246,8 +248,8 @@ fn axis(r: usize) -> Option<&'static Axis> {
 /// `1×1`), and at least [`MIN_TILES`] tiles along each transformed axis (16 positions for
 /// 3 taps, 8 for 5 and 7; 5 taps take [`F4_5`]'s tiles of 4 from 16 positions on, which
 /// took a third off seed128's stride-1 5×5 layer against [`F2_5`]'s tiles of 2:
-/// docs/performance.md, change 28). On the Inception's 8×8 maps the transforms cost more than the
-/// products they save (docs/performance.md, change 18).
+/// docs/performance.md, change 28). On the Inception's 8×8 maps the transforms cost more
+/// than the products they save (docs/performance.md, change 18).
 pub(crate) fn plan(w: &Window) -> Option<Plan> {
     is_enabled().then(|| shape_plan(w, MIN_TILES)).flatten()
 }
@@ -262,14 +264,18 @@ pub(crate) fn shape_plan(w: &Window, min_tiles: usize) -> Option<Plan> {
     if (w.sh, w.sw) != (1, 1) || (w.kh, w.kw) == (1, 1) {
         return None;
     }
-    let wide_enough = |a: &Axis, grid: usize| a.m == 1 || grid >= min_tiles * a.m;
-    // 5 taps: 4 outputs a tile where the map has the tiles, else 2.
-    let pick = |r: usize, grid: usize| match axis(r)? {
-        a if a == &F2_5 && wide_enough(&F4_5, grid) => Some(&F4_5),
-        a => Some(a),
+    // Along each axis, the transform with the most outputs a tile that the map has
+    // enough tiles for.
+    let pick = |r: usize, grid: usize| {
+        axes(r)
+            .iter()
+            .copied()
+            .find(|a| a.m == 1 || grid >= min_tiles * a.m)
     };
-    let (h, wd) = (pick(w.kh, w.hs)?, pick(w.kw, w.ws)?);
-    (wide_enough(h, w.hs) && wide_enough(wd, w.ws)).then_some(Plan { h, w: wd })
+    Some(Plan {
+        h: pick(w.kh, w.hs)?,
+        w: pick(w.kw, w.ws)?,
+    })
 }
 
 /// Floats of transformed tiles (input and product, all tile points) a group of tiles
